@@ -1,0 +1,334 @@
+"""Batched, on-device SimCLR augmentations with per-sample random parameters.
+
+The data set sits on the training device as uint8; each batch is augmented there in a handful
+of batched ops, with no per-image PIL work (airbench's approach). As in kornia, *sampling* is
+separate from *applying*: :func:`sample_view_params` draws every random number of a batch
+from one ``torch.Generator``, and :func:`apply_view` is a pure function of images and
+parameters. So "same seed, same views" and "samples get different parameters" are testable.
+
+Semantics follow torchvision's SimCLR pipeline (methods-spec §1.3): RandomResizedCrop (the
+same 10-try rejection sampler, then a central-crop fallback), horizontal flip, ColorJitter with
+probability p, RandomGrayscale, Gaussian blur with sigma ~ U(0.1, 2). Two documented
+departures, both for batching: crop, flip and resize are one bilinear ``grid_sample`` (no
+antialiasing when a crop is shrunk), and the four jitter ops run in one random order per batch
+rather than per image (as kornia's ColorJiggle does).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from trainables.config import AugmentConfig
+from trainables.datasets import DatasetInfo
+
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """An :class:`AugmentConfig` resolved against a data set and an output size."""
+
+    out_size: int
+    crop_scale: tuple[float, float]
+    crop_ratio: tuple[float, float]
+    flip_p: float
+    jitter: tuple[float, float, float, float]  # brightness, contrast, saturation, hue
+    jitter_p: float
+    grayscale_p: float
+    blur_p: float  # 0 when blur is off
+    blur_kernel: int
+    mean: tuple[float, ...] | None  # None: no normalisation
+
+    @classmethod
+    def resolve(
+        cls, config: AugmentConfig, info: DatasetInfo, out_size: int
+    ) -> AugmentSettings:
+        s = info.jitter_strength if config.jitter_strength is None else config.jitter_strength
+        blur = info.blur if config.blur is None else config.blur
+        return cls(
+            out_size=out_size,
+            crop_scale=config.crop_scale,
+            crop_ratio=config.crop_ratio,
+            flip_p=config.flip_p,
+            jitter=(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s),
+            jitter_p=config.jitter_p,
+            grayscale_p=config.grayscale_p,
+            blur_p=config.blur_p if blur else 0.0,
+            blur_kernel=blur_kernel_size(out_size),
+            mean=tuple(info.mean) if config.normalize else None,
+        )
+
+
+def blur_kernel_size(side: int) -> int:
+    """SimCLR's rule: the odd integer nearest 10 % of the side (23 at 224 px, 3 at 32 px)."""
+    k = int(round(0.1 * side))
+    return max(3, k if k % 2 == 1 else k + 1)
+
+
+@dataclass(frozen=True)
+class ViewParams:
+    """Every random draw for one view of a batch of B images."""
+
+    boxes: Tensor  # B×4 float: top, left, height, width in input pixels
+    flip: Tensor  # B bool
+    jitter_on: Tensor  # B bool
+    jitter_factors: Tensor  # B×4: brightness, contrast, saturation factors; hue shift
+    jitter_order: Tensor  # 4 long: one permutation of the ops for the batch
+    gray: Tensor  # B bool
+    blur_on: Tensor  # B bool
+    blur_sigma: Tensor  # B float
+
+
+def _uniform(gen: torch.Generator, n: int, low: float, high: float, device: torch.device) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen, device=device)
+
+
+def sample_crop_sizes(
+    gen: torch.Generator,
+    batch: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    device: torch.device,
+    tries: int = 10,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """RandomResizedCrop's size sampler for a batch: (h, w, found) with ``found`` False where
+    no try fitted (the caller falls back to a central crop)."""
+    area = height * width
+    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(batch, tries, generator=gen, device=device))
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
+        batch, tries, generator=gen, device=device
+    )
+    aspect = torch.exp(log_r)
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.argmax(ok.to(torch.uint8), dim=1)  # first fitting try (0 if none)
+    pick = first[:, None]
+    h_sel, w_sel = h.gather(1, pick)[:, 0], w.gather(1, pick)[:, 0]
+    found = ok.any(dim=1)
+    # torchvision's fallback: the central crop with the ratio clamped into range
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fb_w, fb_h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fb_h, fb_w = height, round(height * ratio[1])
+    else:
+        fb_w, fb_h = width, height
+    h_sel = torch.where(found, h_sel, torch.full_like(h_sel, fb_h))
+    w_sel = torch.where(found, w_sel, torch.full_like(w_sel, fb_w))
+    return h_sel, w_sel, found
+
+
+def sample_resized_crop(
+    gen: torch.Generator,
+    batch: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    device: torch.device,
+) -> Tensor:
+    """Boxes (top, left, h, w) of RandomResizedCrop: size by rejection, position uniform."""
+    h, w, found = sample_crop_sizes(gen, batch, height, width, scale, ratio, device)
+    u = torch.rand(batch, 2, generator=gen, device=device)
+    top = torch.floor(u[:, 0] * (height - h + 1))
+    left = torch.floor(u[:, 1] * (width - w + 1))
+    top = torch.where(found, top, torch.div(height - h, 2, rounding_mode="floor"))
+    left = torch.where(found, left, torch.div(width - w, 2, rounding_mode="floor"))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def sample_view_params(
+    gen: torch.Generator, batch: int, height: int, width: int, settings: AugmentSettings
+) -> ViewParams:
+    """Draw one view's parameters for ``batch`` images of ``height``×``width``."""
+    device = gen.device
+    boxes = sample_resized_crop(gen, batch, height, width, settings.crop_scale, settings.crop_ratio, device)
+    coins = torch.rand(batch, 4, generator=gen, device=device)
+    b, c, s, h = settings.jitter
+    factors = torch.stack(
+        [
+            _uniform(gen, batch, max(0.0, 1 - b), 1 + b, device),
+            _uniform(gen, batch, max(0.0, 1 - c), 1 + c, device),
+            _uniform(gen, batch, max(0.0, 1 - s), 1 + s, device),
+            _uniform(gen, batch, -h, h, device),
+        ],
+        dim=1,
+    )
+    order = torch.randperm(4, generator=gen, device=device)
+    sigma = _uniform(gen, batch, 0.1, 2.0, device)
+    return ViewParams(
+        boxes=boxes,
+        flip=coins[:, 0] < settings.flip_p,
+        jitter_on=coins[:, 1] < settings.jitter_p,
+        jitter_factors=factors,
+        jitter_order=order,
+        gray=coins[:, 2] < settings.grayscale_p,
+        blur_on=coins[:, 3] < settings.blur_p,
+        blur_sigma=sigma,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Applying
+
+
+def to_float_rgb(images: Tensor) -> Tensor:
+    """uint8 B×C×H×W (C = 1 or 3) to float in [0, 1] with three channels."""
+    x = (images.float() / 255.0) if images.dtype == torch.uint8 else images.float()
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def resized_crop(images: Tensor, boxes: Tensor, flip: Tensor, out_size: int) -> Tensor:
+    """Crop each box, flip where asked and resize to ``out_size`` in one ``grid_sample``."""
+    batch, _, height, width = images.shape
+    top, left, h, w = boxes.unbind(1)
+    sx = w / width
+    sy = h / height
+    cx = (2 * left + w) / width - 1
+    cy = (2 * top + h) / height - 1
+    theta = torch.zeros(batch, 2, 3, device=images.device, dtype=images.dtype)
+    theta[:, 0, 0] = torch.where(flip, -sx, sx)
+    theta[:, 0, 2] = cx
+    theta[:, 1, 1] = sy
+    theta[:, 1, 2] = cy
+    grid = F.affine_grid(theta, [batch, images.shape[1], out_size, out_size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def grayscale(x: Tensor) -> Tensor:
+    """ITU-R 601 luma, B×1×H×W."""
+    r, g, b = x.unbind(1)
+    return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
+
+
+def _blend(x: Tensor, other: Tensor, factor: Tensor) -> Tensor:
+    f = factor.view(-1, 1, 1, 1)
+    return (f * x + (1 - f) * other).clamp_(0, 1)
+
+
+def _rgb_to_hsv(x: Tensor) -> Tensor:
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(dim=1)
+    minc, _ = x.min(dim=1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, maxc], dim=1)
+
+
+def _hsv_to_rgb(x: Tensor) -> Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.long() % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = torch.stack(
+        [torch.stack(c, dim=1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))],
+        dim=1,
+    )  # B×6×3×H×W
+    index = i[:, None, None].expand(-1, 1, 3, -1, -1)
+    return table.gather(1, index).squeeze(1)
+
+
+def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
+    """Rotate hue by ``shift`` (B, in turns within [-0.5, 0.5]) as torchvision's adjust_hue."""
+    hsv = _rgb_to_hsv(x)
+    hue = (hsv[:, 0] + shift.view(-1, 1, 1)) % 1.0
+    return _hsv_to_rgb(torch.stack([hue, hsv[:, 1], hsv[:, 2]], dim=1))
+
+
+def color_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
+    """torchvision ColorJitter with per-sample factors and one op order for the batch."""
+    for op in order.tolist():
+        f = factors[:, op]
+        if op == 0:
+            x = (x * f.view(-1, 1, 1, 1)).clamp_(0, 1)
+        elif op == 1:
+            mean = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+            x = _blend(x, mean, f)
+        elif op == 2:
+            x = _blend(x, grayscale(x), f)
+        else:
+            x = adjust_hue(x, f)
+    return x
+
+
+def gaussian_blur(x: Tensor, sigma: Tensor, kernel: int) -> Tensor:
+    """Separable Gaussian blur with a per-sample sigma (reflect padding, as torchvision)."""
+    batch, channels, height, width = x.shape
+    radius = kernel // 2
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    weights = torch.exp(-0.5 * (offsets[None] / sigma[:, None]) ** 2)
+    weights = weights / weights.sum(dim=1, keepdim=True)  # B×k
+    w = weights.repeat_interleave(channels, dim=0)  # (B*C)×k
+    flat = x.reshape(1, batch * channels, height, width)
+    flat = F.pad(flat, (radius, radius, radius, radius), mode="reflect")
+    flat = F.conv2d(flat, w.view(-1, 1, kernel, 1), groups=batch * channels)
+    flat = F.conv2d(flat, w.view(-1, 1, 1, kernel), groups=batch * channels)
+    return flat.view(batch, channels, height, width)
+
+
+def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    m = torch.tensor(mean, device=x.device, dtype=x.dtype)
+    s = torch.tensor(std, device=x.device, dtype=x.dtype)
+    if m.numel() == 1:
+        m, s = m.expand(3), s.expand(3)
+    return (x - m.view(1, -1, 1, 1)) / s.view(1, -1, 1, 1)
+
+
+def apply_view(images: Tensor, params: ViewParams, settings: AugmentSettings, std: tuple[float, ...]) -> Tensor:
+    """Apply drawn parameters to uint8 ``images``; returns float B×3×S×S."""
+    x = resized_crop((images.float() / 255.0), params.boxes, params.flip, settings.out_size)
+    x = to_float_rgb(x)
+    if params.jitter_on.any():
+        jittered = color_jitter(x.clone(), params.jitter_factors, params.jitter_order)
+        x = torch.where(params.jitter_on.view(-1, 1, 1, 1), jittered, x)
+    x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand(-1, 3, -1, -1), x)
+    if settings.blur_p > 0 and params.blur_on.any():
+        blurred = gaussian_blur(x, params.blur_sigma, settings.blur_kernel)
+        x = torch.where(params.blur_on.view(-1, 1, 1, 1), blurred, x)
+    if settings.mean is not None:
+        x = normalize(x, settings.mean, std)
+    return x
+
+
+def evaluation_view(images: Tensor, out_size: int, mean: tuple[float, ...] | None, std: tuple[float, ...]) -> Tensor:
+    """The evaluation transform: resize the whole image to ``out_size`` (and normalise)."""
+    x = (images.float() / 255.0)
+    if x.shape[-1] != out_size or x.shape[-2] != out_size:
+        x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False, antialias=True)
+    x = to_float_rgb(x.clamp_(0, 1))
+    return normalize(x, mean, std) if mean is not None else x
+
+
+class ViewAugmenter:
+    """A data set's augmentation pipeline at a given output size."""
+
+    def __init__(self, config: AugmentConfig, info: DatasetInfo, out_size: int, channels: int) -> None:
+        self.settings = AugmentSettings.resolve(config, info, out_size)
+        self.std = tuple(info.std)
+        self.channels = channels
+
+    def sample(self, images: Tensor, generator: torch.Generator) -> ViewParams:
+        return sample_view_params(generator, images.shape[0], images.shape[-2], images.shape[-1], self.settings)
+
+    def apply(self, images: Tensor, params: ViewParams) -> Tensor:
+        return apply_view(images, params, self.settings, self.std)
+
+    def random_view(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        """One augmented view of uint8 ``images`` (B×C×H×W) as float B×3×S×S."""
+        return self.apply(images, self.sample(images, generator))
+
+    def evaluation(self, images: Tensor) -> Tensor:
+        return evaluation_view(images, self.settings.out_size, self.settings.mean, self.std)

@@ -1,0 +1,45 @@
+"""ResNet backbones from torchvision's definitions, randomly initialised, without the FC layer.
+
+Three stems (methods-spec §1.1): ``cifar`` (3x3 conv, stride 1, no max-pool) for 32-px
+images, as GCC and SCAN; ``stl`` (the same conv, then a 2x2 stride-2 max-pool) for 64-96 px;
+``imagenet`` (torchvision's 7x7 stride-2 conv and 3x3 max-pool), as CC at 224 px. The output
+is the global-average-pooled last stage: 512-d for ResNet-18/34, 2048-d for ResNet-50.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torchvision
+from torch import nn
+
+Depth = Literal["resnet18", "resnet34", "resnet50"]
+Stem = Literal["auto", "cifar", "stl", "imagenet"]
+
+FEATURE_DIM = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}
+
+
+def resolve_stem(stem: Stem, image_size: int) -> Literal["cifar", "stl", "imagenet"]:
+    """``auto`` picks by resolution: cifar up to 32 px, stl up to 96 px, imagenet above."""
+    if stem != "auto":
+        return stem
+    if image_size <= 32:
+        return "cifar"
+    if image_size <= 96:
+        return "stl"
+    return "imagenet"
+
+
+def resnet(depth: Depth, stem: Stem, image_size: int) -> nn.Module:
+    """A ResNet trunk mapping B×3×S×S images to B×D features; ``out_dim`` holds D."""
+    builder = getattr(torchvision.models, depth)
+    model = builder(weights=None)
+    chosen = resolve_stem(stem, image_size)
+    if chosen in ("cifar", "stl"):
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        model.maxpool = (
+            nn.Identity() if chosen == "cifar" else nn.MaxPool2d(kernel_size=2, stride=2, padding=1)
+        )
+    model.fc = nn.Identity()
+    model.out_dim = FEATURE_DIM[depth]  # type: ignore[assignment]
+    return model

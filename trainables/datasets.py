@@ -1,0 +1,429 @@
+"""Image data sets in their official on-disk formats, loaded whole as uint8 tensors.
+
+Every loader returns the images that are clustered (train and test jointly, the DAC/CC
+protocol of all five papers) as one ``N×C×H×W`` uint8 tensor, which the loop moves to the
+training device once (CIFAR-10 is 180 MB). Labels are returned beside the images, never inside
+them: :class:`ClusteringData` hands :class:`TrainImages` to the method and the labels to the
+evaluator. A missing data set fails with one message saying where it looked and how to get it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = lazy("torch")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: DAC's ImageNet subsets as distributed with CC (methods-spec §8.5).
+IMAGENET10_WNIDS = (
+    "n02056570 n02085936 n02128757 n02690373 n02692877 "
+    "n03095699 n04254680 n04285008 n04467665 n07747607"
+).split()
+IMAGENET_DOGS_WNIDS = (
+    "n02085936 n02086646 n02088238 n02091467 n02097130 n02099601 n02101388 n02101556 "
+    "n02102177 n02105056 n02105412 n02105855 n02107142 n02110958 n02112137"
+).split()
+
+#: CIFAR-100 fine label -> superclass (methods-spec §8.2); the fallback when a pickle lacks
+#: ``coarse_labels``.
+CIFAR100_SUPERCLASS_OF_FINE = np.zeros(100, dtype=np.int64)
+for _group, _fines in enumerate(
+    [
+        (4, 30, 55, 72, 95), (1, 32, 67, 73, 91), (54, 62, 70, 82, 92), (9, 10, 16, 28, 61),
+        (0, 51, 53, 57, 83), (22, 39, 40, 86, 87), (5, 20, 25, 84, 94), (6, 7, 14, 18, 24),
+        (3, 42, 43, 88, 97), (12, 17, 37, 68, 76), (23, 33, 49, 60, 71), (15, 19, 21, 31, 38),
+        (34, 63, 64, 66, 75), (26, 45, 77, 79, 99), (2, 11, 35, 46, 98), (27, 29, 44, 78, 93),
+        (36, 50, 65, 74, 80), (47, 52, 56, 59, 96), (8, 13, 48, 58, 90), (41, 69, 81, 85, 89),
+    ]
+):
+    CIFAR100_SUPERCLASS_OF_FINE[list(_fines)] = _group
+
+#: Where Debian's ``dataset-fashion-mnist`` package installs the IDX files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set is not on disk; the message says where we looked and how to get it."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a data set that methods and augmentations need."""
+
+    name: str
+    num_classes: int
+    native_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    jitter_strength: float
+    blur: bool
+
+
+@dataclass(frozen=True)
+class TrainImages:
+    """What a method may see: images (uint8 ``N×C×H×W``), optional extra unlabelled images."""
+
+    images: Tensor
+    info: DatasetInfo
+    unlabeled: Tensor | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def num_clusters(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def native_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    def to(self, device: torch.device) -> TrainImages:
+        unlabeled = None if self.unlabeled is None else self.unlabeled.to(device)
+        return replace(self, images=self.images.to(device), unlabeled=unlabeled)
+
+
+@dataclass(frozen=True)
+class ClusteringData:
+    """A loaded data set: the training images and, kept apart, the labels for evaluation."""
+
+    train: TrainImages
+    labels: Tensor
+
+
+# --------------------------------------------------------------------------------------------
+# Official-format readers
+
+
+def _require(path: Path, dataset: str, how: str) -> Path:
+    if not path.exists():
+        raise DatasetNotFoundError(f"data set {dataset!r} not found: looked for {path}. {how}")
+    return path
+
+
+def _unpickle(path: Path) -> dict[str, Any]:
+    with path.open("rb") as handle:
+        raw = pickle.load(handle, encoding="bytes")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in raw.items()}
+
+
+def _cifar_images(flat: np.ndarray) -> np.ndarray:
+    return np.asarray(flat, dtype=np.uint8).reshape(-1, 3, 32, 32)
+
+
+def _torchvision_download(dataset: str, root: Path) -> None:
+    import torchvision.datasets as tvd
+
+    classes = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}
+    if dataset == "fashion_mnist":
+        tvd.FashionMNIST(str(root), download=True)
+    elif dataset in classes:
+        classes[dataset](str(root), download=True)
+    else:
+        raise DatasetNotFoundError(f"data set {dataset!r} has no downloader; see README")
+
+
+def load_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    folder = _require(
+        root / "cifar-10-batches-py", "cifar10", "Use download: true, or unpack cifar-10-python.tar.gz there."
+    )
+    parts = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
+    parts.append(_unpickle(folder / "test_batch"))
+    images = np.concatenate([_cifar_images(p["data"]) for p in parts])
+    labels = np.concatenate([np.asarray(p["labels"], dtype=np.int64) for p in parts])
+    return images, labels
+
+
+def load_cifar100(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-100 on its 20 superclasses (``coarse_labels``; the fine->coarse table otherwise)."""
+    folder = _require(
+        root / "cifar-100-python", "cifar100", "Use download: true, or unpack cifar-100-python.tar.gz there."
+    )
+    images, labels = [], []
+    for split in ("train", "test"):
+        part = _unpickle(folder / split)
+        images.append(_cifar_images(part["data"]))
+        if "coarse_labels" in part:
+            labels.append(np.asarray(part["coarse_labels"], dtype=np.int64))
+        else:
+            labels.append(CIFAR100_SUPERCLASS_OF_FINE[np.asarray(part["fine_labels"])])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _stl_images(path: Path) -> np.ndarray:
+    raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 3, 96, 96)
+    return np.ascontiguousarray(raw.transpose(0, 1, 3, 2))  # stored column-major
+
+
+def load_stl10(root: Path, unlabeled: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    folder = _require(root / "stl10_binary", "stl10", "Use download: true, or unpack stl10_binary.tar.gz there.")
+    images = np.concatenate([_stl_images(folder / f"{s}_X.bin") for s in ("train", "test")])
+    labels = np.concatenate(
+        [np.fromfile(folder / f"{s}_y.bin", dtype=np.uint8).astype(np.int64) - 1 for s in ("train", "test")]
+    )
+    extra = _stl_images(_require(folder / "unlabeled_X.bin", "stl10", "")) if unlabeled else None
+    return images, labels, extra
+
+
+def _read_image(path: Path, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgb = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _load_folders(
+    dataset: str, folders: list[Path], size: int, cache: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode class folders once and keep a uint8 cache beside them (no decode per trial)."""
+    if cache.exists():
+        with np.load(cache) as stored:
+            return stored["images"], stored["labels"]
+    images, labels = [], []
+    for label, folder in enumerate(folders):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+        if not files:
+            raise DatasetNotFoundError(f"data set {dataset!r}: class folder {folder} has no images")
+        images.extend(_read_image(p, size) for p in files)
+        labels.extend([label] * len(files))
+    result = np.stack(images), np.asarray(labels, dtype=np.int64)
+    try:
+        np.savez(cache, images=result[0], labels=result[1])
+    except OSError:
+        pass  # read-only data root: decode again next time
+    return result
+
+
+def load_imagenet_subset(
+    root: Path, dataset: str, folder_name: str, wnids: list[str], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    base = _require(
+        root / folder_name,
+        dataset,
+        f"Place an ImageFolder of the ILSVRC-2012 train images there: {folder_name}/<wnid>/*.JPEG "
+        f"for the WNIDs {', '.join(wnids)}.",
+    )
+    missing = [w for w in wnids if not (base / w).is_dir()]
+    if missing:
+        raise DatasetNotFoundError(f"data set {dataset!r}: {base} lacks class folders {missing}")
+    return _load_folders(dataset, [base / w for w in wnids], size, base / f".ablate-cache-{size}.npz")
+
+
+def load_tiny_imagenet(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    base = _require(
+        root / "tiny-imagenet-200",
+        "tiny_imagenet",
+        "Unpack tiny-imagenet-200.zip there (train/<wnid>/images/*.JPEG and wnids.txt).",
+    )
+    wnids = (base / "wnids.txt").read_text().split()
+    folders = [base / "train" / w / "images" for w in wnids]
+    return _load_folders("tiny_imagenet", folders, 64, base / ".ablate-cache-64.npz")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener: Callable[..., Any] = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    _zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if dtype_code != 0x08:
+        raise ValueError(f"{path}: IDX type {dtype_code:#x} is not unsigned byte")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def fashion_mnist_folders(root: Path) -> list[Path]:
+    """Where Fashion-MNIST's IDX files may be: the data root (ours and torchvision's layout),
+    then Debian's ``dataset-fashion-mnist`` package."""
+    return [root / "fashion-mnist", root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
+
+
+def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")  # fmt: skip
+    for folder in fashion_mnist_folders(root):
+        found = []
+        for name in names:
+            candidates = [folder / name, folder / f"{name}.gz"]
+            found.append(next((c for c in candidates if c.exists()), None))
+        if all(found):
+            arrays = [_read_idx(p) for p in found if p is not None]
+            images = np.concatenate([arrays[0], arrays[2]])[:, None]
+            labels = np.concatenate([arrays[1], arrays[3]]).astype(np.int64)
+            return images, labels
+    looked = ", ".join(str(f) for f in fashion_mnist_folders(root))
+    raise DatasetNotFoundError(
+        f"data set 'fashion_mnist' not found: looked in {looked}. Install Debian's package "
+        "(apt-get install dataset-fashion-mnist) or use download: true."
+    )
+
+
+def load_digits(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1,797 real images), upscaled bilinearly to ``size``."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    small = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    big = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    images = (big.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return images, np.asarray(bunch.target, dtype=np.int64)
+
+
+def make_synthetic(n: int, classes: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable colour-and-texture classes for tests: class k has its own hue and stripe
+    orientation, with per-image phase, brightness and pixel noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    rng.shuffle(labels)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    hues = np.linspace(0, 1, classes, endpoint=False)
+    angles = np.linspace(0, np.pi, classes, endpoint=False)
+    images = np.empty((n, 3, size, size), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        direction = np.cos(angles[k]) * xx + np.sin(angles[k]) * yy
+        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * direction + rng.uniform(0, 2 * np.pi))
+        colour = 0.5 + 0.45 * np.cos(2 * np.pi * (hues[k] + np.array([0, 1 / 3, 2 / 3])))
+        pixel = colour[:, None, None] * (0.35 + 0.65 * stripes) * rng.uniform(0.8, 1.0)
+        pixel = pixel + rng.normal(0, 0.04, size=pixel.shape)
+        images[i] = (np.clip(pixel, 0, 1) * 255).round().astype(np.uint8)
+    return images, labels.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# The catalogue
+
+
+@dataclass(frozen=True)
+class _Entry:
+    info: DatasetInfo
+    options: frozenset[str]
+
+
+def _info(name: str, classes: int, size: int, channels: int = 3, *, s: float = 0.5,
+          blur: bool = False, mean: tuple[float, ...] = IMAGENET_MEAN,
+          std: tuple[float, ...] = IMAGENET_STD) -> DatasetInfo:  # fmt: skip
+    return DatasetInfo(name, classes, size, channels, mean, std, s, blur)
+
+
+#: Jitter strength and blur per data set follow CC's settings (methods-spec §1.3).
+CATALOGUE: dict[str, _Entry] = {
+    "cifar10": _Entry(
+        _info("cifar10", 10, 32, mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)),
+        frozenset(),
+    ),
+    "cifar100": _Entry(
+        _info("cifar100", 20, 32, mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761)),
+        frozenset(),
+    ),
+    "stl10": _Entry(_info("stl10", 10, 96, s=1.0), frozenset({"unlabeled"})),
+    "imagenet10": _Entry(_info("imagenet10", 10, 96, s=1.0, blur=True), frozenset({"size"})),
+    "imagenet_dogs": _Entry(_info("imagenet_dogs", 15, 96, s=1.0, blur=True), frozenset({"size"})),
+    "tiny_imagenet": _Entry(_info("tiny_imagenet", 200, 64), frozenset()),
+    "fashion_mnist": _Entry(
+        _info("fashion_mnist", 10, 28, 1, mean=(0.2860,), std=(0.3530,)), frozenset()
+    ),
+    "digits": _Entry(_info("digits", 10, 32, 1, mean=(0.3,), std=(0.4,)), frozenset({"size"})),
+    "synthetic": _Entry(
+        _info("synthetic", 4, 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        frozenset({"n", "classes", "size", "seed"}),
+    ),
+}
+
+
+def dataset_names() -> list[str]:
+    return list(CATALOGUE)
+
+
+def default_data_root() -> Path:
+    """``$ABLATE_DATA`` if set, else ``./data``."""
+    return Path(os.environ.get("ABLATE_DATA", "data"))
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    download: bool = False,
+    options: dict[str, Any] | None = None,
+) -> ClusteringData:
+    """Load data set ``name`` from ``root`` in its official format.
+
+    ``options`` are per-data-set: ``stl10: {unlabeled}``, ``imagenet10/imagenet_dogs/digits:
+    {size}``, ``synthetic: {n, classes, size, seed}``.
+    """
+    if name not in CATALOGUE:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(CATALOGUE)}")
+    entry = CATALOGUE[name]
+    opts = dict(options or {})
+    unknown = set(opts) - entry.options
+    if unknown:
+        allowed = ", ".join(sorted(entry.options)) or "none"
+        raise KeyError(f"data set {name!r} has no option(s) {sorted(unknown)}; allowed: {allowed}")
+    base = Path(root) if root is not None else default_data_root()
+    info = entry.info
+    extra: np.ndarray | None = None
+
+    def read() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal extra
+        if name == "cifar10":
+            return load_cifar10(base)
+        if name == "cifar100":
+            return load_cifar100(base)
+        if name == "stl10":
+            images, labels, extra = load_stl10(base, bool(opts.get("unlabeled", False)))
+            return images, labels
+        if name in ("imagenet10", "imagenet_dogs"):
+            folder, wnids = (
+                ("imagenet10", IMAGENET10_WNIDS) if name == "imagenet10" else ("imagenet_dogs", IMAGENET_DOGS_WNIDS)
+            )
+            return load_imagenet_subset(base, name, folder, wnids, int(opts.get("size", 96)))
+        if name == "tiny_imagenet":
+            return load_tiny_imagenet(base)
+        if name == "fashion_mnist":
+            return load_fashion_mnist(base)
+        if name == "digits":
+            return load_digits(int(opts.get("size", 32)))
+        return make_synthetic(
+            int(opts.get("n", 512)), int(opts.get("classes", 4)), int(opts.get("size", 32)),
+            int(opts.get("seed", 0)),
+        )  # fmt: skip
+
+    try:
+        images, labels = read()
+    except DatasetNotFoundError:
+        if not download:
+            raise
+        _torchvision_download(name, base)
+        images, labels = read()
+    if name == "synthetic":
+        info = replace(info, num_classes=int(opts.get("classes", 4)))
+    info = replace(info, native_size=int(images.shape[-1]))
+    train = TrainImages(
+        images=torch.from_numpy(np.ascontiguousarray(images)),
+        info=info,
+        unlabeled=None if extra is None else torch.from_numpy(extra),
+    )
+    return ClusteringData(train=train, labels=torch.from_numpy(labels))

@@ -1,0 +1,62 @@
+"""Projection and cluster heads, and the dense graph convolution later methods reuse."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ProjectionHead(nn.Module):
+    """Instance projector g_I: ``Linear(d, h) -> ReLU -> Linear(h, out)``, L2-normalised.
+
+    CC's and GCC's head (methods-spec §1.2): no batch norm, output 128.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.normalize(self.net(h), dim=1)
+
+
+class ClusterHead(nn.Module):
+    """CC's cluster projector g_C: ``Linear(d, h) -> ReLU -> Linear(h, C) -> softmax``.
+
+    "The cluster-level contrastive head ... maps the features into a C-dimensional space,
+    where the i-th element can be regarded as its probability of belonging to the i-th
+    cluster" (CC, Li et al. 2021).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, num_clusters: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_clusters))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.net(h).softmax(dim=1)
+
+
+class LinearClusterHead(nn.Module):
+    """SCAN/GCC's cluster head: one ``Linear(d, C)``; returns logits (softmax in the loss)."""
+
+    def __init__(self, in_dim: int, num_clusters: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, num_clusters)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.linear(h)
+
+
+class GraphConvolution(nn.Module):
+    """One dense graph-convolution layer, ``A · X · W`` (Kipf & Welling 2017, Eq. 2).
+
+    The adjacency ``A`` (n×n) is passed in already normalised or attention-weighted, so the
+    same layer serves GCN projectors (GHDCC) and attention-weighted aggregation (GACL Eq. 12).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, bias: bool = True) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim, bias=bias)
+
+    def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
+        return adjacency @ self.linear(x)  # (n×n)·(n×out)

@@ -1,0 +1,270 @@
+"""The one shared epoch loop: device placement, mixed precision, the optimiser and schedule,
+evaluation every ``eval_every`` epochs, metric callbacks, checkpoint save and restore.
+
+Methods provide only views and loss terms (:mod:`trainables.method`). The loop keeps the
+labels: it hands the method a :class:`~trainables.datasets.TrainImages` and scores the
+method's assignments with an :class:`Evaluator` that the method never sees.
+
+A checkpoint holds everything a method carries between steps - network, optimiser,
+scheduler, the method's extra state (banks, queues), every random generator and the epoch -
+and restoring it is all-or-nothing: a missing or unexpected key is an error that lists it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from trainables.datasets import ClusteringData
+from trainables.method import Method, StepOutput, Views
+from trainables.metrics import clustering_scores, kmeans_assign
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the epoch, step and terms."""
+
+
+class CheckpointMismatchError(KeyError):
+    """A checkpoint does not hold exactly the state this run declares."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Run settings that are not method hyperparameters."""
+
+    seed: int = 0
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, off on CPU
+    eval_every: int = 1  # epochs between evaluations; the last epoch is always evaluated
+    eval_batch_size: int = 512
+    steps_per_epoch: int | None = None  # cap (proxy runs, tests); None: a full pass
+    channels_last: bool = True  # on CUDA only
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What one epoch produced: mean loss terms, throughput and, when evaluated, ACC/NMI/ARI."""
+
+    epoch: int  # epochs completed (1-based)
+    metrics: dict[str, float]
+    evaluated: bool
+    assignments: np.ndarray | None = field(default=None, repr=False)
+
+
+class Evaluator:
+    """Holds the labels and scores assignments; the only place labels are read."""
+
+    def __init__(self, labels: torch.Tensor, num_clusters: int) -> None:
+        self.labels = labels.cpu().numpy()
+        self.num_clusters = num_clusters
+
+    def score(self, assignments: np.ndarray) -> dict[str, float]:
+        return clustering_scores(assignments, self.labels, self.num_clusters)
+
+
+def _lr_factor(schedule: str, epoch: int, epochs: int, min_factor: float) -> float:
+    if schedule == "constant":
+        return 1.0
+    progress = min(epoch / max(epochs, 1), 1.0)
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class Trainer:
+    """Trains one method on one data set; every random draw comes from generators it owns."""
+
+    def __init__(self, method_class: type[Method[Any]], config: Any, data: ClusteringData,
+                 settings: LoopSettings | None = None) -> None:  # fmt: skip
+        self.settings = settings or LoopSettings()
+        self.device = self.settings.torch_device()
+        torch.manual_seed(self.settings.seed)  # network initialisation
+        self.data = data.train.to(self.device)
+        self.evaluator = Evaluator(data.labels, data.train.num_clusters)
+        self.method = method_class(config, self.data)
+        self.method.to(self.device)
+        self.config = config
+        self.use_amp = self.device.type == "cuda" and self.settings.amp != "off"
+        self.channels_last = self.device.type == "cuda" and self.settings.channels_last
+        if self.channels_last:
+            self.method.network.to(memory_format=torch.channels_last)
+        self.shuffle_gen = torch.Generator().manual_seed(self.settings.seed)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(self.settings.seed + 1)
+        self.optimizer = self._build_optimizer()
+        optim = config.optim
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda e: _lr_factor(optim.schedule, e, config.epochs, optim.min_lr_factor),
+        )
+        self.epoch = 0
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        optim = self.config.optim
+        params = [p for p in self.method.network.parameters() if p.requires_grad]
+        if optim.name == "adam":
+            return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+
+    # -- training ---------------------------------------------------------------------------
+    def _batches(self, n: int) -> list[torch.Tensor]:
+        batch = min(self.config.batch_size, n)
+        order = torch.randperm(n, generator=self.shuffle_gen)
+        steps = n // batch
+        if self.settings.steps_per_epoch is not None:
+            steps = min(steps, self.settings.steps_per_epoch)
+        return [order[i * batch : (i + 1) * batch] for i in range(steps)]
+
+    def _step(self, images: torch.Tensor, index: torch.Tensor, source: str) -> StepOutput:
+        views = self.method.make_views(images, self.aug_gen)
+        if self.channels_last:
+            views = tuple(v.contiguous(memory_format=torch.channels_last) for v in views)
+        batch = Views(views=views, index=index.to(self.device), source=source)  # type: ignore[arg-type]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            out = self.method.training_step(batch)
+        if not torch.isfinite(out.loss):
+            terms = {k: float(v) for k, v in out.terms.items()}
+            raise NonFiniteLossError(
+                f"loss is {float(out.loss)} at epoch {self.epoch + 1} ({source} pass); terms: {terms}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        return out
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass (plus the unlabelled pass first, if the data set has one)."""
+        self.method.network.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        images_seen = 0
+        start = time.perf_counter()
+        pools = [("main", self.data.images)]
+        if self.data.unlabeled is not None and self.method.uses_unlabeled:
+            pools.insert(0, ("unlabeled", self.data.unlabeled))
+        for source, pool in pools:
+            for index in self._batches(pool.shape[0]):
+                out = self._step(pool[index.to(pool.device)], index, source)
+                steps += 1
+                images_seen += index.shape[0]
+                sums["loss"] = sums.get("loss", 0.0) + float(out.loss.detach())
+                for name, value in out.terms.items():
+                    sums[f"loss_{name}"] = sums.get(f"loss_{name}", 0.0) + float(value.detach())
+        self.method.on_epoch_end(self.epoch)
+        self.scheduler.step()
+        self.epoch += 1
+        elapsed = time.perf_counter() - start
+        metrics = {k: v / max(steps, 1) for k, v in sums.items()}
+        metrics.update(epoch_time_s=elapsed, images_per_s=images_seen / max(elapsed, 1e-9),
+                       lr=float(self.optimizer.param_groups[0]["lr"]))  # fmt: skip
+        return metrics
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def assign(self) -> np.ndarray:
+        """Cluster every training image by the method's rule, on the evaluation transform."""
+        self.method.network.eval()
+        features, probs = [], []
+        images = self.data.images
+        for start in range(0, images.shape[0], self.settings.eval_batch_size):
+            x = self.method.augmenter.evaluation(images[start : start + self.settings.eval_batch_size])
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+                emb = self.method.embed(x)
+            if self.method.assignment == "argmax":
+                if emb.cluster_probs is None:
+                    raise RuntimeError(f"{self.method.name}: argmax assignment needs cluster_probs")
+                probs.append(emb.cluster_probs.float().argmax(dim=1).cpu())
+            else:
+                features.append(emb.features.float().cpu())
+        self.method.network.train()
+        if self.method.assignment == "argmax":
+            return torch.cat(probs).numpy()
+        return kmeans_assign(torch.cat(features).numpy(), self.method.num_clusters, seed=self.settings.seed)
+
+    def evaluate(self) -> tuple[dict[str, float], np.ndarray]:
+        assignments = self.assign()
+        scores = self.evaluator.score(assignments)
+        sizes = np.bincount(assignments, minlength=self.method.num_clusters) / assignments.shape[0]
+        nonzero = sizes[sizes > 0]
+        scores["cluster_entropy"] = float(-(nonzero * np.log(nonzero)).sum())  # label-free
+        return scores, assignments
+
+    def fit(self, on_epoch: Callable[[EpochReport, Trainer], None] | None = None) -> EpochReport:
+        """Train from the current epoch to ``config.epochs``; call ``on_epoch`` after each."""
+        report = EpochReport(self.epoch, {}, evaluated=False)
+        while self.epoch < self.config.epochs:
+            metrics = self.train_epoch()
+            last = self.epoch == self.config.epochs
+            assignments = None
+            if last or self.epoch % self.settings.eval_every == 0:
+                scores, assignments = self.evaluate()
+                metrics.update(scores)
+            report = EpochReport(self.epoch, metrics, assignments is not None, assignments)
+            if on_epoch is not None:
+                on_epoch(report, self)
+        return report
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "shuffle": self.shuffle_gen.get_state(),
+            "augment": self.aug_gen.get_state(),
+        }
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "method": self.method.name,
+            "epoch": self.epoch,
+            "network": self.method.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "method_state": self.method.extra_state(),
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        expected = {"format", "method", "epoch", "network", "optimizer", "scheduler", "method_state", "rng"}
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise CheckpointMismatchError(f"checkpoint keys: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        if state["method"] != self.method.name:
+            raise CheckpointMismatchError(f"checkpoint is of method {state['method']!r}, not {self.method.name!r}")
+        result = self.method.network.load_state_dict(state["network"], strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise CheckpointMismatchError(
+                f"network state: missing {result.missing_keys}, unexpected {result.unexpected_keys}"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_extra_state(state["method_state"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.shuffle_gen.set_state(rng["shuffle"])
+        self.aug_gen.set_state(rng["augment"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.epoch = int(state["epoch"])
+
+    def save(self, path: str | Path) -> Path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict(), target)
+        return target
+
+    def restore(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(Path(path), map_location=self.device, weights_only=False))

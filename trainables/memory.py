@@ -1,0 +1,103 @@
+"""State that methods carry between steps: a per-sample moving-average bank and a FIFO queue.
+
+Both are updated by an explicit call in a method's step, after every loss term was computed
+(lightly's memory-bank bugs came from state changed inside a loss). Both expose
+``state_dict``/``load_state_dict`` so a resumed run restores them exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class MovingAverageBank:
+    """Per-sample exponential moving average of features, indexed by data-set index.
+
+    ``x̄ ← normalize(α·normalize(x) + (1−α)·x̄)`` (GCC §3.3.1; GACL Eq. 3 in its recursive
+    form). A sample's first feature initialises its entry, so no sample is smoothed towards
+    zeros.
+    """
+
+    def __init__(self, size: int, dim: int, alpha: float, device: torch.device | str = "cpu") -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1]; got {alpha}")
+        self.alpha = alpha
+        self.features = torch.zeros(size, dim, device=device)
+        self.seen = torch.zeros(size, dtype=torch.bool, device=device)
+
+    @torch.no_grad()
+    def update(self, index: Tensor, features: Tensor) -> Tensor:
+        """Fold ``features`` (B×d) into the entries ``index``; returns the smoothed rows."""
+        fresh = F.normalize(features.detach().float(), dim=1)
+        old = self.features[index]
+        mixed = F.normalize(self.alpha * fresh + (1 - self.alpha) * old, dim=1)
+        smoothed = torch.where(self.seen[index, None], mixed, fresh)
+        self.features[index] = smoothed
+        self.seen[index] = True
+        return smoothed
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"features": self.features, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.features.copy_(state["features"])
+        self.seen.copy_(state["seen"])
+
+    def to(self, device: torch.device) -> MovingAverageBank:
+        self.features, self.seen = self.features.to(device), self.seen.to(device)
+        return self
+
+
+class FIFOQueue:
+    """A ring buffer of the last ``size`` feature rows (a support set, NNCLR/CCES).
+
+    Initialised with L2-normalised N(0, 1) rows, as lightly's memory bank. Query before you
+    push, so a batch never finds its own current features.
+    """
+
+    def __init__(self, size: int, dim: int, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> None:  # fmt: skip
+        self.bank = F.normalize(torch.randn(size, dim, generator=generator), dim=1).to(device)
+        self.pointer = torch.zeros((), dtype=torch.long, device=device)
+
+    @property
+    def size(self) -> int:
+        return int(self.bank.shape[0])
+
+    @torch.no_grad()
+    def push(self, rows: Tensor) -> None:
+        """Enqueue ``rows`` (B×d), overwriting the oldest entries."""
+        rows = rows.detach().to(self.bank.dtype)
+        n = rows.shape[0]
+        if n >= self.size:
+            self.bank.copy_(rows[-self.size :])
+            self.pointer.zero_()
+            return
+        slots = (self.pointer + torch.arange(n, device=self.bank.device)) % self.size
+        self.bank[slots] = rows
+        self.pointer.copy_((self.pointer + n) % self.size)
+
+    def nearest(self, queries: Tensor, metric: str = "l2") -> Tensor:
+        """The stored row nearest to each query (B×d): by Euclidean distance or cosine."""
+        q = queries.detach().to(self.bank.dtype)
+        if metric == "l2":
+            # ‖q−s‖² = ‖q‖² − 2 q·s + ‖s‖²; ‖q‖² is constant per row
+            score = 2 * q @ self.bank.T - (self.bank**2).sum(dim=1)[None]
+        elif metric == "cosine":
+            score = F.normalize(q, dim=1) @ F.normalize(self.bank, dim=1).T
+        else:
+            raise ValueError(f"metric must be 'l2' or 'cosine'; got {metric!r}")
+        return self.bank[score.argmax(dim=1)]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"bank": self.bank, "pointer": self.pointer}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.bank.copy_(state["bank"])
+        self.pointer.copy_(state["pointer"])
+
+    def to(self, device: torch.device) -> FIFOQueue:
+        self.bank, self.pointer = self.bank.to(device), self.pointer.to(device)
+        return self

@@ -1,0 +1,135 @@
+"""The narrow interface between a method and the shared loop.
+
+A method builds its network from its config, turns a batch of raw images into views, and
+computes its loss terms in ``training_step``. Everything else - device placement, mixed
+precision, the optimiser step, evaluation cadence, checkpoints, metric reporting - belongs to
+:mod:`trainables.loop`. Labels never appear here: a :class:`Views` carries images and sample
+indices only, and the evaluator that owns the labels lives in the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
+
+from trainables.config import MethodConfig
+from trainables.lazy import lazy
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from trainables import augment, backbones
+    from trainables.datasets import TrainImages
+else:
+    torch = lazy("torch")
+    augment = lazy("trainables.augment")
+    backbones = lazy("trainables.backbones")
+
+ConfigT = TypeVar("ConfigT", bound=MethodConfig)
+
+
+@dataclass(frozen=True)
+class Views:
+    """What a training step sees: augmented views of a batch, and the batch's sample indices.
+
+    ``source`` says which image pool the batch came from: ``"main"`` (the images that are
+    clustered) or ``"unlabeled"`` (extra training images such as STL-10's 100k split, which
+    feed only the instance-level terms under CC's protocol).
+    """
+
+    views: tuple[Tensor, ...]
+    index: Tensor
+    source: Literal["main", "unlabeled"] = "main"
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """The total loss and each enabled term separately (a disabled term is absent)."""
+
+    loss: Tensor
+    terms: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """Evaluation-time outputs for a batch: features and, if the method has one, cluster probs."""
+
+    features: Tensor
+    cluster_probs: Tensor | None = None
+
+
+class Method(Generic[ConfigT]):
+    """Base of every method: holds the config, the network and the view pipeline.
+
+    Subclasses set ``config_class``, build ``self.network`` (an ``nn.ModuleDict``) in
+    ``__init__`` and implement :meth:`training_step`. Optional hooks: :meth:`on_epoch_end`,
+    :meth:`extra_state` / :meth:`load_extra_state` for state carried between steps (memory
+    banks, queues), :meth:`make_views` for method-specific augmentation.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    #: Network modules each loss term uses (keys: the config's loss switches). The contract
+    #: tests check that exactly the modules of enabled terms receive gradients.
+    term_modules: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def __init__(self, config: ConfigT, data: TrainImages) -> None:
+        self.config = config
+        self.num_clusters = data.num_clusters
+        self.num_samples = data.num_samples
+        self.image_size = config.image_size or data.native_size
+        self.augmenter = augment.ViewAugmenter(
+            config.aug, data.info, self.image_size, channels=data.channels
+        )
+        self.network: nn.ModuleDict = torch.nn.ModuleDict()
+
+    @property
+    def assignment(self) -> Literal["argmax", "kmeans"]:
+        """How the final clustering is read out: cluster-head argmax or k-means on features."""
+        return "argmax"
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether extra unlabelled images (STL-10's 100k) feed a pass of their own."""
+        return False
+
+    # -- building ---------------------------------------------------------------------------
+    def backbone(self) -> nn.Module:
+        """The ResNet this config asks for, with the stem its resolution calls for."""
+        return backbones.resnet(self.config.backbone, self.config.stem, self.image_size)
+
+    # -- training ---------------------------------------------------------------------------
+    def make_views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, ...]:
+        """Two independent augmentations of uint8 ``images`` (B×C×H×W), as SimCLR and CC."""
+        return (
+            self.augmenter.random_view(images, generator),
+            self.augmenter.random_view(images, generator),
+        )
+
+    def training_step(self, batch: Views) -> StepOutput:
+        """Compute every enabled loss term for one batch; update method state last."""
+        raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Epoch-level state updates (graph rebuilds, bank refreshes). Default: nothing."""
+
+    # -- evaluation -------------------------------------------------------------------------
+    def embed(self, images: Tensor) -> Embedding:
+        """Features (and cluster probabilities) of evaluation-transformed float images."""
+        raise NotImplementedError
+
+    # -- state ------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Tensors a resumed run needs besides the network (banks, queues, pointers)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`extra_state`; must fail loudly on missing keys."""
+        if state:
+            raise KeyError(f"{type(self).__name__} carries no extra state; got {sorted(state)}")
+
+    def to(self, device: torch.device) -> Method[ConfigT]:
+        """Move the network and every extra-state tensor to ``device``."""
+        self.network.to(device)
+        return self

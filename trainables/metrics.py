@@ -1,0 +1,68 @@
+"""Clustering metrics (methods-spec §7) and cluster assignment rules.
+
+ACC matches clusters to classes one-to-one with the Hungarian algorithm on a fixed-shape
+contingency table, so empty clusters and more clusters than classes are handled (the
+unmatched clusters count as errors). NMI (arithmetic mean) and ARI come from scikit-learn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+
+def contingency(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None,
+                num_classes: int | None = None) -> np.ndarray:  # fmt: skip
+    """``W[k, l] = #{i : pred_i = k, label_i = l}`` with zero rows for empty clusters."""
+    k = int(pred.max()) + 1 if num_clusters is None else num_clusters
+    c = int(labels.max()) + 1 if num_classes is None else num_classes
+    table = np.zeros((k, c), dtype=np.int64)
+    np.add.at(table, (pred, labels), 1)
+    return table
+
+
+def cluster_accuracy(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None) -> float:
+    """Best one-to-one cluster→class accuracy (Hungarian; rectangular tables allowed)."""
+    pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    table = contingency(pred, labels, num_clusters)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / labels.shape[0])
+
+
+def nmi(pred: np.ndarray, labels: np.ndarray) -> float:
+    return float(normalized_mutual_info_score(labels, pred, average_method="arithmetic"))
+
+
+def ari(pred: np.ndarray, labels: np.ndarray) -> float:
+    return float(adjusted_rand_score(labels, pred))
+
+
+def clustering_scores(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None) -> dict[str, float]:
+    """ACC, NMI and ARI of one assignment."""
+    return {
+        "acc": cluster_accuracy(pred, labels, num_clusters),
+        "nmi": nmi(pred, labels),
+        "ari": ari(pred, labels),
+    }
+
+
+def neighbour_label_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
+    """Share of the first ``k`` neighbours that carry their anchor's label (GCC Fig. 3).
+    A diagnostic only: it reads labels, so it never feeds training."""
+    nb = np.asarray(neighbours)[:, : (k or neighbours.shape[1])]
+    return float((labels[nb] == labels[:, None]).mean())
+
+
+def kmeans_assign(features: np.ndarray, num_clusters: int, seed: int = 0, n_init: int = 10,
+                  iterations: int = 50) -> np.ndarray:  # fmt: skip
+    """k-means (faiss) on L2-normalised features; the best of ``n_init`` restarts."""
+    import faiss
+
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
+    km = faiss.Kmeans(x.shape[1], num_clusters, niter=iterations, nredo=n_init, seed=seed,
+                      spherical=False, verbose=False, min_points_per_centroid=1)  # fmt: skip
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    return assign[:, 0].astype(np.int64)
