@@ -10,7 +10,8 @@ Semantics follow torchvision's SimCLR pipeline (methods-spec §1.3): RandomResiz
 same 10-try rejection sampler, then a central-crop fallback), horizontal flip, ColorJitter with
 probability p, RandomGrayscale, Gaussian blur with sigma ~ U(0.1, 2). Two documented
 departures, both for batching: crop, flip and resize are one bilinear ``grid_sample`` (no
-antialiasing when a crop is shrunk), and the four jitter ops run in one random order per batch
+antialiasing when a crop is shrunk; output pixels at a crop's edge may blend in the adjacent
+pixel outside it, where torchvision clamps), and the four jitter ops run in one random order per batch
 rather than per image (as kornia's ColorJiggle does).
 """
 
@@ -26,7 +27,7 @@ from torch import Tensor
 from trainables.config import AugmentConfig
 from trainables.datasets import DatasetInfo
 
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,7 @@ class AugmentSettings:
 
 def blur_kernel_size(side: int) -> int:
     """SimCLR's rule: the odd integer nearest 10 % of the side (23 at 224 px, 3 at 32 px)."""
-    k = int(round(0.1 * side))
-    return max(3, k if k % 2 == 1 else k + 1)
+    return max(3, 2 * round((0.1 * side - 1) / 2) + 1)
 
 
 @dataclass(frozen=True)

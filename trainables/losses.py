@@ -14,6 +14,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _upcast(x: Tensor) -> Tensor:
+    """Half-precision inputs (bf16 autocast) to float32; float32/64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def contrastive_with_positives(
     z: Tensor, positives: Tensor, temperature: float, form: str = "sum_in_log"
 ) -> Tensor:
@@ -31,7 +36,7 @@ def contrastive_with_positives(
     """
     n = z.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = (z @ z.T).float() / temperature
+    logits = _upcast(z @ z.T) / temperature
     logits = logits.masked_fill(eye, float("-inf"))
     pos = positives & ~eye
     anchors = pos.any(dim=1)
@@ -68,7 +73,7 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, positives: Tensor | No
 def cluster_contrastive(p_a: Tensor, p_b: Tensor, temperature: float) -> Tensor:
     """CC's cluster-level contrast (L3 without the entropy): NT-Xent over the 2C
     L2-normalised assignment *columns* of ``p_a``, ``p_b`` (B×C softmax outputs; CC Eq. 6-7)."""
-    return nt_xent(F.normalize(p_a.T.float(), dim=1), F.normalize(p_b.T.float(), dim=1), temperature)
+    return nt_xent(F.normalize(_upcast(p_a.T), dim=1), F.normalize(_upcast(p_b.T), dim=1), temperature)
 
 
 def entropy_gap(p: Tensor) -> Tensor:
@@ -78,20 +83,20 @@ def entropy_gap(p: Tensor) -> Tensor:
     ``log C`` makes the term non-negative (zero at uniform sizes) without changing gradients.
     SCAN's entropy and GCC's CR term (GCC Eq. 10) are the same quantity.
     """
-    q = p.float().sum(dim=0)
+    q = _upcast(p).sum(dim=0)
     q = q / q.sum()
     return math.log(p.shape[1]) + (q * torch.log(q.clamp_min(1e-12))).sum()
 
 
 def pair_consistency(p: Tensor, q: Tensor) -> Tensor:
     """SCAN's consistency term (L4): ``−(1/n) Σ_i log ⟨p_i, q_i⟩``, clamped at 1e-8."""
-    dot = (p.float() * q.float()).sum(dim=1)
+    dot = (_upcast(p) * _upcast(q)).sum(dim=1)
     return -torch.log(dot.clamp_min(1e-8)).mean()
 
 
 def cross_view_nce(q: Tensor, p: Tensor, temperature: float) -> Tensor:
     """Cross-view InfoNCE (L2; GACL Eq. 1): row i of ``p`` is the positive of row i of ``q``;
     negatives come only from the other side (B−1 each way); the two directions are summed."""
-    logits = (F.normalize(q.float(), dim=1) @ F.normalize(p.float(), dim=1).T) / temperature
+    logits = (F.normalize(_upcast(q), dim=1) @ F.normalize(_upcast(p), dim=1).T) / temperature
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)

@@ -1,0 +1,135 @@
+"""Batched augmentations: shapes, ranges, per-sample randomness, determinism, and each op
+against torchvision's single-image functional op with the same parameter."""
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from trainables import augment
+from trainables.config import AugmentConfig
+from trainables.datasets import CATALOGUE
+
+
+def _images(b=8, c=3, h=32, w=32, seed=0):
+    return torch.randint(0, 256, (b, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+
+
+def _augmenter(size=24, dataset="cifar10", **aug):
+    info = CATALOGUE[dataset].info
+    return augment.ViewAugmenter(AugmentConfig(**aug), info, size, channels=info.channels)
+
+
+def test_view_shape_range_and_dtype():
+    view = _augmenter(blur=True).random_view(_images(), torch.Generator().manual_seed(0))
+    assert view.shape == (8, 3, 24, 24) and view.dtype == torch.float32
+    assert view.min() >= 0 and view.max() <= 1
+
+
+def test_grayscale_images_become_three_channels():
+    aug = _augmenter(dataset="fashion_mnist")
+    view = aug.random_view(_images(c=1, h=28, w=28), torch.Generator().manual_seed(0))
+    assert view.shape == (8, 3, 24, 24)
+    assert aug.evaluation(_images(c=1, h=28, w=28)).shape == (8, 3, 24, 24)
+
+
+def test_same_seed_same_views_and_different_seed_different_views():
+    aug, imgs = _augmenter(blur=True), _images()
+    a = aug.random_view(imgs, torch.Generator().manual_seed(3))
+    b = aug.random_view(imgs, torch.Generator().manual_seed(3))
+    c = aug.random_view(imgs, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_parameters_differ_per_sample():
+    aug = _augmenter()
+    p = aug.sample(_images(b=64), torch.Generator().manual_seed(0))
+    assert len({tuple(r) for r in p.boxes.tolist()}) > 50
+    assert 0 < p.flip.sum() < 64 and 0 < p.gray.sum() < 64 and 0 < p.jitter_on.sum() < 64
+    assert p.jitter_factors[:, 0].unique().numel() == 64
+
+
+def test_crop_boxes_inside_image_with_scale_and_ratio_in_range():
+    g = torch.Generator().manual_seed(0)
+    boxes = augment.sample_resized_crop(g, 2000, 32, 48, (0.08, 1.0), (3 / 4, 4 / 3), torch.device("cpu"))
+    top, left, h, w = boxes.unbind(1)
+    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 48).all()
+    area = h * w / (32 * 48)
+    # rounding of h and w moves area and ratio a little past the bounds
+    assert area.min() > 0.06 and area.max() <= 1.0
+    ratio = w / h
+    assert ratio.min() > 0.7 and ratio.max() < 1.45
+    assert (top == top.floor()).all() and (left == left.floor()).all()
+
+
+def test_crop_fallback_is_central_when_nothing_fits():
+    g = torch.Generator().manual_seed(0)
+    # a ratio range no crop of a 10x100 image can satisfy with that area -> central crop
+    h, w, found = augment.sample_crop_sizes(g, 16, 10, 100, (0.99, 1.0), (3 / 4, 4 / 3), torch.device("cpu"))
+    assert not found.any()
+    assert (h == 10).all() and (w == round(10 * 4 / 3)).all()
+
+
+def test_full_box_is_a_plain_resize_and_flip_mirrors():
+    imgs = _images(b=2, h=16, w=16).float() / 255
+    full = torch.tensor([[0.0, 0.0, 16.0, 16.0]] * 2)
+    out = augment.resized_crop(imgs, full, torch.tensor([False, True]), 16)
+    assert torch.allclose(out[0], imgs[0], atol=1e-5)
+    assert torch.allclose(out[1], imgs[1].flip(-1), atol=1e-5)
+
+
+def test_crop_matches_torchvision_resized_crop_when_upsampling():
+    imgs = _images(b=3, h=32, w=32, seed=1).float() / 255
+    boxes = torch.tensor([[4.0, 2.0, 12.0, 16.0], [0.0, 10.0, 20.0, 20.0], [8.0, 8.0, 16.0, 16.0]])
+    out = augment.resized_crop(imgs, boxes, torch.zeros(3, dtype=torch.bool), 40)
+    for i, (t, l, h, w) in enumerate(boxes.int().tolist()):
+        ref = TF.resized_crop(imgs[i], t, l, h, w, [40, 40], antialias=False)
+        # torchvision clamps at the crop's edge; grid_sample blends in the pixel just outside,
+        # so only the outermost output pixels may differ
+        inner = (slice(None), slice(2, -2), slice(2, -2))
+        assert torch.allclose(out[i][inner], ref[inner], atol=1e-5), (out[i] - ref)[inner].abs().max()
+
+
+@pytest.mark.parametrize("op,tv", [
+    (0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation), (3, TF.adjust_hue),
+])
+def test_jitter_ops_match_torchvision_per_sample(op, tv):
+    x = _images(b=4, h=8, w=8, seed=2).float() / 255
+    values = [0.5, 0.9, 1.3, 1.7] if op < 3 else [-0.2, -0.05, 0.1, 0.3]
+    factors = torch.zeros(4, 4)
+    factors[:, op] = torch.tensor(values)
+    out = augment.color_jitter(x.clone(), factors, torch.tensor([op]))
+    for i, f in enumerate(values):
+        assert torch.allclose(out[i], tv(x[i], f), atol=1e-5), (op, i)
+
+
+def test_grayscale_and_blur_match_torchvision():
+    x = _images(b=3, h=20, w=20, seed=3).float() / 255
+    assert torch.allclose(augment.grayscale(x)[0], TF.rgb_to_grayscale(x[0]), atol=1e-6)
+    sigmas = torch.tensor([0.3, 1.0, 2.0])
+    out = augment.gaussian_blur(x, sigmas, 5)
+    for i, s in enumerate(sigmas.tolist()):
+        assert torch.allclose(out[i], TF.gaussian_blur(x[i], [5, 5], [s, s]), atol=1e-5)
+
+
+def test_blur_kernel_follows_ten_percent_rule():
+    assert [augment.blur_kernel_size(s) for s in (32, 64, 96, 224)] == [3, 7, 9, 23]
+
+
+def test_probabilities_zero_and_one_switch_ops_off_and_on():
+    imgs = _images(b=6, h=16, w=16)
+    off = _augmenter(size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, jitter_p=0, grayscale_p=0, blur=False)
+    view = off.random_view(imgs, torch.Generator().manual_seed(0))
+    assert torch.allclose(view, imgs.float() / 255, atol=1e-5)
+    gray = _augmenter(size=16, grayscale_p=1.0)
+    g = gray.random_view(imgs, torch.Generator().manual_seed(0))
+    assert torch.allclose(g[:, 0], g[:, 1]) and torch.allclose(g[:, 1], g[:, 2])
+
+
+def test_normalisation_uses_dataset_statistics():
+    imgs = torch.full((2, 3, 8, 8), 255, dtype=torch.uint8)
+    aug = _augmenter(size=8, normalize=True)
+    out = aug.evaluation(imgs)
+    mean, std = CATALOGUE["cifar10"].info.mean, CATALOGUE["cifar10"].info.std
+    for c in range(3):
+        assert torch.allclose(out[:, c], torch.tensor((1 - mean[c]) / std[c]))

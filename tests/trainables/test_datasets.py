@@ -1,0 +1,122 @@
+"""Every loader on a fixture written in the data set's official format."""
+
+import numpy as np
+import pytest
+
+from tests import dataset_fixtures as fx
+from trainables import datasets
+from trainables.datasets import DatasetNotFoundError, load_dataset
+
+
+def test_cifar10_reads_all_six_batches(tmp_path):
+    images, labels = fx.write_cifar10(tmp_path)
+    data = load_dataset("cifar10", tmp_path)
+    assert data.train.images.shape == (24, 3, 32, 32)
+    assert np.array_equal(data.train.images.numpy(), images)
+    assert np.array_equal(data.labels.numpy(), labels)
+    assert data.train.num_clusters == 10
+
+
+@pytest.mark.parametrize("with_coarse", [True, False])
+def test_cifar100_uses_the_20_superclasses(tmp_path, with_coarse):
+    images, fines = fx.write_cifar100(tmp_path, with_coarse=with_coarse)
+    data = load_dataset("cifar100", tmp_path)
+    assert np.array_equal(data.train.images.numpy(), images)
+    assert np.array_equal(data.labels.numpy(), datasets.CIFAR100_SUPERCLASS_OF_FINE[fines])
+    assert data.train.num_clusters == 20
+
+
+def test_cifar100_superclass_table_is_a_partition():
+    counts = np.bincount(datasets.CIFAR100_SUPERCLASS_OF_FINE, minlength=20)
+    assert (counts == 5).all()
+    assert datasets.CIFAR100_SUPERCLASS_OF_FINE[[4, 30, 55, 72, 95]].tolist() == [0] * 5
+    assert datasets.CIFAR100_SUPERCLASS_OF_FINE[[41, 69, 81, 85, 89]].tolist() == [19] * 5
+
+
+def test_stl10_transposes_column_major_and_shifts_labels(tmp_path):
+    images, labels = fx.write_stl10(tmp_path)
+    data = load_dataset("stl10", tmp_path)
+    assert np.array_equal(data.train.images.numpy(), images)
+    assert np.array_equal(data.labels.numpy(), labels)
+    assert labels.min() >= 0 and data.train.unlabeled is None
+    with_extra = load_dataset("stl10", tmp_path, options={"unlabeled": True})
+    assert with_extra.train.unlabeled.shape == (2, 3, 96, 96)
+    assert with_extra.train.num_samples == 7  # the unlabelled images are not clustered
+
+
+@pytest.mark.parametrize("name,folder,wnids", [
+    ("imagenet10", "imagenet10", datasets.IMAGENET10_WNIDS),
+    ("imagenet_dogs", "imagenet_dogs", datasets.IMAGENET_DOGS_WNIDS),
+])
+def test_imagenet_subsets_read_image_folders_by_wnid(tmp_path, name, folder, wnids):
+    fx.write_image_folder(tmp_path / folder, wnids, per_class=2)
+    data = load_dataset(name, tmp_path, options={"size": 24})
+    assert data.train.images.shape == (2 * len(wnids), 3, 24, 24)
+    assert data.labels.tolist() == [i for i in range(len(wnids)) for _ in range(2)]
+    cached = load_dataset(name, tmp_path, options={"size": 24})  # second read: the cache
+    assert np.array_equal(cached.train.images.numpy(), data.train.images.numpy())
+    assert (tmp_path / folder / ".ablate-cache-24.npz").exists()
+
+
+def test_imagenet_subset_names_missing_class_folders(tmp_path):
+    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS[:3])
+    with pytest.raises(DatasetNotFoundError, match="lacks class folders"):
+        load_dataset("imagenet10", tmp_path)
+
+
+def test_tiny_imagenet_reads_train_split(tmp_path):
+    wnids = ["n01443537", "n01629819", "n01641577"]
+    fx.write_tiny_imagenet(tmp_path, wnids, per_class=2)
+    data = load_dataset("tiny_imagenet", tmp_path)
+    assert data.train.images.shape == (6, 3, 64, 64)
+    assert data.labels.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("layout", ["fashion-mnist", "FashionMNIST/raw"])
+def test_fashion_mnist_reads_idx_files(tmp_path, layout):
+    images, labels = fx.write_fashion_mnist(tmp_path / layout)
+    data = load_dataset("fashion_mnist", tmp_path)
+    assert data.train.images.shape == (8, 1, 28, 28)
+    assert np.array_equal(data.train.images.numpy()[:, 0], images)
+    assert np.array_equal(data.labels.numpy(), labels)
+
+
+def test_fashion_mnist_missing_names_every_place_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_dataset("fashion_mnist", tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / "fashion-mnist") in message and "apt-get install dataset-fashion-mnist" in message
+
+
+def test_digits_are_real_and_upscaled():
+    data = load_dataset("digits", options={"size": 16})
+    assert data.train.images.shape == (1797, 1, 16, 16)
+    assert data.train.images.dtype.is_floating_point is False
+    assert sorted(set(data.labels.tolist())) == list(range(10))
+    assert data.train.images.max() > 200
+
+
+def test_synthetic_is_deterministic_and_respects_options():
+    a = load_dataset("synthetic", options={"n": 40, "classes": 5, "size": 16})
+    b = load_dataset("synthetic", options={"n": 40, "classes": 5, "size": 16})
+    assert a.train.images.shape == (40, 3, 16, 16) and a.train.num_clusters == 5
+    assert np.array_equal(a.train.images.numpy(), b.train.images.numpy())
+    assert np.bincount(a.labels.numpy()).tolist() == [8] * 5
+
+
+def test_missing_dataset_says_where_and_how(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=r"cifar-10-batches-py.*download: true"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_unknown_dataset_and_option_are_rejected():
+    with pytest.raises(KeyError, match="unknown data set 'mnist'"):
+        load_dataset("mnist")
+    with pytest.raises(KeyError, match="allowed: classes, n, seed, size"):
+        load_dataset("synthetic", options={"colours": 3})
+
+
+def test_train_images_carry_no_labels():
+    data = load_dataset("synthetic", options={"n": 8})
+    assert set(vars(data.train)) == {"images", "info", "unlabeled"}
