@@ -1,5 +1,8 @@
-"""The ``ablate`` command line. Heavy libraries (torch, Ray, MLflow) load only in the
-sub-commands that need them, so ``--help`` and ``ablate methods`` answer at once."""
+"""The ``ablate`` command line.
+
+Heavy libraries (torch, Ray, MLflow) load only in the sub-commands that need them, so
+``--help`` and ``ablate methods`` answer at once.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ablate",
-        description="Ablation studies and hyperparameter searches of contrastive clustering methods.",
+        description="Ablation studies and hyperparameter searches of contrastive clustering "
+        "methods.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     methods = commands.add_parser(

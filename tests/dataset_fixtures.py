@@ -25,13 +25,22 @@ def write_cifar10(root: Path, per_batch: int = 4) -> tuple[np.ndarray, np.ndarra
         images = rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8)
         labels = rng.integers(0, 10, per_batch).tolist()
         with (folder / name).open("wb") as f:
-            pickle.dump({b"data": images.reshape(per_batch, -1), b"labels": labels, b"batch_label": name.encode()}, f)
+            pickle.dump(
+                {
+                    b"data": images.reshape(per_batch, -1),
+                    b"labels": labels,
+                    b"batch_label": name.encode(),
+                },
+                f,
+            )
         all_images.append(images)
         all_labels.extend(labels)
     return np.concatenate(all_images), np.asarray(all_labels)
 
 
-def write_cifar100(root: Path, n: int = 6, with_coarse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def write_cifar100(
+    root: Path, n: int = 6, with_coarse: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
     rng = _rng(1)
@@ -92,7 +101,9 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-def write_fashion_mnist(folder: Path, n_train: int = 5, n_test: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def write_fashion_mnist(
+    folder: Path, n_train: int = 5, n_test: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
     """The four official IDX files, gzipped, as the Debian package and torchvision ship them."""
     folder.mkdir(parents=True)
     rng = _rng(4)

@@ -11,8 +11,8 @@ same 10-try rejection sampler, then a central-crop fallback), horizontal flip, C
 probability p, RandomGrayscale, Gaussian blur with sigma ~ U(0.1, 2). Two documented
 departures, both for batching: crop, flip and resize are one bilinear ``grid_sample`` (no
 antialiasing when a crop is shrunk; output pixels at a crop's edge may blend in the adjacent
-pixel outside it, where torchvision clamps), and the four jitter ops run in one random order per batch
-rather than per image (as kornia's ColorJiggle does).
+pixel outside it, where torchvision clamps), and the four jitter ops run in one random order
+per batch rather than per image (as kornia's ColorJiggle does).
 """
 
 from __future__ import annotations
@@ -46,9 +46,7 @@ class AugmentSettings:
     mean: tuple[float, ...] | None  # None: no normalisation
 
     @classmethod
-    def resolve(
-        cls, config: AugmentConfig, info: DatasetInfo, out_size: int
-    ) -> AugmentSettings:
+    def resolve(cls, config: AugmentConfig, info: DatasetInfo, out_size: int) -> AugmentSettings:
         s = info.jitter_strength if config.jitter_strength is None else config.jitter_strength
         blur = info.blur if config.blur is None else config.blur
         return cls(
@@ -98,10 +96,15 @@ def sample_crop_sizes(
     device: torch.device,
     tries: int = 10,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """RandomResizedCrop's size sampler for a batch: (h, w, found) with ``found`` False where
-    no try fitted (the caller falls back to a central crop)."""
+    """RandomResizedCrop's size sampler for a batch.
+
+    Returns (h, w, found), ``found`` False where no try fitted; those take the central-crop
+    fallback size.
+    """
     area = height * width
-    target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(batch, tries, generator=gen, device=device))
+    target = area * (
+        scale[0] + (scale[1] - scale[0]) * torch.rand(batch, tries, generator=gen, device=device)
+    )
     log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * torch.rand(
         batch, tries, generator=gen, device=device
     )
@@ -150,7 +153,9 @@ def sample_view_params(
 ) -> ViewParams:
     """Draw one view's parameters for ``batch`` images of ``height``×``width``."""
     device = gen.device
-    boxes = sample_resized_crop(gen, batch, height, width, settings.crop_scale, settings.crop_ratio, device)
+    boxes = sample_resized_crop(
+        gen, batch, height, width, settings.crop_scale, settings.crop_ratio, device
+    )
     coins = torch.rand(batch, 4, generator=gen, device=device)
     b, c, s, h = settings.jitter
     factors = torch.stack(
@@ -220,7 +225,9 @@ def _rgb_to_hsv(x: Tensor) -> Tensor:
     minc, _ = x.min(dim=1)
     delta = maxc - minc
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    s = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    s = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
     rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
     h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
     h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
@@ -234,7 +241,10 @@ def _hsv_to_rgb(x: Tensor) -> Tensor:
     i = i.long() % 6
     p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
     table = torch.stack(
-        [torch.stack(c, dim=1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))],
+        [
+            torch.stack(c, dim=1)
+            for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))
+        ],
         dim=1,
     )  # B×6×3×H×W
     index = i[:, None, None].expand(-1, 1, 3, -1, -1)
@@ -249,7 +259,7 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
 
 
 def color_jitter(x: Tensor, factors: Tensor, order: Tensor) -> Tensor:
-    """torchvision ColorJitter with per-sample factors and one op order for the batch."""
+    """Torchvision ColorJitter with per-sample factors and one op order for the batch."""
     for op in order.tolist():
         f = factors[:, op]
         if op == 0:
@@ -287,7 +297,9 @@ def normalize(x: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Ten
     return (x - m.view(1, -1, 1, 1)) / s.view(1, -1, 1, 1)
 
 
-def apply_view(images: Tensor, params: ViewParams, settings: AugmentSettings, std: tuple[float, ...]) -> Tensor:
+def apply_view(
+    images: Tensor, params: ViewParams, settings: AugmentSettings, std: tuple[float, ...]
+) -> Tensor:
     """Apply drawn parameters to uint8 ``images``; returns float B×3×S×S."""
     x = resized_crop((images.float() / 255.0), params.boxes, params.flip, settings.out_size)
     x = to_float_rgb(x)
@@ -303,11 +315,15 @@ def apply_view(images: Tensor, params: ViewParams, settings: AugmentSettings, st
     return x
 
 
-def evaluation_view(images: Tensor, out_size: int, mean: tuple[float, ...] | None, std: tuple[float, ...]) -> Tensor:
+def evaluation_view(
+    images: Tensor, out_size: int, mean: tuple[float, ...] | None, std: tuple[float, ...]
+) -> Tensor:
     """The evaluation transform: resize the whole image to ``out_size`` (and normalise)."""
-    x = (images.float() / 255.0)
+    x = images.float() / 255.0
     if x.shape[-1] != out_size or x.shape[-2] != out_size:
-        x = F.interpolate(x, size=(out_size, out_size), mode="bilinear", align_corners=False, antialias=True)
+        x = F.interpolate(
+            x, size=(out_size, out_size), mode="bilinear", align_corners=False, antialias=True
+        )
     x = to_float_rgb(x.clamp_(0, 1))
     return normalize(x, mean, std) if mean is not None else x
 
@@ -315,13 +331,17 @@ def evaluation_view(images: Tensor, out_size: int, mean: tuple[float, ...] | Non
 class ViewAugmenter:
     """A data set's augmentation pipeline at a given output size."""
 
-    def __init__(self, config: AugmentConfig, info: DatasetInfo, out_size: int, channels: int) -> None:
+    def __init__(
+        self, config: AugmentConfig, info: DatasetInfo, out_size: int, channels: int
+    ) -> None:
         self.settings = AugmentSettings.resolve(config, info, out_size)
         self.std = tuple(info.std)
         self.channels = channels
 
     def sample(self, images: Tensor, generator: torch.Generator) -> ViewParams:
-        return sample_view_params(generator, images.shape[0], images.shape[-2], images.shape[-1], self.settings)
+        return sample_view_params(
+            generator, images.shape[0], images.shape[-2], images.shape[-1], self.settings
+        )
 
     def apply(self, images: Tensor, params: ViewParams) -> Tensor:
         return apply_view(images, params, self.settings, self.std)

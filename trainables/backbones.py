@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 
 Depth = Literal["resnet18", "resnet34", "resnet50"]
 Stem = Literal["auto", "cifar", "stl", "imagenet"]
@@ -30,10 +30,23 @@ def resolve_stem(stem: Stem, image_size: int) -> Literal["cifar", "stl", "imagen
     return "imagenet"
 
 
-def resnet(depth: Depth, stem: Stem, image_size: int) -> nn.Module:
-    """A ResNet trunk mapping B×3×S×S images to B×D features; ``out_dim`` holds D."""
+class Backbone(nn.Module):
+    """A feature extractor with its output dimension, so heads can be sized from it."""
+
+    def __init__(self, trunk: nn.Module, out_dim: int) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.out_dim = out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.trunk(x)
+        return out
+
+
+def resnet(depth: Depth, stem: Stem, image_size: int) -> Backbone:
+    """A ResNet trunk mapping B×3×S×S images to B×D features (D = ``out_dim``)."""
     builder = getattr(torchvision.models, depth)
-    model = builder(weights=None)
+    model: torchvision.models.ResNet = builder(weights=None)
     chosen = resolve_stem(stem, image_size)
     if chosen in ("cifar", "stl"):
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -41,5 +54,4 @@ def resnet(depth: Depth, stem: Stem, image_size: int) -> nn.Module:
             nn.Identity() if chosen == "cifar" else nn.MaxPool2d(kernel_size=2, stride=2, padding=1)
         )
     model.fc = nn.Identity()
-    model.out_dim = FEATURE_DIM[depth]  # type: ignore[assignment]
-    return model
+    return Backbone(model, FEATURE_DIM[depth])

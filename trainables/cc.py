@@ -53,9 +53,13 @@ class CCConfig(MethodConfig):
 
     epochs: int = Field(1000, ge=1, description="Training epochs (CC: 1000).")
     batch_size: int = Field(256, ge=2, description="Batch size (CC: 256).")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field("resnet34", description="CC: ResNet-34.")
+    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+        "resnet34", description="CC: ResNet-34."
+    )
     image_size: int | None = Field(224, ge=8, description="CC upsamples every data set to 224 px.")
-    optim: OptimConfig = Field(default_factory=lambda: OptimConfig(name="adam", lr=3e-4, weight_decay=0.0))
+    optim: OptimConfig = Field(
+        default_factory=lambda: OptimConfig(name="adam", lr=3e-4, weight_decay=0.0)
+    )
     tau_instance: float = Field(0.5, gt=0, description="Instance temperature τ_I (CC: 0.5).")
     tau_cluster: float = Field(1.0, gt=0, description="Cluster temperature τ_C (CC: 1.0).")
     loss: CCLoss = Field(default_factory=CCLoss)

@@ -45,7 +45,9 @@ class AugmentConfig(Closed):
     )
     flip_p: float = Field(0.5, ge=0, le=1, description="Horizontal flip probability.")
     jitter_strength: float | None = Field(
-        None, ge=0, description="Colour-jitter strength s: (0.8s, 0.8s, 0.8s, 0.2s). None: data set's."
+        None,
+        ge=0,
+        description="Colour-jitter strength s: (0.8s, 0.8s, 0.8s, 0.2s). None: data set's.",
     )
     jitter_p: float = Field(0.8, ge=0, le=1, description="Colour-jitter probability.")
     grayscale_p: float = Field(0.2, ge=0, le=1, description="Random grayscale probability.")
@@ -61,8 +63,7 @@ class AugmentConfig(Closed):
             low, high = getattr(self, name)
             if not 0 < low <= high:
                 raise ValueError(
-                    f"{name} must satisfy 0 < low <= high; got {(low, high)}; "
-                    "use e.g. (0.08, 1.0)"
+                    f"{name} must satisfy 0 < low <= high; got {(low, high)}; use e.g. (0.08, 1.0)"
                 )
         if self.crop_scale[1] > 1:
             raise ValueError(f"crop_scale high must be <= 1; got {self.crop_scale[1]}")

@@ -46,11 +46,26 @@ IMAGENET_DOGS_WNIDS = (
 CIFAR100_SUPERCLASS_OF_FINE = np.zeros(100, dtype=np.int64)
 for _group, _fines in enumerate(
     [
-        (4, 30, 55, 72, 95), (1, 32, 67, 73, 91), (54, 62, 70, 82, 92), (9, 10, 16, 28, 61),
-        (0, 51, 53, 57, 83), (22, 39, 40, 86, 87), (5, 20, 25, 84, 94), (6, 7, 14, 18, 24),
-        (3, 42, 43, 88, 97), (12, 17, 37, 68, 76), (23, 33, 49, 60, 71), (15, 19, 21, 31, 38),
-        (34, 63, 64, 66, 75), (26, 45, 77, 79, 99), (2, 11, 35, 46, 98), (27, 29, 44, 78, 93),
-        (36, 50, 65, 74, 80), (47, 52, 56, 59, 96), (8, 13, 48, 58, 90), (41, 69, 81, 85, 89),
+        (4, 30, 55, 72, 95),
+        (1, 32, 67, 73, 91),
+        (54, 62, 70, 82, 92),
+        (9, 10, 16, 28, 61),
+        (0, 51, 53, 57, 83),
+        (22, 39, 40, 86, 87),
+        (5, 20, 25, 84, 94),
+        (6, 7, 14, 18, 24),
+        (3, 42, 43, 88, 97),
+        (12, 17, 37, 68, 76),
+        (23, 33, 49, 60, 71),
+        (15, 19, 21, 31, 38),
+        (34, 63, 64, 66, 75),
+        (26, 45, 77, 79, 99),
+        (2, 11, 35, 46, 98),
+        (27, 29, 44, 78, 93),
+        (36, 50, 65, 74, 80),
+        (47, 52, 56, 59, 96),
+        (8, 13, 48, 58, 90),
+        (41, 69, 81, 85, 89),
     ]
 ):
     CIFAR100_SUPERCLASS_OF_FINE[list(_fines)] = _group
@@ -148,7 +163,9 @@ def _torchvision_download(dataset: str, root: Path) -> None:
 
 def load_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray]:
     folder = _require(
-        root / "cifar-10-batches-py", "cifar10", "Use download: true, or unpack cifar-10-python.tar.gz there."
+        root / "cifar-10-batches-py",
+        "cifar10",
+        "Use download: true, or unpack cifar-10-python.tar.gz there.",
     )
     parts = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
     parts.append(_unpickle(folder / "test_batch"))
@@ -160,7 +177,9 @@ def load_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray]:
 def load_cifar100(root: Path) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-100 on its 20 superclasses (``coarse_labels``; the fine->coarse table otherwise)."""
     folder = _require(
-        root / "cifar-100-python", "cifar100", "Use download: true, or unpack cifar-100-python.tar.gz there."
+        root / "cifar-100-python",
+        "cifar100",
+        "Use download: true, or unpack cifar-100-python.tar.gz there.",
     )
     images, labels = [], []
     for split in ("train", "test"):
@@ -178,11 +197,18 @@ def _stl_images(path: Path) -> np.ndarray:
     return np.ascontiguousarray(raw.transpose(0, 1, 3, 2))  # stored column-major
 
 
-def load_stl10(root: Path, unlabeled: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    folder = _require(root / "stl10_binary", "stl10", "Use download: true, or unpack stl10_binary.tar.gz there.")
+def load_stl10(
+    root: Path, unlabeled: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    folder = _require(
+        root / "stl10_binary", "stl10", "Use download: true, or unpack stl10_binary.tar.gz there."
+    )
     images = np.concatenate([_stl_images(folder / f"{s}_X.bin") for s in ("train", "test")])
     labels = np.concatenate(
-        [np.fromfile(folder / f"{s}_y.bin", dtype=np.uint8).astype(np.int64) - 1 for s in ("train", "test")]
+        [
+            np.fromfile(folder / f"{s}_y.bin", dtype=np.uint8).astype(np.int64) - 1
+            for s in ("train", "test")
+        ]
     )
     extra = _stl_images(_require(folder / "unlabeled_X.bin", "stl10", "")) if unlabeled else None
     return images, labels, extra
@@ -203,7 +229,8 @@ def _load_folders(
     if cache.exists():
         with np.load(cache) as stored:
             return stored["images"], stored["labels"]
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
     for label, folder in enumerate(folders):
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
         if not files:
@@ -230,7 +257,9 @@ def load_imagenet_subset(
     missing = [w for w in wnids if not (base / w).is_dir()]
     if missing:
         raise DatasetNotFoundError(f"data set {dataset!r}: {base} lacks class folders {missing}")
-    return _load_folders(dataset, [base / w for w in wnids], size, base / f".ablate-cache-{size}.npz")
+    return _load_folders(
+        dataset, [base / w for w in wnids], size, base / f".ablate-cache-{size}.npz"
+    )
 
 
 def load_tiny_imagenet(root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -256,8 +285,10 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def fashion_mnist_folders(root: Path) -> list[Path]:
-    """Where Fashion-MNIST's IDX files may be: the data root (ours and torchvision's layout),
-    then Debian's ``dataset-fashion-mnist`` package."""
+    """Where Fashion-MNIST's IDX files may be, in search order.
+
+    The data root (our layout and torchvision's), then Debian's ``dataset-fashion-mnist``.
+    """
     return [root / "fashion-mnist", root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
 
 
@@ -287,14 +318,19 @@ def load_digits(size: int) -> tuple[np.ndarray, np.ndarray]:
 
     bunch = sk_digits()
     small = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
-    big = torch.nn.functional.interpolate(small, size=(size, size), mode="bilinear", align_corners=False)
+    big = torch.nn.functional.interpolate(
+        small, size=(size, size), mode="bilinear", align_corners=False
+    )
     images = (big.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
     return images, np.asarray(bunch.target, dtype=np.int64)
 
 
 def make_synthetic(n: int, classes: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable colour-and-texture classes for tests: class k has its own hue and stripe
-    orientation, with per-image phase, brightness and pixel noise."""
+    """Learnable colour-and-texture classes for tests.
+
+    Class k has its own hue and stripe orientation; phase, brightness and pixel noise vary
+    per image, so augmentations cannot make two images identical.
+    """
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % classes
     rng.shuffle(labels)
@@ -397,7 +433,9 @@ def load_dataset(
             return images, labels
         if name in ("imagenet10", "imagenet_dogs"):
             folder, wnids = (
-                ("imagenet10", IMAGENET10_WNIDS) if name == "imagenet10" else ("imagenet_dogs", IMAGENET_DOGS_WNIDS)
+                ("imagenet10", IMAGENET10_WNIDS)
+                if name == "imagenet10"
+                else ("imagenet_dogs", IMAGENET_DOGS_WNIDS)
             )
             return load_imagenet_subset(base, name, folder, wnids, int(opts.get("size", 96)))
         if name == "tiny_imagenet":

@@ -14,10 +14,13 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, out_dim)
+        )
 
     def forward(self, h: Tensor) -> Tensor:
-        return F.normalize(self.net(h), dim=1)
+        z: Tensor = self.net(h)
+        return F.normalize(z, dim=1)
 
 
 class ClusterHead(nn.Module):
@@ -30,10 +33,13 @@ class ClusterHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden_dim: int, num_clusters: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_clusters))
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, num_clusters)
+        )
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.net(h).softmax(dim=1)
+        logits: Tensor = self.net(h)
+        return logits.softmax(dim=1)
 
 
 class LinearClusterHead(nn.Module):
@@ -44,7 +50,8 @@ class LinearClusterHead(nn.Module):
         self.linear = nn.Linear(in_dim, num_clusters)
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.linear(h)
+        logits: Tensor = self.linear(h)
+        return logits
 
 
 class GraphConvolution(nn.Module):
@@ -59,4 +66,5 @@ class GraphConvolution(nn.Module):
         self.linear = nn.Linear(in_dim, out_dim, bias=bias)
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
-        return adjacency @ self.linear(x)  # (n×n)·(n×out)
+        projected: Tensor = self.linear(x)  # n×out
+        return adjacency @ projected  # (n×n)·(n×out)

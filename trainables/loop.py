@@ -1,5 +1,7 @@
-"""The one shared epoch loop: device placement, mixed precision, the optimiser and schedule,
-evaluation every ``eval_every`` epochs, metric callbacks, checkpoint save and restore.
+"""The one shared epoch loop.
+
+It owns device placement, mixed precision, the optimiser and schedule, evaluation every
+``eval_every`` epochs, metric callbacks, and checkpoint save and restore.
 
 Methods provide only views and loss terms (:mod:`trainables.method`). The loop keeps the
 labels: it hands the method a :class:`~trainables.datasets.TrainImages` and scores the
@@ -115,7 +117,9 @@ class Trainer:
         params = [p for p in self.method.network.parameters() if p.requires_grad]
         if optim.name == "adam":
             return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
-        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+        return torch.optim.SGD(
+            params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+        )
 
     # -- training ---------------------------------------------------------------------------
     def _batches(self, n: int) -> list[torch.Tensor]:
@@ -134,12 +138,13 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             out = self.method.training_step(batch)
         if not torch.isfinite(out.loss):
-            terms = {k: float(v) for k, v in out.terms.items()}
+            terms = {k: float(v.detach()) for k, v in out.terms.items()}
+            value = float(out.loss.detach())
             raise NonFiniteLossError(
-                f"loss is {float(out.loss)} at epoch {self.epoch + 1} ({source} pass); terms: {terms}"
+                f"loss is {value} at epoch {self.epoch + 1} ({source} pass); terms: {terms}"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        out.loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
         return out
 
@@ -178,7 +183,9 @@ class Trainer:
         features, probs = [], []
         images = self.data.images
         for start in range(0, images.shape[0], self.settings.eval_batch_size):
-            x = self.method.augmenter.evaluation(images[start : start + self.settings.eval_batch_size])
+            x = self.method.augmenter.evaluation(
+                images[start : start + self.settings.eval_batch_size]
+            )
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
@@ -192,7 +199,9 @@ class Trainer:
         self.method.network.train()
         if self.method.assignment == "argmax":
             return torch.cat(probs).numpy()
-        return kmeans_assign(torch.cat(features).numpy(), self.method.num_clusters, seed=self.settings.seed)
+        return kmeans_assign(
+            torch.cat(features).numpy(), self.method.num_clusters, seed=self.settings.seed
+        )
 
     def evaluate(self) -> tuple[dict[str, float], np.ndarray]:
         assignments = self.assign()
@@ -238,12 +247,25 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = {"format", "method", "epoch", "network", "optimizer", "scheduler", "method_state", "rng"}
+        expected = {
+            "format",
+            "method",
+            "epoch",
+            "network",
+            "optimizer",
+            "scheduler",
+            "method_state",
+            "rng",
+        }
         missing, unexpected = expected - set(state), set(state) - expected
         if missing or unexpected:
-            raise CheckpointMismatchError(f"checkpoint keys: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+            raise CheckpointMismatchError(
+                f"checkpoint keys: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+            )
         if state["method"] != self.method.name:
-            raise CheckpointMismatchError(f"checkpoint is of method {state['method']!r}, not {self.method.name!r}")
+            raise CheckpointMismatchError(
+                f"checkpoint is of method {state['method']!r}, not {self.method.name!r}"
+            )
         result = self.method.network.load_state_dict(state["network"], strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise CheckpointMismatchError(

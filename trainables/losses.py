@@ -52,7 +52,9 @@ def contrastive_with_positives(
     return per_row[anchors].mean()
 
 
-def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, positives: Tensor | None = None) -> Tensor:
+def nt_xent(
+    z_a: Tensor, z_b: Tensor, temperature: float, positives: Tensor | None = None
+) -> Tensor:
     """NT-Xent over 2B samples (L1; SimCLR, CC's instance loss, Eq. 2-3 of CC).
 
     Rows ``[z_a; z_b]``; the positive of row r is the other view of the same image, every
@@ -71,9 +73,14 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, positives: Tensor | No
 
 
 def cluster_contrastive(p_a: Tensor, p_b: Tensor, temperature: float) -> Tensor:
-    """CC's cluster-level contrast (L3 without the entropy): NT-Xent over the 2C
-    L2-normalised assignment *columns* of ``p_a``, ``p_b`` (B×C softmax outputs; CC Eq. 6-7)."""
-    return nt_xent(F.normalize(_upcast(p_a.T), dim=1), F.normalize(_upcast(p_b.T), dim=1), temperature)
+    """CC's cluster-level contrast (L3 without the entropy; CC Eq. 6-7).
+
+    NT-Xent over the 2C L2-normalised assignment *columns* of ``p_a``, ``p_b`` (B×C softmax
+    outputs): a cluster is represented by its column of soft memberships.
+    """
+    return nt_xent(
+        F.normalize(_upcast(p_a.T), dim=1), F.normalize(_upcast(p_b.T), dim=1), temperature
+    )
 
 
 def entropy_gap(p: Tensor) -> Tensor:
@@ -95,8 +102,11 @@ def pair_consistency(p: Tensor, q: Tensor) -> Tensor:
 
 
 def cross_view_nce(q: Tensor, p: Tensor, temperature: float) -> Tensor:
-    """Cross-view InfoNCE (L2; GACL Eq. 1): row i of ``p`` is the positive of row i of ``q``;
-    negatives come only from the other side (B−1 each way); the two directions are summed."""
+    """Cross-view InfoNCE (L2; GACL Eq. 1).
+
+    Row i of ``p`` is the positive of row i of ``q``; negatives come only from the other side
+    (B−1 each way); the two directions are summed.
+    """
     logits = (F.normalize(_upcast(q), dim=1) @ F.normalize(_upcast(p), dim=1).T) / temperature
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)

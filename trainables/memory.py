@@ -20,7 +20,9 @@ class MovingAverageBank:
     zeros.
     """
 
-    def __init__(self, size: int, dim: int, alpha: float, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self, size: int, dim: int, alpha: float, device: torch.device | str = "cpu"
+    ) -> None:
         if not 0 < alpha <= 1:
             raise ValueError(f"alpha must be in (0, 1]; got {alpha}")
         self.alpha = alpha

@@ -95,7 +95,7 @@ class Method(Generic[ConfigT]):
         return False
 
     # -- building ---------------------------------------------------------------------------
-    def backbone(self) -> nn.Module:
+    def backbone(self) -> backbones.Backbone:
         """The ResNet this config asks for, with the stem its resolution calls for."""
         return backbones.resnet(self.config.backbone, self.config.stem, self.image_size)
 

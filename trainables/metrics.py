@@ -22,7 +22,9 @@ def contingency(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None =
     return table
 
 
-def cluster_accuracy(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None) -> float:
+def cluster_accuracy(
+    pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None
+) -> float:
     """Best one-to-one cluster→class accuracy (Hungarian; rectangular tables allowed)."""
     pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
     table = contingency(pred, labels, num_clusters)
@@ -38,7 +40,9 @@ def ari(pred: np.ndarray, labels: np.ndarray) -> float:
     return float(adjusted_rand_score(labels, pred))
 
 
-def clustering_scores(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None) -> dict[str, float]:
+def clustering_scores(
+    pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None
+) -> dict[str, float]:
     """ACC, NMI and ARI of one assignment."""
     return {
         "acc": cluster_accuracy(pred, labels, num_clusters),
@@ -47,9 +51,13 @@ def clustering_scores(pred: np.ndarray, labels: np.ndarray, num_clusters: int | 
     }
 
 
-def neighbour_label_accuracy(neighbours: np.ndarray, labels: np.ndarray, k: int | None = None) -> float:
+def neighbour_label_accuracy(
+    neighbours: np.ndarray, labels: np.ndarray, k: int | None = None
+) -> float:
     """Share of the first ``k`` neighbours that carry their anchor's label (GCC Fig. 3).
-    A diagnostic only: it reads labels, so it never feeds training."""
+
+    A diagnostic only: it reads labels, so it never feeds training.
+    """
     nb = np.asarray(neighbours)[:, : (k or neighbours.shape[1])]
     return float((labels[nb] == labels[:, None]).mean())
 

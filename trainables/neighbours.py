@@ -1,5 +1,7 @@
-"""Nearest neighbours and graphs (methods-spec §1.5): faiss k-NN over a data set, in-batch
-top-k, the symmetric k-NN adjacency and FINCH first-neighbour relations.
+"""Nearest neighbours and graphs (methods-spec §1.5).
+
+faiss k-NN over a data set, in-batch top-k, the symmetric k-NN adjacency and FINCH
+first-neighbour relations.
 
 Cosine similarity is the inner product of L2-normalised float32 features. faiss runs a GPU
 index when the features are on CUDA and faiss sees a GPU, and its CPU index otherwise.
@@ -40,14 +42,14 @@ def knn(features: Tensor, k: int, exclude_self: bool = True) -> tuple[Tensor, Te
         import faiss.contrib.torch_utils  # noqa: F401  (lets faiss take torch tensors)
 
         resources = faiss.StandardGpuResources()
-        index = faiss.GpuIndexFlatIP(resources, x.shape[1])
-        index.add(x)
-        sims, idx = index.search(x, k + extra)
+        gpu_index = faiss.GpuIndexFlatIP(resources, x.shape[1])
+        gpu_index.add(x)
+        sims, idx = gpu_index.search(x, k + extra)
     else:
-        index = faiss.IndexFlatIP(x.shape[1])
+        cpu_index = faiss.IndexFlatIP(x.shape[1])
         host = x.cpu().numpy()
-        index.add(host)
-        sims_np, idx_np = index.search(host, k + extra)
+        cpu_index.add(host)
+        sims_np, idx_np = cpu_index.search(host, k + extra)
         sims, idx = torch.from_numpy(sims_np), torch.from_numpy(idx_np)
     sims, idx = sims.to(features.device), idx.to(features.device).long()
     if exclude_self:
@@ -61,7 +63,11 @@ def _drop_self(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     rows = torch.arange(n, device=idx.device)[:, None]
     is_self = idx == rows
     # where self is absent (ties), drop the last column instead
-    drop = torch.where(is_self.any(dim=1), is_self.float().argmax(dim=1), torch.full((n,), width - 1, device=idx.device))
+    drop = torch.where(
+        is_self.any(dim=1),
+        is_self.float().argmax(dim=1),
+        torch.full((n,), width - 1, device=idx.device),
+    )
     keep = torch.ones_like(idx, dtype=torch.bool)
     keep[rows[:, 0], drop] = False
     return sims[keep].view(n, width - 1), idx[keep].view(n, width - 1)
@@ -76,8 +82,11 @@ def batch_knn(features: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def symmetric_knn_adjacency(neighbours: Tensor, n: int | None = None) -> Tensor:
-    """Dense 0/1 adjacency with the "or" rule (GCC Eq. 6, GACL Eq. 4): ``A_ij = 1`` if j is
-    among i's neighbours or i among j's; no self loops. ``neighbours``: n×k indices."""
+    """Dense 0/1 k-NN adjacency with the "or" rule (GCC Eq. 6, GACL Eq. 4).
+
+    ``A_ij = 1`` if j is among i's neighbours or i among j's; no self loops.
+    ``neighbours``: n×k indices.
+    """
     rows = neighbours.shape[0] if n is None else n
     adj = torch.zeros(rows, rows, dtype=torch.bool, device=neighbours.device)
     src = torch.arange(neighbours.shape[0], device=neighbours.device)[:, None].expand_as(neighbours)
@@ -91,7 +100,9 @@ def sparse_knn_adjacency(neighbours: np.ndarray) -> sp.csr_matrix:
     """The "or"-symmetric k-NN adjacency as a sparse matrix, for data-set-sized graphs."""
     n, k = neighbours.shape
     rows = np.repeat(np.arange(n), k)
-    a = sp.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, neighbours.reshape(-1))), shape=(n, n))
+    a = sp.csr_matrix(
+        (np.ones(n * k, dtype=np.float32), (rows, neighbours.reshape(-1))), shape=(n, n)
+    )
     a = ((a + a.T) > 0).astype(np.float32)
     a.setdiag(0)
     a.eliminate_zeros()
@@ -104,8 +115,11 @@ def first_neighbours(features: Tensor) -> Tensor:
 
 
 def first_neighbour_adjacency(kappa: np.ndarray) -> sp.csr_matrix:
-    """FINCH's first-neighbour relations (NNCC Eq. 8): ``A_ij = 1`` iff ``j = κ_i`` or
-    ``κ_j = i`` or ``κ_i = κ_j`` (i ≠ j); the off-diagonal support of ``(P+I)(P+I)ᵀ``."""
+    """FINCH's first-neighbour relations (NNCC Eq. 8), as a sparse matrix.
+
+    ``A_ij = 1`` iff ``j = κ_i`` or ``κ_j = i`` or ``κ_i = κ_j`` (i ≠ j): the off-diagonal
+    support of ``(P+I)(P+I)ᵀ`` with P the one-hot matrix of κ.
+    """
     n = kappa.shape[0]
     p = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), kappa)), shape=(n, n))
     m = p + sp.identity(n, dtype=np.float32, format="csr")
@@ -116,9 +130,13 @@ def first_neighbour_adjacency(kappa: np.ndarray) -> sp.csr_matrix:
 
 
 def first_neighbour_mask(index: Tensor, kappa: Tensor) -> Tensor:
-    """The first-neighbour relations among the samples of a batch (B×B bool, no diagonal),
-    from the data-set-wide κ - no global matrix needed."""
+    """The first-neighbour relations among the samples of a batch (B×B bool, no diagonal).
+
+    Computed from the data-set-wide κ alone, so no N×N matrix is needed.
+    """
     k = kappa[index]
-    mask = (index[:, None] == k[None, :]) | (k[:, None] == index[None, :]) | (k[:, None] == k[None, :])
+    mask = (
+        (index[:, None] == k[None, :]) | (k[:, None] == index[None, :]) | (k[:, None] == k[None, :])
+    )
     mask.fill_diagonal_(False)
     return mask

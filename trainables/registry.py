@@ -13,7 +13,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from trainables.config import MethodConfig
 
@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     from trainables.method import Method
 
 DECORATOR = "@register_method("
-_REGISTRY: dict[str, type[Method]] = {}
+_REGISTRY: dict[str, type[Method[Any]]] = {}
 _DISCOVERED = False
 
-M = TypeVar("M", bound="type[Method]")
+M = TypeVar("M", bound="type[Method[Any]]")
 
 
 class UnknownMethodError(KeyError):
@@ -78,13 +78,13 @@ def _discover() -> None:
     _DISCOVERED = True
 
 
-def registered_methods() -> dict[str, type[Method]]:
+def registered_methods() -> dict[str, type[Method[Any]]]:
     """All registered methods by name, sorted."""
     _discover()
     return dict(sorted(_REGISTRY.items()))
 
 
-def get_method(name: str) -> type[Method]:
+def get_method(name: str) -> type[Method[Any]]:
     """The method class registered as ``name``; :class:`UnknownMethodError` otherwise."""
     methods = registered_methods()
     if name not in methods:

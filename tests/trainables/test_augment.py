@@ -11,7 +11,9 @@ from trainables.datasets import CATALOGUE
 
 
 def _images(b=8, c=3, h=32, w=32, seed=0):
-    return torch.randint(0, 256, (b, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    return torch.randint(
+        0, 256, (b, c, h, w), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
+    )
 
 
 def _augmenter(size=24, dataset="cifar10", **aug):
@@ -51,9 +53,13 @@ def test_parameters_differ_per_sample():
 
 def test_crop_boxes_inside_image_with_scale_and_ratio_in_range():
     g = torch.Generator().manual_seed(0)
-    boxes = augment.sample_resized_crop(g, 2000, 32, 48, (0.08, 1.0), (3 / 4, 4 / 3), torch.device("cpu"))
+    boxes = augment.sample_resized_crop(
+        g, 2000, 32, 48, (0.08, 1.0), (3 / 4, 4 / 3), torch.device("cpu")
+    )
     top, left, h, w = boxes.unbind(1)
-    assert (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 48).all()
+    assert (
+        (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 48).all()
+    )
     area = h * w / (32 * 48)
     # rounding of h and w moves area and ratio a little past the bounds
     assert area.min() > 0.06 and area.max() <= 1.0
@@ -65,7 +71,9 @@ def test_crop_boxes_inside_image_with_scale_and_ratio_in_range():
 def test_crop_fallback_is_central_when_nothing_fits():
     g = torch.Generator().manual_seed(0)
     # a ratio range no crop of a 10x100 image can satisfy with that area -> central crop
-    h, w, found = augment.sample_crop_sizes(g, 16, 10, 100, (0.99, 1.0), (3 / 4, 4 / 3), torch.device("cpu"))
+    h, w, found = augment.sample_crop_sizes(
+        g, 16, 10, 100, (0.99, 1.0), (3 / 4, 4 / 3), torch.device("cpu")
+    )
     assert not found.any()
     assert (h == 10).all() and (w == round(10 * 4 / 3)).all()
 
@@ -82,17 +90,25 @@ def test_crop_matches_torchvision_resized_crop_when_upsampling():
     imgs = _images(b=3, h=32, w=32, seed=1).float() / 255
     boxes = torch.tensor([[4.0, 2.0, 12.0, 16.0], [0.0, 10.0, 20.0, 20.0], [8.0, 8.0, 16.0, 16.0]])
     out = augment.resized_crop(imgs, boxes, torch.zeros(3, dtype=torch.bool), 40)
-    for i, (t, l, h, w) in enumerate(boxes.int().tolist()):
-        ref = TF.resized_crop(imgs[i], t, l, h, w, [40, 40], antialias=False)
+    for i, (top, left, h, w) in enumerate(boxes.int().tolist()):
+        ref = TF.resized_crop(imgs[i], top, left, h, w, [40, 40], antialias=False)
         # torchvision clamps at the crop's edge; grid_sample blends in the pixel just outside,
         # so only the outermost output pixels may differ
         inner = (slice(None), slice(2, -2), slice(2, -2))
-        assert torch.allclose(out[i][inner], ref[inner], atol=1e-5), (out[i] - ref)[inner].abs().max()
+        assert torch.allclose(out[i][inner], ref[inner], atol=1e-5), (
+            (out[i] - ref)[inner].abs().max()
+        )
 
 
-@pytest.mark.parametrize("op,tv", [
-    (0, TF.adjust_brightness), (1, TF.adjust_contrast), (2, TF.adjust_saturation), (3, TF.adjust_hue),
-])
+@pytest.mark.parametrize(
+    "op,tv",
+    [
+        (0, TF.adjust_brightness),
+        (1, TF.adjust_contrast),
+        (2, TF.adjust_saturation),
+        (3, TF.adjust_hue),
+    ],
+)
 def test_jitter_ops_match_torchvision_per_sample(op, tv):
     x = _images(b=4, h=8, w=8, seed=2).float() / 255
     values = [0.5, 0.9, 1.3, 1.7] if op < 3 else [-0.2, -0.05, 0.1, 0.3]
@@ -118,7 +134,15 @@ def test_blur_kernel_follows_ten_percent_rule():
 
 def test_probabilities_zero_and_one_switch_ops_off_and_on():
     imgs = _images(b=6, h=16, w=16)
-    off = _augmenter(size=16, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), flip_p=0, jitter_p=0, grayscale_p=0, blur=False)
+    off = _augmenter(
+        size=16,
+        crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        flip_p=0,
+        jitter_p=0,
+        grayscale_p=0,
+        blur=False,
+    )
     view = off.random_view(imgs, torch.Generator().manual_seed(0))
     assert torch.allclose(view, imgs.float() / 255, atol=1e-5)
     gray = _augmenter(size=16, grayscale_p=1.0)

@@ -44,10 +44,13 @@ def test_stl10_transposes_column_major_and_shifts_labels(tmp_path):
     assert with_extra.train.num_samples == 7  # the unlabelled images are not clustered
 
 
-@pytest.mark.parametrize("name,folder,wnids", [
-    ("imagenet10", "imagenet10", datasets.IMAGENET10_WNIDS),
-    ("imagenet_dogs", "imagenet_dogs", datasets.IMAGENET_DOGS_WNIDS),
-])
+@pytest.mark.parametrize(
+    "name,folder,wnids",
+    [
+        ("imagenet10", "imagenet10", datasets.IMAGENET10_WNIDS),
+        ("imagenet_dogs", "imagenet_dogs", datasets.IMAGENET_DOGS_WNIDS),
+    ],
+)
 def test_imagenet_subsets_read_image_folders_by_wnid(tmp_path, name, folder, wnids):
     fx.write_image_folder(tmp_path / folder, wnids, per_class=2)
     data = load_dataset(name, tmp_path, options={"size": 24})
@@ -86,7 +89,10 @@ def test_fashion_mnist_missing_names_every_place_looked(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError) as error:
         load_dataset("fashion_mnist", tmp_path)
     message = str(error.value)
-    assert str(tmp_path / "fashion-mnist") in message and "apt-get install dataset-fashion-mnist" in message
+    assert (
+        str(tmp_path / "fashion-mnist") in message
+        and "apt-get install dataset-fashion-mnist" in message
+    )
 
 
 def test_digits_are_real_and_upscaled():

@@ -37,7 +37,10 @@ def _ref_multi_positive(z, pos, tau, form):
         if form == "sum_in_log":
             rows.append(-torch.log(sum(torch.exp(z[i] @ z[p] / tau) for p in members) / denom))
         else:
-            rows.append(-sum(torch.log(torch.exp(z[i] @ z[p] / tau) / denom) for p in members) / len(members))
+            rows.append(
+                -sum(torch.log(torch.exp(z[i] @ z[p] / tau) / denom) for p in members)
+                / len(members)
+            )
     return sum(rows) / len(rows)
 
 
@@ -53,7 +56,9 @@ def _ref_entropy_gap(p):
 
 def _unit(b, d, seed):
     g = torch.Generator().manual_seed(seed)
-    return F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1).requires_grad_(True)
+    return F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=1).requires_grad_(
+        True
+    )
 
 
 def _probs(b, c, seed):
@@ -114,7 +119,9 @@ def test_multi_positive_matches_loop(form, tau):
 
 def test_multi_positive_rejects_unknown_form():
     with pytest.raises(ValueError, match="form must be"):
-        losses.contrastive_with_positives(_unit(3, 2, 0), torch.ones(3, 3, dtype=torch.bool), 1.0, "max")
+        losses.contrastive_with_positives(
+            _unit(3, 2, 0), torch.ones(3, 3, dtype=torch.bool), 1.0, "max"
+        )
 
 
 @pytest.mark.parametrize("b,c", [(6, 3), (10, 4), (4, 7)])
@@ -157,6 +164,10 @@ def test_cross_view_nce_matches_loop(tau):
     qn, pn = F.normalize(q, dim=1), F.normalize(p, dim=1)
     slow = 0.0
     for i in range(b):
-        slow = slow - torch.log(torch.exp(qn[i] @ pn[i] / tau) / sum(torch.exp(qn[i] @ pn[j] / tau) for j in range(b)))
-        slow = slow - torch.log(torch.exp(pn[i] @ qn[i] / tau) / sum(torch.exp(pn[i] @ qn[j] / tau) for j in range(b)))
+        slow = slow - torch.log(
+            torch.exp(qn[i] @ pn[i] / tau) / sum(torch.exp(qn[i] @ pn[j] / tau) for j in range(b))
+        )
+        slow = slow - torch.log(
+            torch.exp(pn[i] @ qn[i] / tau) / sum(torch.exp(pn[i] @ qn[j] / tau) for j in range(b))
+        )
     _assert_same(losses.cross_view_nce(q, p, tau), slow / b, (q, p))

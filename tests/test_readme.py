@@ -1,0 +1,37 @@
+"""README is the user's contract: its commands are what CI runs, and it documents every
+command and key a user may type."""
+
+import re
+from pathlib import Path
+
+from ablate.cli import build_parser
+from trainables.registry import registered_methods
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _bash_blocks():
+    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+
+
+def test_ci_runs_the_readme_install_and_test_commands_verbatim():
+    install, tests = (block.strip() for block in _bash_blocks()[:2])
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert install in ci and tests in ci
+    assert ci.index(install) < ci.index(tests)
+    assert "pytest" in tests
+
+
+def test_every_cli_command_is_documented():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in commands:
+        assert f"`ablate {name}" in README, name
+
+
+def test_every_method_key_is_documented():
+    for name, method in registered_methods().items():
+        assert f"(`{name}`)" in README, name
+        for key in method.config_class().flat():
+            assert f"`{key}`" in README, f"{name}: {key}"

@@ -1,0 +1,12 @@
+import pytest
+
+from trainables.datasets import load_dataset
+
+#: Overrides that every method accepts (they are MethodConfig fields) and that keep a CPU
+#: step to a fraction of a second.
+TINY = {"backbone": "resnet18", "image_size": 16, "batch_size": 8, "epochs": 3}
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    return load_dataset("synthetic", options={"n": 32, "classes": 4, "size": 16})

@@ -1,0 +1,123 @@
+"""One suite over every registered method: a new method passes it by being registered."""
+
+import dataclasses
+import io
+
+import pytest
+import torch
+
+from tests.trainables.conftest import TINY
+from trainables.datasets import TrainImages
+from trainables.loop import LoopSettings, Trainer
+from trainables.method import Views
+from trainables.registry import registered_methods
+
+METHODS = sorted(registered_methods())
+
+
+def _switch_variants(method_class):
+    """All switches on, then each switch off alone (where the config allows it)."""
+    loss_model = method_class.config_class.model_fields["loss"].annotation
+    variants = [{}]
+    for name in loss_model.model_fields:
+        variants.append({name: False})
+    out = []
+    for off in variants:
+        try:
+            out.append(method_class.config_class(**TINY, loss=off))
+        except ValueError:
+            continue
+    return out
+
+
+def _step(method_class, config, data, seed=0):
+    torch.manual_seed(seed)
+    method = method_class(config, data.train)
+    images = data.train.images[:8]
+    views = method.make_views(images, torch.Generator().manual_seed(seed))
+    out = method.training_step(Views(views=views, index=torch.arange(8)))
+    return method, out
+
+
+def test_registry_is_exactly_the_landed_methods():
+    assert set(METHODS) == {"cc"}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_builds_from_defaults(name, synthetic):
+    method_class = registered_methods()[name]
+    config = method_class.config_class()
+    method = method_class(config, synthetic.train)
+    assert sum(p.numel() for p in method.network.parameters()) > 0
+    assert set(method_class.term_modules) == set(type(config.loss).model_fields)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_step_terms_and_gradient_coverage(name, synthetic):
+    method_class = registered_methods()[name]
+    for config in _switch_variants(method_class):
+        method, out = _step(method_class, config, synthetic)
+        enabled = config.loss.enabled()
+        assert torch.isfinite(out.loss)
+        assert set(out.terms) == set(enabled), (config.loss, set(out.terms))
+        assert torch.allclose(out.loss, torch.stack(list(out.terms.values())).sum())
+        out.loss.backward()
+        used = {m for term in enabled for m in method_class.term_modules[term]}
+        for module_name, module in method.network.items():
+            grads = [p.grad for p in module.parameters() if p.requires_grad]
+            if module_name in used:
+                assert all(g is not None for g in grads), (
+                    f"{name}: {module_name} lacks gradients ({enabled})"
+                )
+                assert any(g.abs().sum() > 0 for g in grads), (
+                    f"{name}: {module_name} got zero gradients"
+                )
+            else:
+                assert all(g is None for g in grads), (
+                    f"{name}: {module_name} got gradients with {enabled}"
+                )
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_restore_gives_identical_next_epoch(name, synthetic):
+    method_class = registered_methods()[name]
+    config = method_class.config_class(**TINY)
+    settings = LoopSettings(seed=3, steps_per_epoch=2, eval_every=100)
+    first = Trainer(method_class, config, synthetic, settings)
+    first.train_epoch()
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    expected = first.train_epoch()
+    expected_params = [p.detach().clone() for p in first.method.network.parameters()]
+    expected_extra = first.method.extra_state()
+
+    buffer.seek(0)
+    second = Trainer(
+        method_class, config, synthetic, LoopSettings(seed=99, steps_per_epoch=2, eval_every=100)
+    )
+    second.load_state_dict(torch.load(buffer, weights_only=False))
+    got = second.train_epoch()
+    for a, b in zip(expected_params, second.method.network.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for key in ("loss", *[f"loss_{t}" for t in config.loss.enabled()]):
+        assert got[key] == expected[key]
+    for key, value in expected_extra.items():
+        assert torch.equal(
+            torch.as_tensor(value), torch.as_tensor(second.method.extra_state()[key])
+        )
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_never_sees_labels(name, synthetic):
+    assert {f.name for f in dataclasses.fields(Views)} == {"views", "index", "source"}
+    assert {f.name for f in dataclasses.fields(TrainImages)} == {"images", "info", "unlabeled"}
+    method = registered_methods()[name](
+        registered_methods()[name].config_class(**TINY), synthetic.train
+    )
+    labels = synthetic.labels
+    for value in vars(method).values():
+        assert not (
+            isinstance(value, torch.Tensor)
+            and value.shape == labels.shape
+            and torch.equal(value, labels)
+        )
