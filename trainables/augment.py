@@ -82,8 +82,8 @@ class ViewParams:
     blur_sigma: Tensor  # B float
 
 
-def _uniform(gen: torch.Generator, n: int, low: float, high: float, device: torch.device) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=gen, device=device)
+def _uniform(gen: torch.Generator, n: int, low: float, high: float) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=gen, device=gen.device)
 
 
 def sample_crop_sizes(
@@ -93,7 +93,6 @@ def sample_crop_sizes(
     width: int,
     scale: tuple[float, float],
     ratio: tuple[float, float],
-    device: torch.device,
     tries: int = 10,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """RandomResizedCrop's size sampler for a batch.
@@ -101,6 +100,7 @@ def sample_crop_sizes(
     Returns (h, w, found), ``found`` False where no try fitted; those take the central-crop
     fallback size.
     """
+    device = gen.device
     area = height * width
     target = area * (
         scale[0] + (scale[1] - scale[0]) * torch.rand(batch, tries, generator=gen, device=device)
@@ -136,11 +136,10 @@ def sample_resized_crop(
     width: int,
     scale: tuple[float, float],
     ratio: tuple[float, float],
-    device: torch.device,
 ) -> Tensor:
     """Boxes (top, left, h, w) of RandomResizedCrop: size by rejection, position uniform."""
-    h, w, found = sample_crop_sizes(gen, batch, height, width, scale, ratio, device)
-    u = torch.rand(batch, 2, generator=gen, device=device)
+    h, w, found = sample_crop_sizes(gen, batch, height, width, scale, ratio)
+    u = torch.rand(batch, 2, generator=gen, device=gen.device)
     top = torch.floor(u[:, 0] * (height - h + 1))
     left = torch.floor(u[:, 1] * (width - w + 1))
     top = torch.where(found, top, torch.div(height - h, 2, rounding_mode="floor"))
@@ -153,22 +152,20 @@ def sample_view_params(
 ) -> ViewParams:
     """Draw one view's parameters for ``batch`` images of ``height``×``width``."""
     device = gen.device
-    boxes = sample_resized_crop(
-        gen, batch, height, width, settings.crop_scale, settings.crop_ratio, device
-    )
+    boxes = sample_resized_crop(gen, batch, height, width, settings.crop_scale, settings.crop_ratio)
     coins = torch.rand(batch, 4, generator=gen, device=device)
     b, c, s, h = settings.jitter
     factors = torch.stack(
         [
-            _uniform(gen, batch, max(0.0, 1 - b), 1 + b, device),
-            _uniform(gen, batch, max(0.0, 1 - c), 1 + c, device),
-            _uniform(gen, batch, max(0.0, 1 - s), 1 + s, device),
-            _uniform(gen, batch, -h, h, device),
+            _uniform(gen, batch, max(0.0, 1 - b), 1 + b),
+            _uniform(gen, batch, max(0.0, 1 - c), 1 + c),
+            _uniform(gen, batch, max(0.0, 1 - s), 1 + s),
+            _uniform(gen, batch, -h, h),
         ],
         dim=1,
     )
     order = torch.randperm(4, generator=gen, device=device)
-    sigma = _uniform(gen, batch, 0.1, 2.0, device)
+    sigma = _uniform(gen, batch, 0.1, 2.0)
     return ViewParams(
         boxes=boxes,
         flip=coins[:, 0] < settings.flip_p,

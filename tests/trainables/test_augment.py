@@ -53,9 +53,7 @@ def test_parameters_differ_per_sample():
 
 def test_crop_boxes_inside_image_with_scale_and_ratio_in_range():
     g = torch.Generator().manual_seed(0)
-    boxes = augment.sample_resized_crop(
-        g, 2000, 32, 48, (0.08, 1.0), (3 / 4, 4 / 3), torch.device("cpu")
-    )
+    boxes = augment.sample_resized_crop(g, 2000, 32, 48, (0.08, 1.0), (3 / 4, 4 / 3))
     top, left, h, w = boxes.unbind(1)
     assert (
         (top >= 0).all() and (left >= 0).all() and (top + h <= 32).all() and (left + w <= 48).all()
@@ -71,9 +69,7 @@ def test_crop_boxes_inside_image_with_scale_and_ratio_in_range():
 def test_crop_fallback_is_central_when_nothing_fits():
     g = torch.Generator().manual_seed(0)
     # a ratio range no crop of a 10x100 image can satisfy with that area -> central crop
-    h, w, found = augment.sample_crop_sizes(
-        g, 16, 10, 100, (0.99, 1.0), (3 / 4, 4 / 3), torch.device("cpu")
-    )
+    h, w, found = augment.sample_crop_sizes(g, 16, 10, 100, (0.99, 1.0), (3 / 4, 4 / 3))
     assert not found.any()
     assert (h == 10).all() and (w == round(10 * 4 / 3)).all()
 
