@@ -1,0 +1,171 @@
+"""From a validated study to trials: variants × data sets × seeds × search samples.
+
+The planner alone turns a study into what Ray Tune runs. Grid and random searches are
+expanded here, with random samples drawn from the study's seed, so ``ablate plan`` shows the
+exact trials, every seed of a sample is a true replicate (same hyperparameters), and a
+resumed study expands to the same list. Optuna is adaptive: the planner gives its trial count
+and a define-by-run space instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ablate.study import DatasetEntry, Domain, Study
+from ablate.yaml_source import StudyFileError
+from trainables.config import MethodConfig, unflatten
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: everything needed to train it, and its deterministic name."""
+
+    study: str
+    method: str
+    variant: str
+    dataset: dict[str, Any]
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)  # flat hyperparameter overrides
+    sample: int | None = None  # search sample index; None without a search
+
+    @property
+    def dataset_entry(self) -> DatasetEntry:
+        return DatasetEntry.model_validate(self.dataset)
+
+    @property
+    def key(self) -> str:
+        """``<variant>-<dataset>-s<seed>[-n<sample>]``: unique within a study, stable."""
+        tail = "" if self.sample is None else f"-n{self.sample}"
+        return f"{self.variant}-{self.dataset_entry.label}-s{self.seed}{tail}"
+
+    def method_config(self) -> MethodConfig:
+        """The resolved, validated method config of this trial."""
+        from trainables.registry import get_method
+
+        return get_method(self.method).config_class(**unflatten(self.params))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialSpec:
+        return cls(**data)
+
+
+def _quantise(value: float, step: float | None, low: float) -> float:
+    return value if step is None else low + round((value - low) / step) * step
+
+
+def sample_domain(domain: Domain, rng: np.random.Generator) -> Any:
+    """One draw from a search dimension (bounds inclusive; ``step`` quantises)."""
+    if domain.values is not None:
+        return domain.values[int(rng.integers(len(domain.values)))]
+    if domain.distribution is None:
+        return domain.value
+    assert domain.low is not None and domain.high is not None
+    low, high = domain.low, domain.high
+    if domain.distribution == "uniform":
+        return float(_quantise(rng.uniform(low, high), domain.step, low))
+    if domain.distribution == "loguniform":
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))
+        return float(min(max(_quantise(value, domain.step, low), low), high))
+    step = int(domain.step or 1)
+    if domain.distribution == "int":
+        return int(low) + step * int(rng.integers(0, (int(high) - int(low)) // step + 1))
+    value = math.exp(rng.uniform(math.log(low), math.log(high + 1)))  # logint
+    return int(min(max(int(low) + step * int((value - low) // step), int(low)), int(high)))
+
+
+def search_points(study: Study) -> list[dict[str, Any]]:
+    """The hyperparameter points of a grid or random search ([{}] without a search)."""
+    search = study.search
+    if search is None:
+        return [{}]
+    keys = list(search.space)
+    if search.algorithm == "grid":
+        grids = [search.space[k].candidates() for k in keys]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
+    if search.algorithm == "random":
+        rng = np.random.default_rng(search.seed)
+        return [
+            {k: sample_domain(search.space[k], rng) for k in keys}
+            for _ in range(search.num_samples)
+        ]
+    raise ValueError("optuna samples adaptively; it has no fixed points")
+
+
+def expand(study: Study) -> list[TrialSpec]:
+    """Every trial of a grid/random/no-search study, in a stable order."""
+    points = search_points(study)
+    with_search = study.search is not None
+    trials = []
+    for variant in study.variants:
+        for dataset in study.datasets:
+            for n, point in enumerate(points):
+                for seed in study.seeds:
+                    trials.append(
+                        TrialSpec(
+                            study=study.name,
+                            method=study.method,
+                            variant=variant,
+                            dataset=dataset.model_dump(),
+                            seed=seed,
+                            params={**study.overrides(variant), **point},
+                            sample=n if with_search else None,
+                        )
+                    )
+    keys = [t.key for t in trials]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise StudyFileError(
+            "<study>", ("datasets",), None, f"two trials share the name {duplicate!r}"
+        )
+    return trials
+
+
+def trial_count(study: Study) -> int:
+    """How many trials the study runs (optuna: its sample budget × seeds)."""
+    if study.search is not None and study.search.algorithm == "optuna":
+        return study.search.num_samples * len(study.seeds)
+    return len(study.variants) * len(study.datasets) * len(search_points(study)) * len(study.seeds)
+
+
+def gpu_hours(study: Study) -> float | None:
+    """Estimated GPU-hours, when the study gives ``resources.gpu_hours_per_trial``."""
+    per_trial = study.resources.gpu_hours_per_trial
+    return None if per_trial is None else trial_count(study) * per_trial
+
+
+def describe_plan(study: Study, verbose: bool = False) -> str:
+    """The text ``ablate plan`` prints: trials with their resolved configs, count, GPU-hours."""
+    from trainables.registry import get_method
+
+    defaults = get_method(study.method).config_class().flat()
+    lines = [f"study {study.name!r}: method {study.method}, {trial_count(study)} trials"]
+    if study.description:
+        lines.append(f"  {study.description}")
+    if study.search is not None and study.search.algorithm == "optuna":
+        s = study.search
+        lines.append(
+            f"  optuna (TPE) samples {s.num_samples} configurations adaptively, each run for "
+            f"seeds {study.seeds}; objective {s.mode} {s.metric}; space: {', '.join(s.space)}"
+        )
+        trials: list[TrialSpec] = []
+    else:
+        trials = expand(study)
+    for trial in trials:
+        resolved = trial.method_config().flat()
+        shown = resolved if verbose else {k: v for k, v in resolved.items() if v != defaults[k]}
+        body = ", ".join(f"{k}={v}" for k, v in shown.items()) or "(method defaults)"
+        lines.append(f"  {trial.key}: {body}")
+    hours = gpu_hours(study)
+    lines.append(
+        f"trials: {trial_count(study)}; estimated GPU-hours: "
+        + (f"{hours:.1f}" if hours is not None else "unknown (set resources.gpu_hours_per_trial)")
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,393 @@
+"""The Tune driver: a validated study becomes one Ray Tune experiment, resumable from storage.
+
+Three levels, as in Ray's Train-inside-Tune docs: the per-worker loop
+(:func:`ablate.trainable.train_fn_per_worker`), the trial (:func:`ablate.trainable.tune_trial`,
+a Tune function trainable) and here the Tuner, which schedules trials over the CPUs and GPUs
+Ray has, with MLflow logging from this driver process only.
+
+Running a study again finds its experiment under ``run.storage``: finished trials are kept,
+interrupted and errored ones resume from their last checkpoint, and a study that finished
+reports its results and trains nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ablate.planner import TrialSpec, expand, trial_count
+from ablate.study import Study
+from ablate.yaml_source import StudyFileError
+
+Printer = Callable[[str], None]
+PLAN_FILE = "ablate_plan.json"
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+@dataclass
+class Outcome:
+    """What a study run ended with."""
+
+    finished: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
+    results: list[tuple[TrialSpec, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+
+def _absolute_uri(uri: str) -> str:
+    """``sqlite:///relative.db`` anchored at the current directory (Tune may change it)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def _run_settings(study: Study) -> dict[str, Any]:
+    run = study.run.model_dump()
+    if run["data_root"] is not None:
+        run["data_root"] = str(Path(run["data_root"]).resolve())
+    elif "ABLATE_DATA" not in os.environ:
+        run["data_root"] = str(Path("data").resolve())
+    return run
+
+
+class ProgressPrinter:
+    """Live progress lines: trials done / running / failed and the best result so far."""
+
+    def __init__(self, total: int, metric: str, mode: str, printer: Printer = _print) -> None:
+        self.total, self.metric, self.mode, self.printer = total, metric, mode, printer
+        self.done: set[str] = set()
+        self.failed: set[str] = set()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "printer"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.printer = _print
+
+    def line(self, trials: list[Any], event: str) -> None:
+        done, failed = len(self.done), len(self.failed)
+        finished = self.done | self.failed
+        running = sum(t.status == "RUNNING" and t.trial_id not in finished for t in trials)
+        scored = [
+            (t.last_result[self.metric], str(t))
+            for t in trials
+            if self.metric in (t.last_result or {})
+        ]
+        best = ""
+        if scored:
+            value, name = (max if self.mode == "max" else min)(scored)
+            best = f"; best {self.metric} {value:.3f} ({name})"
+        self.printer(
+            f"[{done}/{self.total} done, {running} running, {failed} failed{best}] {event}"
+        )
+
+
+def _progress_callback(progress: ProgressPrinter) -> Any:
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def __init__(self) -> None:
+            self.progress = progress
+
+        def on_trial_start(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            self.progress.line(trials, f"started {trial}")
+
+        def on_trial_complete(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            self.progress.done.add(trial.trial_id)
+            self.progress.line(trials, f"finished {trial}")
+
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            from ablate.tracking import error_summary
+
+            self.progress.failed.add(trial.trial_id)
+            self.progress.line(trials, f"FAILED {trial}: {error_summary(trial)}")
+
+    return Progress()
+
+
+def _search_alg(study: Study) -> Any:
+    """Optuna's TPE, repeated once per seed so every sampled config gets replicates."""
+    if study.search is None or study.search.algorithm != "optuna":
+        return None
+    import optuna
+    from ray.tune.search import Repeater
+    from ray.tune.search.optuna import OptunaSearch
+
+    search = study.search
+
+    def space(trial: optuna.Trial) -> None:
+        for key, domain in search.space.items():
+            name = f"search/{key}"
+            if domain.values is not None:
+                trial.suggest_categorical(name, domain.values)
+            elif domain.distribution is None:
+                trial.suggest_categorical(name, [domain.value])
+            elif domain.distribution in ("uniform", "loguniform"):
+                assert domain.low is not None and domain.high is not None
+                trial.suggest_float(
+                    name,
+                    domain.low,
+                    domain.high,
+                    log=domain.distribution == "loguniform",
+                    step=None if domain.distribution == "loguniform" else domain.step,
+                )
+            else:
+                assert domain.low is not None and domain.high is not None
+                trial.suggest_int(
+                    name,
+                    int(domain.low),
+                    int(domain.high),
+                    step=int(domain.step or 1),
+                    log=domain.distribution == "logint",
+                )
+
+    sampler = optuna.samplers.TPESampler(seed=search.seed)
+    searcher = OptunaSearch(space=space, metric=search.metric, mode=search.mode, sampler=sampler)
+    return Repeater(searcher, repeat=len(study.seeds), set_index=True)
+
+
+def _first_trial(study: Study) -> TrialSpec:
+    """The first variant on the first data set: optuna's template, ASHA's epoch budget."""
+    variant = next(iter(study.variants))
+    dataset = study.datasets[0].model_dump()
+    return TrialSpec(
+        study.name, study.method, variant, dataset, study.seeds[0], study.overrides(variant), 0
+    )
+
+
+def _scheduler(study: Study) -> Any:
+    if study.scheduler.type == "fifo":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    epochs = _first_trial(study).method_config().epochs
+    s = study.scheduler
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=s.max_t or epochs,
+        grace_period=s.grace_period,
+        reduction_factor=s.reduction_factor,
+    )
+
+
+def _param_space(study: Study) -> dict[str, Any]:
+    from ray import tune
+
+    base = {"run": _run_settings(study), "cpus": study.resources.cpus}
+    if study.search is not None and study.search.algorithm == "optuna":
+        return {**base, "spec": _first_trial(study).to_dict(), "seeds": list(study.seeds)}
+    return {**base, "spec": tune.grid_search([t.to_dict() for t in expand(study)])}
+
+
+def _trial_name(trial: Any) -> str:
+    from ablate.trainable import resolve
+
+    spec = resolve(trial.config)[0]
+    if spec.sample is not None and "search" in trial.config:
+        return f"{spec.variant}-{spec.dataset_entry.label}-s{spec.seed}-{trial.trial_id}"
+    return spec.key
+
+
+def _fingerprint(study: Study) -> str:
+    data = study.model_dump(mode="json", exclude={"description", "reference", "tracking"})
+    data["run"] = {k: v for k, v in data["run"].items() if k not in ("max_retries",)}
+    return json.dumps(data, sort_keys=True)
+
+
+def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> None:
+    stored = experiment_dir / PLAN_FILE
+    current = _fingerprint(study)
+    if stored.exists() and stored.read_text(encoding="utf-8") != current:
+        raise StudyFileError(
+            study_file,
+            (),
+            None,
+            f"the study changed since its results in {experiment_dir} were started; resuming would "
+            "mix two studies. Give it a new name, or delete that folder to start over",
+        )
+
+
+def _connect(address: str | None, printer: Printer) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        printer(f"connecting to the Ray cluster at {address}")
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=False)
+
+
+def run_study(
+    study: Study, study_file: str, address: str | None = None, printer: Printer = _print
+) -> Outcome:
+    """Run (or resume) every trial of ``study``; returns what happened."""
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the resume state fresh
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    # evaluation runs every `eval_every` epochs: results in between carry no ACC
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # we snapshot often on purpose (a killed driver loses little); do not warn about it
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    from ray import tune
+
+    from ablate.tracking import MLflowTrialLogger, provenance
+    from ablate.trainable import tune_trial
+
+    if study.resources.workers > 1:
+        raise StudyFileError(
+            study_file,
+            ("resources", "workers"),
+            None,
+            "multi-worker (DDP) trials are not available yet; use workers: 1",
+        )
+    storage = Path(study.run.storage).resolve()
+    experiment_dir = storage / study.name
+    _check_unchanged(study, study_file, experiment_dir)
+    metric = study.search.metric if study.search else "acc"
+    mode = study.search.mode if study.search else "max"
+    total = trial_count(study)
+    uri = _absolute_uri(study.tracking.uri)
+    _connect(address, printer)
+
+    trainable = tune.with_resources(
+        tune_trial, {"cpu": study.resources.cpus, "gpu": study.resources.gpus}
+    )
+    progress = ProgressPrinter(total, metric, mode, printer)
+    callbacks = [
+        MLflowTrialLogger(uri, study.experiment, study.name, provenance()),
+        _progress_callback(progress),
+    ]
+    restored = tune.Tuner.can_restore(str(experiment_dir))
+    if restored:
+        printer(f"resuming study {study.name!r} from {experiment_dir}")
+        tuner = tune.Tuner.restore(
+            str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
+        )
+    else:
+        printer(
+            f"study {study.name!r}: {total} trials of {study.method}; results in {experiment_dir}"
+        )
+        max_concurrent = study.resources.max_concurrent
+        tuner = tune.Tuner(
+            trainable,
+            param_space=_param_space(study),
+            tune_config=tune.TuneConfig(
+                metric=metric,
+                mode=mode,
+                scheduler=_scheduler(study),
+                search_alg=_search_alg(study),
+                num_samples=total if study.search and study.search.algorithm == "optuna" else 1,
+                max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
+                trial_name_creator=_trial_name,
+                trial_dirname_creator=_trial_name,
+            ),
+            run_config=tune.RunConfig(
+                name=study.name,
+                storage_path=str(storage),
+                verbose=0,
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=study.run.max_retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        (experiment_dir / PLAN_FILE).write_text(_fingerprint(study), encoding="utf-8")
+    if restored and _all_terminated(experiment_dir, total):
+        printer(f"study {study.name!r} already finished: {total} trials, nothing to train")
+        return _collect(tuner.get_results())
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        return Outcome(interrupted=True)
+    return _collect(grid)
+
+
+def _all_terminated(experiment_dir: Path, total: int) -> bool:
+    """Whether the stored experiment holds every trial, each finished (or stopped early)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(experiment_dir)).trials
+    return len(trials) == total and all(t.status == "TERMINATED" for t in trials)
+
+
+def _collect(grid: Any) -> Outcome:
+    from ablate.trainable import resolve
+
+    outcome = Outcome()
+    for result in grid:
+        spec = resolve(result.config)[0] if result.config else None
+        name = _trial_name_from(result, spec)
+        if result.error is not None:
+            outcome.failed[name] = str(result.error).strip().splitlines()[-1][:500]
+        else:
+            outcome.finished.append(name)
+            if spec is not None:
+                outcome.results.append((spec, dict(result.metrics or {})))
+    return outcome
+
+
+def _trial_name_from(result: Any, spec: TrialSpec | None) -> str:
+    path = getattr(result, "path", None)
+    if path:
+        return Path(path).name
+    return spec.key if spec else "?"
+
+
+def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]]) -> str:
+    """Variant × data set: mean ± std over seeds (and samples) of ACC, NMI, ARI."""
+    import numpy as np
+
+    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for spec, metrics in results:
+        for key in ("acc", "nmi", "ari"):
+            if key in metrics:
+                cells[(spec.variant, spec.dataset_entry.label)][key].append(float(metrics[key]))
+    if not cells:
+        return "no finished trial reported ACC/NMI/ARI"
+    wv = max(len("variant"), *(len(v) for v, _ in cells))
+    wd = max(len("dataset"), *(len(d) for _, d in cells))
+    header = (
+        f"{'variant':<{wv}}  {'dataset':<{wd}}  {'n':>2}  {'ACC':>13}  {'NMI':>13}  {'ARI':>13}"
+    )
+    lines = [header, "-" * len(header)]
+    for (variant, dataset), values in sorted(cells.items()):
+        parts = []
+        for key in ("acc", "nmi", "ari"):
+            v = np.asarray(values.get(key, []))
+            parts.append(
+                f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}" if v.size else "-"
+            )
+        n = max(len(v) for v in values.values())
+        lines.append(
+            f"{variant:<{wv}}  {dataset:<{wd}}  {n:>2}  " + "  ".join(f"{p:>13}" for p in parts)
+        )
+    return "\n".join(lines)

@@ -1,0 +1,410 @@
+"""Study files: the typed schema, and validation against the chosen method's config.
+
+A study names a method, data sets, seeds, fixed hyperparameters (``base``), named ablation
+rows (``variants``), an optional search space, a scheduler, resources, tracking and the
+paper's reference numbers. Every key is checked here, before anything runs: unknown keys get a
+did-you-mean, values are validated by the method's own config class, and every error names
+the file, the key path and the line. Nothing here imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+
+from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
+from trainables.config import MethodConfig, flatten, unflatten
+from trainables.datasets import CATALOGUE
+from trainables.registry import get_method, registered_methods
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Closed(BaseModel):
+    """Frozen, no unknown keys: a typo in a study file is an error, never a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetEntry(Closed):
+    """A data set of the study: a catalogue name and its options."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    root: str | None = None
+    download: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_short_forms(cls, value: Any) -> Any:
+        # "digits" or {name: stl10, unlabeled: true}: every other key is a data-set option
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "options" not in value:
+            fixed = {k: v for k, v in value.items() if k in ("name", "root", "download")}
+            options = {k: v for k, v in value.items() if k not in fixed}
+            return {**fixed, "options": options} if options else fixed
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in CATALOGUE:
+            raise ValueError(f"unknown data set {name!r}; known: {', '.join(CATALOGUE)}")
+        return name
+
+    @model_validator(mode="after")
+    def _options_known(self) -> DatasetEntry:
+        allowed = CATALOGUE[self.name].options
+        unknown = sorted(set(self.options) - allowed)
+        if unknown:
+            raise ValueError(
+                f"data set {self.name!r} has no option(s) {unknown}; allowed: "
+                f"{', '.join(sorted(allowed)) or 'none'}"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """A short name for runs and tables: the data set plus any non-default options."""
+        extra = "".join(f"_{k}{v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}{extra}"
+
+
+class Domain(Closed):
+    """One search dimension.
+
+    ``{values: [...]}`` (grid points, or choices for random and optuna), ``{value: x}`` (a
+    constant), or ``{distribution: uniform|loguniform|int|logint, low, high, step?}`` (bounds
+    inclusive; ``step`` quantises).
+    """
+
+    values: list[Any] | None = None
+    value: Any = None
+    distribution: Literal["uniform", "loguniform", "int", "logint"] | None = None
+    low: float | None = None
+    high: float | None = None
+    step: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Domain:
+        forms = [
+            self.values is not None,
+            "value" in self.model_fields_set,
+            self.distribution is not None,
+        ]
+        if sum(forms) != 1:
+            raise ValueError(
+                "give exactly one of 'values: [...]', 'value: x' or 'distribution: ...'"
+            )
+        if self.values is not None and not self.values:
+            raise ValueError("empty 'values' list: a search dimension needs at least one value")
+        if self.distribution is not None:
+            if self.low is None or self.high is None:
+                raise ValueError(f"distribution {self.distribution!r} needs 'low' and 'high'")
+            if not self.low < self.high:
+                raise ValueError(f"needs low < high; got low={self.low}, high={self.high}")
+            if self.distribution in ("loguniform", "logint") and self.low <= 0:
+                raise ValueError(f"{self.distribution} needs low > 0; got {self.low}")
+            if self.distribution in ("int", "logint") and not (
+                float(self.low).is_integer() and float(self.high).is_integer()
+            ):
+                raise ValueError(
+                    f"{self.distribution} needs integer bounds; got {self.low}, {self.high}"
+                )
+        elif self.low is not None or self.high is not None or self.step is not None:
+            raise ValueError("'low', 'high' and 'step' belong to a 'distribution'")
+        return self
+
+    def candidates(self) -> list[Any]:
+        """Values to check against the method's config (a distribution's bounds)."""
+        if self.values is not None:
+            return list(self.values)
+        if self.distribution is None:
+            return [self.value]
+        as_int = self.distribution in ("int", "logint")
+        assert self.low is not None and self.high is not None
+        return [int(self.low), int(self.high)] if as_int else [self.low, self.high]
+
+
+class Search(Closed):
+    """The search: algorithm, budget, objective and space."""
+
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: int = Field(1, ge=1)
+    metric: str = "acc"
+    mode: Literal["max", "min"] = "max"
+    seed: int = 0
+    space: dict[str, Domain] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Search:
+        if not self.space:
+            raise ValueError("'space' is empty: name at least one hyperparameter to search")
+        if self.algorithm == "grid":
+            sampled = [k for k, d in self.space.items() if d.distribution is not None]
+            if sampled:
+                raise ValueError(
+                    f"grid search needs 'values' lists; {', '.join(sampled)} use a distribution "
+                    "(use algorithm: random or optuna)"
+                )
+            if self.num_samples != 1:
+                raise ValueError(
+                    "num_samples applies to random and optuna; grid runs every combination"
+                )
+        return self
+
+
+class Scheduler(Closed):
+    """Trial scheduling on the reported ``epoch``: FIFO, or ASHA early stopping."""
+
+    type: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+    max_t: int | None = Field(None, ge=1)
+
+
+class Resources(Closed):
+    """Per-trial resources (fractional GPUs pack trials onto a card) and concurrency."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1)
+    max_concurrent: int | None = Field(None, ge=1)
+    gpu_hours_per_trial: float | None = Field(None, gt=0)
+
+
+class Tracking(Closed):
+    """Where MLflow writes: a tracking URI (SQLite file by default) and an experiment."""
+
+    uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None
+
+
+class RunSettings(Closed):
+    """How each trial runs: evaluation cadence, proxy caps, device, data and storage."""
+
+    eval_every: int = Field(1, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    amp: Literal["auto", "off", "bf16"] = "auto"
+    device: str = "auto"
+    data_root: str | None = None
+    checkpoint_every: int = Field(1, ge=1)
+    max_retries: int = Field(1, ge=0)
+    storage: str = "ablate_results"
+
+
+Reference = dict[str, dict[str, dict[str, float | None]]]
+
+
+def _one_variant() -> dict[str, dict[str, Any]]:
+    return {"default": {}}
+
+
+class Study(Closed):
+    """A study file, validated."""
+
+    name: Name
+    description: str = ""
+    method: str
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    base: dict[str, Any] = Field(default_factory=dict)
+    variants: dict[Name, dict[str, Any]] = Field(default_factory=_one_variant, min_length=1)
+    search: Search | None = None
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    resources: Resources = Field(default_factory=Resources)
+    tracking: Tracking = Field(default_factory=Tracking)
+    run: RunSettings = Field(default_factory=RunSettings)
+    reference: Reference = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _registered(cls, method: str) -> str:
+        known = list(registered_methods())
+        if method not in known:
+            hint = difflib.get_close_matches(method, known, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ValueError(
+                f"unknown method {method!r}{extra} Registered methods: {', '.join(known)}"
+            )
+        return method
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds repeat: {seeds}")
+        return seeds
+
+    @field_validator("base", "variants", mode="before")
+    @classmethod
+    def _mappings(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def method_config_class(self) -> type[MethodConfig]:
+        return get_method(self.method).config_class
+
+    def overrides(self, variant: str) -> dict[str, Any]:
+        """Flat hyperparameters of a variant: ``base`` then the variant's own overrides."""
+        return {**flatten(self.base), **flatten(self.variants[variant])}
+
+
+# --------------------------------------------------------------------------------------------
+# Validation against the method
+
+
+def _describe_error(error: ErrorDetails) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error.get("type") in ("extra_forbidden", "missing"):
+        return message.lower() if error["type"] == "missing" else "unknown key"
+    if "input" in error and error.get("type") not in ("model_type", "dict_type"):
+        return f"{message} (got {error['input']!r})"
+    return message
+
+
+def _schema_error(doc: YamlDocument, error: ValidationError) -> StudyFileError:
+    first = error.errors()[0]
+    path = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = _describe_error(first)
+    if first["type"] == "extra_forbidden":
+        parent = path[:-1]
+        allowed = _allowed_keys(parent)
+        hint = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+        message = "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        if allowed:
+            message += f" Allowed here: {', '.join(allowed)}"
+    return doc.error(path, message)
+
+
+def _allowed_keys(parent: KeyPath) -> list[str]:
+    model: type[BaseModel] = Study
+    for part in parent:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return list(model.model_fields)
+
+
+def _key_path(doc: YamlDocument, where: KeyPath, key: str) -> KeyPath:
+    """The YAML path of a flat key, whether the file wrote it dotted or nested."""
+    dotted_path = (*where, key)
+    if dotted_path in doc.lines:
+        return dotted_path
+    return (*where, *key.split("."))
+
+
+def _check_keys(doc: YamlDocument, study: Study, flat: dict[str, Any], where: KeyPath) -> None:
+    config_class = study.method_config_class()
+    known = list(config_class().flat())
+    for key in flat:
+        if key in known:
+            continue
+        path = _key_path(doc, where, key)
+        if key.startswith("loss."):
+            switches = [k.removeprefix("loss.") for k in known if k.startswith("loss.")]
+            raise doc.error(
+                path,
+                f"unknown loss switch {key.removeprefix('loss.')!r} for method {study.method!r}; "
+                f"switches: {', '.join(switches)}",
+            )
+        hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise doc.error(
+            path,
+            f"unknown hyperparameter {key!r} for method {study.method!r}{extra} "
+            f"(`ablate methods {study.method}` lists them)",
+        )
+
+
+def _build(
+    doc: YamlDocument, study: Study, layers: list[tuple[KeyPath, dict[str, Any]]]
+) -> MethodConfig:
+    """The method config from override layers (later wins).
+
+    An error blames the layer that set the offending key, so the message names its line.
+    """
+    merged: dict[str, Any] = {}
+    for _, flat in layers:
+        merged.update(flat)
+    try:
+        return study.method_config_class()(**unflatten(merged))
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        where: KeyPath = layers[-1][0]
+        for origin, flat in reversed(layers):
+            exact = [k for k in flat if k == key or key.startswith(f"{k}.")]
+            below = [k for k in flat if k.startswith(f"{key}.")]
+            if exact or below:
+                # blame the key itself, or the common prefix (a model-level rule like 'loss')
+                where, key = origin, exact[0] if exact else key
+                break
+        path = _key_path(doc, where, key) if key else where
+        raise doc.error(path, _describe_error(first)) from None
+
+
+def validate_study(doc: YamlDocument) -> Study:
+    """Validate a parsed study completely; :class:`StudyFileError` on the first problem."""
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "a study file is a mapping of keys (name, method, datasets, ...)")
+    try:
+        study = Study.model_validate(doc.data)
+    except ValidationError as error:
+        raise _schema_error(doc, error) from None
+    base = flatten(study.base)
+    _check_keys(doc, study, base, ("base",))
+    for variant, overrides in study.variants.items():
+        flat = flatten(overrides)
+        _check_keys(doc, study, flat, ("variants", variant))
+        _build(doc, study, [(("base",), base), (("variants", variant), flat)])
+    if study.search is not None:
+        space = study.search.space
+        _check_keys(doc, study, dict.fromkeys(space), ("search", "space"))
+        if study.search.algorithm == "optuna" and (
+            len(study.variants) > 1 or len(study.datasets) > 1
+        ):
+            raise doc.error(
+                ("search", "algorithm"),
+                "optuna searches one variant on one data set at a time (each result steers the "
+                "next sample); split the study, or use algorithm: random",
+            )
+        for key, domain in space.items():
+            for value in domain.candidates():
+                layer: tuple[KeyPath, dict[str, Any]] = (("search", "space"), {key: value})
+                _build(doc, study, [(("base",), base), layer])
+    for variant, per_dataset in study.reference.items():
+        if variant not in study.variants:
+            raise doc.error(
+                ("reference", variant), f"no such variant; variants: {', '.join(study.variants)}"
+            )
+        labels = {d.label for d in study.datasets} | {d.name for d in study.datasets}
+        for dataset in per_dataset:
+            if dataset not in labels:
+                raise doc.error(
+                    ("reference", variant, dataset),
+                    f"no such data set in this study; data sets: {', '.join(sorted(labels))}",
+                )
+    return study
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file."""
+    return validate_study(load_yaml(path))

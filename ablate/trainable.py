@@ -1,0 +1,116 @@
+"""The adapter between Ray and the framework-free training loop.
+
+``train_fn_per_worker`` builds a trial's method from its resolved config, runs the shared
+loop, and turns each epoch into a report (and a checkpoint). It is the only place that knows
+how results leave a trial, through a reporter: ``ray.tune.report`` when the trial runs the
+loop itself (one worker, the usual case: no second placement group, no Train controller, so
+start-up stays small), or ``ray.train.report`` on every rank of a ``TorchTrainer`` when the
+trial asks for several workers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ablate.planner import TrialSpec
+from ablate.study import RunSettings
+
+STATE_FILE = "state.pt"
+ASSIGNMENTS_FILE = "assignments.npy"
+CONFIG_FILE = "config.yaml"
+
+Reporter = Callable[[dict[str, Any], str | None], None]
+
+
+class TrialConfigError(ValueError):
+    """A sampled configuration that the method's config rejects."""
+
+
+def resolve(config: dict[str, Any]) -> tuple[TrialSpec, RunSettings]:
+    """The trial spec Tune handed over, with any searcher-suggested values merged in."""
+    spec = TrialSpec.from_dict(config["spec"])
+    suggested = config.get("search") or {}
+    if suggested or "__trial_index__" in config:
+        seeds = config.get("seeds") or [spec.seed]
+        seed = seeds[int(config.get("__trial_index__", 0)) % len(seeds)]
+        spec = TrialSpec(**{**spec.to_dict(), "params": {**spec.params, **suggested}, "seed": seed})
+    return spec, RunSettings.model_validate(config["run"])
+
+
+def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: str | None) -> None:
+    """Train one trial; ``report(metrics, checkpoint_dir)`` is called once per epoch."""
+    import torch
+    from pydantic import ValidationError
+
+    from trainables.datasets import load_dataset
+    from trainables.loop import EpochReport, LoopSettings, Trainer
+    from trainables.registry import get_method
+
+    spec, run = resolve(config)
+    torch.set_num_threads(max(1, int(config.get("cpus", 1))))
+    method_class = get_method(spec.method)
+    try:
+        method_config = spec.method_config()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise TrialConfigError(
+            f"trial {spec.key}: the sampled configuration is invalid for {spec.method}: "
+            f"{'.'.join(map(str, first['loc']))}: {first['msg']} (got {first.get('input')!r})"
+        ) from None
+    entry = spec.dataset_entry
+    data = load_dataset(
+        entry.name, entry.root or run.data_root, download=entry.download, options=entry.options
+    )
+    settings = LoopSettings(
+        seed=spec.seed,
+        device=run.device,
+        amp=run.amp,
+        eval_every=run.eval_every,
+        steps_per_epoch=run.steps_per_epoch,
+    )
+    trainer = Trainer(method_class, method_config, data, settings)
+    if restore_dir is not None:
+        trainer.restore(Path(restore_dir) / STATE_FILE)
+
+    def on_epoch(result: EpochReport, trainer: Trainer) -> None:
+        metrics: dict[str, Any] = {
+            **result.metrics,
+            "epoch": float(result.epoch),
+            "device": str(trainer.device),
+        }
+        last = result.epoch == method_config.epochs
+        if not (last or result.epoch % run.checkpoint_every == 0):
+            report(metrics, None)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            trainer.save(Path(folder) / STATE_FILE)
+            if last and result.assignments is not None:
+                np.save(Path(folder) / ASSIGNMENTS_FILE, result.assignments)
+                (Path(folder) / CONFIG_FILE).write_text(
+                    yaml.safe_dump(method_config.model_dump(mode="json"))
+                )
+            report(metrics, folder)
+
+    trainer.fit(on_epoch)
+
+
+def tune_trial(config: dict[str, Any]) -> None:
+    """A Ray Tune function trainable: one trial, reported through ``ray.tune``."""
+    from ray import tune
+
+    def report(metrics: dict[str, Any], folder: str | None) -> None:
+        checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
+        tune.report(metrics, checkpoint=checkpoint)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        train_fn_per_worker(config, report, None)
+        return
+    with checkpoint.as_directory() as restored:  # errored or interrupted: resume from it
+        train_fn_per_worker(config, report, restored)

@@ -1,0 +1,224 @@
+"""A corpus of bad study files: each gets one message naming the file, the key path, the
+line, what was expected and what is allowed; the CLI exits 2 without a traceback."""
+
+import textwrap
+
+import pytest
+
+from ablate.cli import main
+from ablate.study import load_study
+from ablate.yaml_source import StudyFileError
+
+GOOD = """\
+name: demo
+method: cc
+datasets: [synthetic]
+seeds: [0, 1]
+base:
+  epochs: 2
+variants:
+  full: {}
+  no_cluster: {loss.cluster: false}
+"""
+
+# (replacement of GOOD's text or a whole file, expected line, expected key path, fragments)
+CASES = {
+    "unknown method": (
+        GOOD.replace("method: cc", "method: ccc"),
+        2,
+        "method",
+        ["unknown method 'ccc'", "did you mean 'cc'?", "Registered methods: cc"],
+    ),
+    "unknown hyperparameter": (
+        GOOD.replace("  epochs: 2", "  epochs: 2\n  tau_instanc: 0.3"),
+        7,
+        "base.tau_instanc",
+        ["unknown hyperparameter 'tau_instanc' for method 'cc'", "did you mean 'tau_instance'?"],
+    ),
+    "wrong type": (
+        GOOD.replace("epochs: 2", "epochs: many"),
+        6,
+        "base.epochs",
+        ["valid integer", "'many'"],
+    ),
+    "unknown loss toggle": (
+        GOOD.replace("loss.cluster: false", "loss.clusters: false"),
+        9,
+        "variants.no_cluster.loss.clusters",
+        ["unknown loss switch 'clusters'", "switches: instance, cluster, entropy"],
+    ),
+    "nested loss toggle": (
+        GOOD.replace(
+            "no_cluster: {loss.cluster: false}", "no_cluster:\n    loss:\n      entrop: false"
+        ),
+        11,
+        "variants.no_cluster.loss.entrop",
+        ["unknown loss switch 'entrop'"],
+    ),
+    "non-positive temperature": (
+        GOOD.replace("  epochs: 2", "  epochs: 2\n  tau_cluster: 0"),
+        7,
+        "base.tau_cluster",
+        ["greater than 0", "got 0"],
+    ),
+    "variant out of range": (
+        GOOD.replace("no_cluster: {loss.cluster: false}", "tiny: {batch_size: 1}"),
+        9,
+        "variants.tiny.batch_size",
+        ["greater than or equal to 2", "got 1"],
+    ),
+    "every loss off": (
+        GOOD.replace(
+            "no_cluster: {loss.cluster: false}",
+            "none: {loss.cluster: false, loss.instance: false, loss.entropy: false}",
+        ),
+        9,
+        "variants.none.loss",
+        ["every loss term is switched off"],
+    ),
+    "empty grid": (
+        GOOD + "search:\n  space:\n    tau_instance: {values: []}\n",
+        12,
+        "search.space.tau_instance",
+        ["empty 'values' list"],
+    ),
+    "grid value out of range": (
+        GOOD + "search:\n  space:\n    tau_instance: {values: [0.5, -1]}\n",
+        12,
+        "search.space.tau_instance",
+        ["greater than 0", "got -1"],
+    ),
+    "grid with a distribution": (
+        GOOD
+        + "search:\n  algorithm: grid\n  space:\n"
+        + "    optim.lr: {distribution: loguniform, low: 0.001, high: 0.1}\n",
+        10,
+        "search",
+        ["grid search needs 'values' lists"],
+    ),
+    "bad distribution bounds": (
+        GOOD
+        + "search:\n  algorithm: random\n  space:\n"
+        + "    optim.lr: {distribution: loguniform, low: 0, high: 0.1}\n",
+        13,
+        "search.space.optim.lr",
+        ["loguniform needs low > 0"],
+    ),
+    "unknown top-level key": (
+        GOOD + "seed: 3\n",
+        10,
+        "seed",
+        ["unknown key", "did you mean 'seeds'?", "Allowed here:"],
+    ),
+    "unknown resources key": (
+        GOOD + "resources: {gpu: 1}\n",
+        10,
+        "resources.gpu",
+        ["unknown key", "did you mean 'gpus'?"],
+    ),
+    "unknown data set": (
+        GOOD.replace("[synthetic]", "[cifar11]"),
+        3,
+        "datasets[0].name",
+        ["unknown data set 'cifar11'", "cifar10"],
+    ),
+    "unknown data set option": (
+        GOOD.replace("[synthetic]", "[{name: cifar10, size: 8}]"),
+        3,
+        "datasets[0]",
+        ["no option(s) ['size']", "allowed: none"],
+    ),
+    "duplicate key": (
+        GOOD.replace("seeds: [0, 1]", "seeds: [0, 1]\nseeds: [2]"),
+        5,
+        "seeds",
+        ["duplicate key"],
+    ),
+    "object tag": (
+        GOOD.replace("seeds: [0, 1]", "seeds: !!python/object/apply:os.system ['true']"),
+        4,
+        None,
+        ["run no code"],
+    ),
+    "not yaml": (GOOD.replace("seeds: [0, 1]", "seeds: [0, 1"), 5, None, ["not valid YAML"]),
+    "optuna over variants": (
+        GOOD
+        + "search:\n  algorithm: optuna\n  num_samples: 4\n  space:\n"
+        + "    tau_instance: {values: [0.1, 0.5]}\n",
+        11,
+        "search.algorithm",
+        ["optuna searches one variant on one data set"],
+    ),
+    "reference to a missing variant": (
+        GOOD + "reference:\n  fulll: {synthetic: {acc: 0.5}}\n",
+        11,
+        "reference.fulll",
+        ["no such variant"],
+    ),
+    "bad name": (GOOD.replace("name: demo", "name: my/study"), 1, "name", ["should match pattern"]),
+    "repeated seeds": (GOOD.replace("[0, 1]", "[1, 1]"), 4, "seeds", ["seeds repeat"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_study_message(tmp_path, case, capsys):
+    text, line, key, fragments = CASES[case]
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyFileError) as caught:
+        load_study(path)
+    error = caught.value
+    assert error.file == str(path)
+    assert error.line == line, str(error)
+    message = str(error)
+    if key is not None:
+        assert f": {key}: " in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+    # the CLI prints exactly that one line and exits 2
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"ablate validate: {message}\n"
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_good_study_and_missing_file(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(GOOD)
+    assert main(["validate", str(path)]) == 0
+    assert "ok (cc, 4 trials)" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read the study file" in capsys.readouterr().err
+
+
+def test_nested_and_dotted_keys_are_equivalent(tmp_path):
+    dotted = tmp_path / "a.yaml"
+    nested = tmp_path / "b.yaml"
+    dotted.write_text(GOOD.replace("  epochs: 2", "  epochs: 2\n  optim.lr: 0.01"))
+    nested.write_text(GOOD.replace("  epochs: 2", "  epochs: 2\n  optim:\n    lr: 0.01"))
+    assert load_study(dotted).overrides("full") == load_study(nested).overrides("full")
+
+
+def test_every_shipped_study_validates():
+    from pathlib import Path
+
+    studies = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
+    assert studies
+    for path in studies:
+        load_study(path)
+
+
+def test_validate_imports_neither_torch_nor_ray(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(GOOD))
+    code = (
+        "import sys; from ablate.cli import main; main(['plan', sys.argv[1]]); "
+        "print('HEAVY', [m for m in ('torch', 'ray', 'mlflow') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().endswith("HEAVY []")
