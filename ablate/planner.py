@@ -128,6 +128,33 @@ def expand(study: Study) -> list[TrialSpec]:
     return trials
 
 
+class OptunaSpace:
+    """The search space as an Optuna define-by-run function (picklable, for resuming).
+
+    Suggested names are ``search/<key>``; Tune unflattens them into ``config["search"]``.
+    """
+
+    def __init__(self, space: dict[str, Domain]) -> None:
+        self.space = space
+
+    def __call__(self, trial: Any) -> None:
+        for key, domain in self.space.items():
+            name = f"search/{key}"
+            if domain.values is not None:
+                trial.suggest_categorical(name, domain.values)
+            elif domain.distribution is None:
+                trial.suggest_categorical(name, [domain.value])
+            elif domain.distribution in ("uniform", "loguniform"):
+                log = domain.distribution == "loguniform"
+                step = None if log else domain.step
+                trial.suggest_float(name, domain.low, domain.high, log=log, step=step)
+            else:
+                assert domain.low is not None and domain.high is not None
+                step = int(domain.step or 1)
+                log = domain.distribution == "logint"
+                trial.suggest_int(name, int(domain.low), int(domain.high), step=step, log=log)
+
+
 def trial_count(study: Study) -> int:
     """How many trials the study runs (optuna: its sample budget × seeds)."""
     if study.search is not None and study.search.algorithm == "optuna":

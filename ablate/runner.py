@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.planner import TrialSpec, expand, trial_count
+from ablate.planner import OptunaSpace, TrialSpec, expand, trial_count
 from ablate.study import Study
 from ablate.yaml_source import StudyFileError
 
@@ -139,34 +139,8 @@ def _search_alg(study: Study) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
     search = study.search
-
-    def space(trial: optuna.Trial) -> None:
-        for key, domain in search.space.items():
-            name = f"search/{key}"
-            if domain.values is not None:
-                trial.suggest_categorical(name, domain.values)
-            elif domain.distribution is None:
-                trial.suggest_categorical(name, [domain.value])
-            elif domain.distribution in ("uniform", "loguniform"):
-                assert domain.low is not None and domain.high is not None
-                trial.suggest_float(
-                    name,
-                    domain.low,
-                    domain.high,
-                    log=domain.distribution == "loguniform",
-                    step=None if domain.distribution == "loguniform" else domain.step,
-                )
-            else:
-                assert domain.low is not None and domain.high is not None
-                trial.suggest_int(
-                    name,
-                    int(domain.low),
-                    int(domain.high),
-                    step=int(domain.step or 1),
-                    log=domain.distribution == "logint",
-                )
-
     sampler = optuna.samplers.TPESampler(seed=search.seed)
+    space = OptunaSpace(search.space)
     searcher = OptunaSearch(space=space, metric=search.metric, mode=search.mode, sampler=sampler)
     return Repeater(searcher, repeat=len(study.seeds), set_index=True)
 
@@ -256,6 +230,7 @@ def run_study(
     # we snapshot often on purpose (a killed driver loses little); do not warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     from ray import tune
 
     from ablate.tracking import MLflowTrialLogger, provenance
@@ -363,14 +338,23 @@ def _trial_name_from(result: Any, spec: TrialSpec | None) -> str:
 
 
 def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]]) -> str:
-    """Variant × data set: mean ± std over seeds (and samples) of ACC, NMI, ARI."""
+    """Variant (and searched point) × data set: mean ± std over seeds of ACC, NMI, ARI."""
     import numpy as np
 
+    searched = list(study.search.space) if study.search else []
     cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for spec, metrics in results:
+        point = ", ".join(
+            f"{k}={spec.params[k]:.4g}"
+            if isinstance(spec.params[k], float)
+            else f"{k}={spec.params[k]}"
+            for k in searched
+            if k in spec.params
+        )
+        row = f"{spec.variant} ({point})" if point else spec.variant
         for key in ("acc", "nmi", "ari"):
             if key in metrics:
-                cells[(spec.variant, spec.dataset_entry.label)][key].append(float(metrics[key]))
+                cells[(row, spec.dataset_entry.label)][key].append(float(metrics[key]))
     if not cells:
         return "no finished trial reported ACC/NMI/ARI"
     wv = max(len("variant"), *(len(v) for v, _ in cells))

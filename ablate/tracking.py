@@ -224,8 +224,11 @@ def trial_spec(config: dict[str, Any]) -> TrialSpec:
 
 def error_summary(trial: Any) -> str:
     """The last line of a trial's traceback: the exception and its message."""
-    text = trial.get_error() or ""
-    if not isinstance(text, str):
-        text = str(text)
+    text = ""
+    local = trial.error_file  # written at once; the copy in storage may lag
+    if local and Path(local).exists():
+        text = Path(local).read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        text = str(trial.get_error() or "")
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:5000] if lines else "unknown error"

@@ -2,6 +2,7 @@
 command and key a user may type."""
 
 import re
+import typing
 from pathlib import Path
 
 from ablate.cli import build_parser
@@ -35,3 +36,25 @@ def test_every_method_key_is_documented():
         assert f"(`{name}`)" in README, name
         for key in method.config_class().flat():
             assert f"`{key}`" in README, f"{name}: {key}"
+
+
+def _study_keys(model, prefix=""):
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        models = [a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)]
+        container = typing.get_origin(annotation) in (dict, list)
+        if models and not container:
+            yield from _study_keys(models[0], f"{key}.")
+        else:
+            yield key
+
+
+def test_every_study_key_is_documented():
+    from ablate.study import Study
+
+    for key in _study_keys(Study):
+        assert f"`{key}`" in README, key

@@ -1,0 +1,122 @@
+"""Trial expansion: counts, stable names, random samples shared across seeds."""
+
+import pytest
+
+from ablate.planner import describe_plan, expand, sample_domain, trial_count
+from ablate.study import Domain, load_study
+from tests.ablate.conftest import write_study
+
+BASE = """\
+name: plan
+method: cc
+datasets: {datasets}
+seeds: {seeds}
+variants:
+  full: {{}}
+  no_cluster: {{loss.cluster: false}}
+  no_entropy: {{loss.entropy: false}}
+"""
+
+
+@pytest.mark.parametrize(
+    "datasets,seeds,grid,expected",
+    [
+        ("[synthetic]", "[0]", None, 3),
+        ("[synthetic, digits]", "[0, 1, 2]", None, 18),
+        (
+            "[synthetic, digits]",
+            "[0, 1]",
+            "{tau_instance: {values: [0.1, 0.5, 1.0]}, optim.lr: {values: [0.001, 0.01]}}",
+            72,
+        ),
+    ],
+)
+def test_grid_counts_are_variants_datasets_seeds_and_points(
+    tmp_path, datasets, seeds, grid, expected
+):
+    body = BASE.format(datasets=datasets, seeds=seeds)
+    if grid:
+        body += f"search:\n  algorithm: grid\n  space: {grid}\n"
+    study = load_study(write_study(tmp_path, "plan", body.replace("{", "{{").replace("}", "}}")))
+    trials = expand(study)
+    assert len(trials) == trial_count(study) == expected
+    assert len({t.key for t in trials}) == expected
+    assert f"{expected} trials" in describe_plan(study)
+
+
+def test_variant_overrides_reach_the_resolved_config(tmp_path):
+    study = load_study(
+        write_study(
+            tmp_path,
+            "plan",
+            BASE.format(datasets="[synthetic]", seeds="[0]").replace("{", "{{").replace("}", "}}"),
+        )
+    )
+    configs = {t.variant: t.method_config() for t in expand(study)}
+    assert configs["full"].loss.enabled() == ["instance", "cluster", "entropy"]
+    assert configs["no_cluster"].loss.enabled() == ["instance", "entropy"]
+    assert configs["no_entropy"].loss.enabled() == ["instance", "cluster"]
+    text = describe_plan(study)
+    assert "no_cluster-synthetic-s0: loss.cluster=False" in text
+
+
+def test_random_search_is_reproducible_and_seeds_are_replicates(tmp_path):
+    body = (
+        BASE.format(datasets="[synthetic]", seeds="[0, 1]")
+        + "search:\n  algorithm: random\n  num_samples: 5\n  seed: 7\n  space:\n"
+        "    optim.lr: {distribution: loguniform, low: 0.0001, high: 0.1}\n"
+        "    batch_size: {distribution: int, low: 16, high: 64, step: 16}\n"
+        "    tau_instance: {values: [0.2, 0.5]}\n"
+    )
+    path = write_study(tmp_path, "plan", body.replace("{", "{{").replace("}", "}}"))
+    first, again = expand(load_study(path)), expand(load_study(path))
+    assert first == again and len(first) == 3 * 5 * 2
+    by_sample = {}
+    for trial in first:
+        point = {k: trial.params[k] for k in ("optim.lr", "batch_size", "tau_instance")}
+        by_sample.setdefault((trial.variant, trial.sample), []).append(point)
+    for points in by_sample.values():
+        assert points[0] == points[1]  # seed 0 and seed 1 share the sampled configuration
+    lrs = {p[0]["optim.lr"] for p in by_sample.values()}
+    assert len(lrs) == 5 and all(1e-4 <= lr <= 0.1 for lr in lrs)
+    assert {p[0]["batch_size"] for p in by_sample.values()} <= {16, 32, 48, 64}
+
+
+def test_sample_domain_bounds_and_steps():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ints = [sample_domain(Domain(distribution="int", low=1, high=3), rng) for _ in range(200)]
+    assert set(ints) == {1, 2, 3}
+    logs = [sample_domain(Domain(distribution="logint", low=1, high=100), rng) for _ in range(200)]
+    assert min(logs) >= 1 and max(logs) <= 100
+    q = [
+        sample_domain(Domain(distribution="uniform", low=0.0, high=1.0, step=0.25), rng)
+        for _ in range(100)
+    ]
+    assert set(q) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+    assert sample_domain(Domain(value=3), rng) == 3
+
+
+def test_optuna_count_is_samples_times_seeds(tmp_path):
+    body = (
+        "name: opt\nmethod: cc\ndatasets: [synthetic]\nseeds: [0, 1, 2]\n"
+        "search:\n  algorithm: optuna\n  num_samples: 4\n  space:\n"
+        "    optim.lr: {distribution: loguniform, low: 0.0001, high: 0.01}\n"
+    )
+    study = load_study(write_study(tmp_path, "opt", body.replace("{", "{{").replace("}", "}}")))
+    assert trial_count(study) == 12
+    assert "optuna (TPE) samples 4 configurations" in describe_plan(study)
+
+
+def test_quickstart_plan():
+    from pathlib import Path
+
+    study = load_study(Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml")
+    assert trial_count(study) == 4
+    assert [t.key for t in expand(study)] == [
+        "full-digits_size8-s0",
+        "full-digits_size8-s1",
+        "no_cluster-digits_size8-s0",
+        "no_cluster-digits_size8-s1",
+    ]

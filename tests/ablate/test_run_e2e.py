@@ -1,0 +1,161 @@
+"""`ablate run` end to end on real Ray (local), real MLflow (SQLite) and torch on CPU."""
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from ablate.cli import main
+from tests.ablate.conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+STUDY = """\
+name: e2e
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0, 1]
+base: {{backbone: resnet18, image_size: 8, epochs: 3, batch_size: 16}}
+variants:
+  full: {{}}
+  no_cluster: {{loss.cluster: false, loss.entropy: false}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+EPOCH_METRICS = {
+    "loss",
+    "loss_instance",
+    "epoch",
+    "epoch_time_s",
+    "images_per_s",
+    "lr",
+    "acc",
+    "nmi",
+    "ari",
+}
+
+
+def _runs(root, experiment):
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "e2e", STUDY)
+    assert main(["run", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "4 trials finished, 0 failed" in out and "mlflow ui --backend-store-uri" in out
+    assert "full " in out and "no_cluster " in out  # the summary table
+
+    client, runs = _runs(tmp_path, "e2e")
+    parents = [r for r in runs if r.data.tags.get("ablate.role") == "study"]
+    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    assert len(parents) == 1 and len(trials) == 4
+    names = sorted(r.info.run_name for r in trials)
+    assert names == sorted(
+        f"{v}-synthetic_n32_size8-s{s}" for v in ("full", "no_cluster") for s in (0, 1)
+    )
+    for run in trials:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert (
+            run.data.tags["ablate.study"] == "e2e" and "mlflow.source.git.commit" in run.data.tags
+        )
+        params = run.data.params
+        assert params["method"] == "cc" and params["dataset"] == "synthetic_n32_size8"
+        assert params["variant"] == run.data.tags["ablate.variant"] and params["epochs"] == "3"
+        assert params["loss.cluster"] == str(run.data.tags["ablate.variant"] == "full")
+        # every metric at every epoch, exactly once (two trials wrote concurrently)
+        for key in EPOCH_METRICS:
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+            assert steps == [1, 2, 3], (run.info.run_name, key, steps)
+        assert {"final_acc", "final_nmi", "final_ari"} <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert artifacts == {"config.yaml", "assignments.npy"}
+        local = client.download_artifacts(run.info.run_id, "assignments.npy", str(tmp_path))
+        assert np.load(local).shape == (32,)
+    spans = sorted((r.info.start_time, r.info.end_time) for r in trials)
+    assert any(
+        a_end > b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)
+    ), spans
+
+    # running the finished study again trains nothing and adds nothing
+    assert main(["run", str(path)]) == 0
+    assert "already finished: 4 trials, nothing to train" in capsys.readouterr().out
+    _, again = _runs(tmp_path, "e2e")
+    assert sorted(r.info.run_id for r in again) == sorted(r.info.run_id for r in runs)
+    for run in again:
+        if run.data.tags.get("ablate.role") != "study":
+            assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
+
+
+FAILING = """\
+name: failing
+method: cc
+datasets:
+  - {{name: synthetic, n: 32, size: 8}}
+  - {{name: cifar10, root: "{root}/no-such-data"}}
+seeds: [0]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
+variants:
+  ok: {{}}
+  nan: {{optim.name: sgd, optim.lr: 1.0e+12}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results", max_retries: 0}}
+"""
+
+
+def test_crashing_and_nan_trials_fail_with_reasons_while_others_finish(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "failing", FAILING)
+    assert main(["run", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "1 trials finished, 3 failed" in out
+    assert "FAILED nan-synthetic_n32_size8-s0" in out and "NonFiniteLossError" in out
+    assert "DatasetNotFoundError" in out
+    _, runs = _runs(tmp_path, "failing")
+    by_name = {r.info.run_name: r for r in runs if r.data.tags.get("ablate.role") != "study"}
+    assert by_name["ok-synthetic_n32_size8-s0"].info.status == "FINISHED"
+    nan = by_name["nan-synthetic_n32_size8-s0"]
+    assert nan.info.status == "FAILED" and "loss is nan" in nan.data.tags["ablate.error"]
+    for variant in ("ok", "nan"):
+        crashed = by_name[f"{variant}-cifar10-s0"]
+        assert crashed.info.status == "FAILED"
+        assert "DatasetNotFoundError" in crashed.data.tags["ablate.error"]
+        assert "no-such-data" in crashed.data.tags["ablate.error"]
+
+
+OPTUNA = """\
+name: tpe
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0, 1]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
+search:
+  algorithm: optuna
+  num_samples: 2
+  space:
+    optim.lr: {{distribution: loguniform, low: 0.0001, high: 0.01}}
+    tau_instance: {{values: [0.2, 0.5]}}
+scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "tpe", OPTUNA)
+    assert main(["run", str(path)]) == 0
+    assert "4 trials finished, 0 failed" in capsys.readouterr().out
+    _, runs = _runs(tmp_path, "tpe")
+    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    assert len(trials) == 4
+    points = {}
+    for run in trials:
+        lr, tau = float(run.data.params["optim.lr"]), run.data.params["tau_instance"]
+        assert 1e-4 <= lr <= 1e-2 and tau in ("0.2", "0.5")
+        points.setdefault((lr, tau), set()).add(run.data.params["seed"])
+    assert len(points) == 2 and all(seeds == {"0", "1"} for seeds in points.values())

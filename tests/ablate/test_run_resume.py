@@ -1,0 +1,88 @@
+"""A driver killed by a signal mid-study, then run again: nothing finished reruns, nothing is
+logged twice, and the study completes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.ablate.conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+STUDY = """\
+name: killed
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0, 1, 2]
+base: {{backbone: resnet18, image_size: 8, epochs: 4, batch_size: 16}}
+resources: {{cpus: 1, max_concurrent: 1}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def _ablate_run(path, cwd):
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", "run", str(path)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _result_lines(root, trial):
+    return [
+        json.loads(line) for line in (root / "results" / "killed" / trial / "result.json").open()
+    ]
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
+    path = write_study(tmp_path, "killed", STUDY)
+    first = _ablate_run(path, tmp_path)
+    lines = []
+    deadline = time.time() + 240
+    try:
+        for line in first.stdout:  # wait until one trial finished and the next has started
+            lines.append(line)
+            if "finished default-" in line:
+                time.sleep(1.5)
+                break
+            assert time.time() < deadline, "".join(lines)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    finished_first = (
+        next(line for line in lines if "finished default-" in line).split("finished ")[1].strip()
+    )
+    before = _result_lines(tmp_path, finished_first)
+    assert [r["epoch"] for r in before] == [1, 2, 3, 4]
+
+    second = _ablate_run(path, tmp_path)
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    assert "resuming study 'killed'" in out and "3 trials finished, 0 failed" in out
+    assert f"started {finished_first}" not in out  # the finished trial did not run again
+    assert _result_lines(tmp_path, finished_first) == before
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("killed")
+    runs = [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("ablate.role") != "study"
+    ]
+    assert sorted(r.info.run_name for r in runs) == [
+        f"default-synthetic_n32_size8-s{s}" for s in range(3)
+    ]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        assert sorted(steps) == [1, 2, 3, 4], (run.info.run_name, steps)
