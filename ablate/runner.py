@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ray.tune import Callback
+
 from ablate.planner import OptunaSpace, TrialSpec, expand, trial_count
 from ablate.study import Study
 from ablate.yaml_source import StudyFileError
@@ -68,13 +70,14 @@ def _run_settings(study: Study) -> dict[str, Any]:
     return run
 
 
-class ProgressPrinter:
+class ProgressCallback(Callback):
     """Live progress lines: trials done / running / failed and the best result so far."""
 
     def __init__(self, total: int, metric: str, mode: str, printer: Printer = _print) -> None:
         self.total, self.metric, self.mode, self.printer = total, metric, mode, printer
         self.done: set[str] = set()
         self.failed: set[str] = set()
+        self.running: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "printer"}
@@ -84,9 +87,6 @@ class ProgressPrinter:
         self.printer = _print
 
     def line(self, trials: list[Any], event: str) -> None:
-        done, failed = len(self.done), len(self.failed)
-        finished = self.done | self.failed
-        running = sum(t.status == "RUNNING" and t.trial_id not in finished for t in trials)
         scored = [
             (t.last_result[self.metric], str(t))
             for t in trials
@@ -96,38 +96,24 @@ class ProgressPrinter:
         if scored:
             value, name = (max if self.mode == "max" else min)(scored)
             best = f"; best {self.metric} {value:.3f} ({name})"
-        self.printer(
-            f"[{done}/{self.total} done, {running} running, {failed} failed{best}] {event}"
-        )
+        counts = f"{len(self.done)}/{self.total} done, {len(self.running)} running"
+        self.printer(f"[{counts}, {len(self.failed)} failed{best}] {event}")
 
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        self.line(trials, f"started {trial}")
 
-def _progress_callback(progress: ProgressPrinter) -> Any:
-    from ray.tune import Callback
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.done.add(trial.trial_id)
+        self.line(trials, f"finished {trial}")
 
-    class Progress(Callback):
-        def __init__(self) -> None:
-            self.progress = progress
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        from ablate.tracking import error_summary
 
-        def on_trial_start(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            self.progress.line(trials, f"started {trial}")
-
-        def on_trial_complete(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            self.progress.done.add(trial.trial_id)
-            self.progress.line(trials, f"finished {trial}")
-
-        def on_trial_error(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            from ablate.tracking import error_summary
-
-            self.progress.failed.add(trial.trial_id)
-            self.progress.line(trials, f"FAILED {trial}: {error_summary(trial)}")
-
-    return Progress()
+        self.running.discard(trial.trial_id)
+        self.failed.add(trial.trial_id)
+        self.line(trials, f"FAILED {trial}: {error_summary(trial)}")
 
 
 def _search_alg(study: Study) -> Any:
@@ -255,10 +241,9 @@ def run_study(
     trainable = tune.with_resources(
         tune_trial, {"cpu": study.resources.cpus, "gpu": study.resources.gpus}
     )
-    progress = ProgressPrinter(total, metric, mode, printer)
     callbacks = [
         MLflowTrialLogger(uri, study.experiment, study.name, provenance()),
-        _progress_callback(progress),
+        ProgressCallback(total, metric, mode, printer),
     ]
     restored = tune.Tuner.can_restore(str(experiment_dir))
     if restored:
