@@ -158,7 +158,15 @@ def _scheduler(study: Study) -> Any:
 def _param_space(study: Study) -> dict[str, Any]:
     from ray import tune
 
-    base = {"run": _run_settings(study), "cpus": study.resources.cpus}
+    r = study.resources
+    storage = Path(study.run.storage).resolve()
+    base = {
+        "run": _run_settings(study),
+        "cpus": r.cpus,
+        "gpus": r.gpus,
+        "workers": r.workers,
+        "train_storage": str(storage / f"{study.name}-train"),
+    }
     if study.search is not None and study.search.algorithm == "optuna":
         return {**base, "spec": _first_trial(study).to_dict(), "seeds": list(study.seeds)}
     return {**base, "spec": tune.grid_search([t.to_dict() for t in expand(study)])}
@@ -192,7 +200,7 @@ def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> Non
         )
 
 
-def _connect(address: str | None, printer: Printer) -> None:
+def _connect(address: str | None, printer: Printer, dashboard: bool = False) -> None:
     import ray
 
     if ray.is_initialized():
@@ -202,7 +210,9 @@ def _connect(address: str | None, printer: Printer) -> None:
         printer(f"connecting to the Ray cluster at {address}")
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=False)
+        # Train V2 frees a finished trial's worker group through the state API, which needs
+        # the dashboard; single-worker trials do without it and start faster
+        ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=dashboard)
 
 
 def run_study(
@@ -222,13 +232,6 @@ def run_study(
     from ablate.tracking import MLflowTrialLogger, provenance
     from ablate.trainable import tune_trial
 
-    if study.resources.workers > 1:
-        raise StudyFileError(
-            study_file,
-            ("resources", "workers"),
-            None,
-            "multi-worker (DDP) trials are not available yet; use workers: 1",
-        )
     storage = Path(study.run.storage).resolve()
     experiment_dir = storage / study.name
     _check_unchanged(study, study_file, experiment_dir)
@@ -236,11 +239,13 @@ def run_study(
     mode = study.search.mode if study.search else "max"
     total = trial_count(study)
     uri = _absolute_uri(study.tracking.uri)
-    _connect(address, printer)
+    _connect(address, printer, dashboard=study.resources.workers > 1)
 
-    trainable = tune.with_resources(
-        tune_trial, {"cpu": study.resources.cpus, "gpu": study.resources.gpus}
-    )
+    r = study.resources
+    # a multi-worker trial holds only a sliver itself: its TorchTrainer reserves the workers
+    trial_resources = {"cpu": r.cpus, "gpu": r.gpus} if r.workers == 1 else {"cpu": 0.01}
+    trainable = tune.with_resources(tune_trial, trial_resources)
+
     callbacks = [
         MLflowTrialLogger(uri, study.experiment, study.name, provenance()),
         ProgressCallback(total, metric, mode, printer),
@@ -255,7 +260,7 @@ def run_study(
         printer(
             f"study {study.name!r}: {total} trials of {study.method}; results in {experiment_dir}"
         )
-        max_concurrent = study.resources.max_concurrent
+        max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
         tuner = tune.Tuner(
             trainable,
             param_space=_param_space(study),
@@ -289,6 +294,20 @@ def run_study(
     except KeyboardInterrupt:
         return Outcome(interrupted=True)
     return _collect(grid)
+
+
+def _data_parallel_capacity(study: Study) -> int | None:
+    """How many multi-worker trials fit at once (Tune and Train do not share a plan)."""
+    r = study.resources
+    if r.workers == 1:
+        return None
+    import ray
+
+    available = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    fits = int(available.get("CPU", 1) // (r.workers * r.cpus))
+    if r.gpus:
+        fits = min(fits, int(available.get("GPU", 0) // (r.workers * r.gpus)))
+    return max(1, fits)
 
 
 def _all_terminated(experiment_dir: Path, total: int) -> bool:

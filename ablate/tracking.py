@@ -194,11 +194,14 @@ class MLflowTrialLogger(Callback):
         ]
         if finals:
             self._client.log_batch(run_id, metrics=finals)
+        # a single-worker trial checkpoints through Tune; a multi-worker one through Train,
+        # whose checkpoint path Tune's report callback passes on in the result
         checkpoint = trial.checkpoint
-        if checkpoint is not None:
+        folder = checkpoint.path if checkpoint is not None else last.get("checkpoint_path")
+        if folder:
             from ablate.trainable import ASSIGNMENTS_FILE
 
-            assignments = Path(checkpoint.path) / ASSIGNMENTS_FILE
+            assignments = Path(folder) / ASSIGNMENTS_FILE
             if assignments.exists():
                 self._client.log_artifact(run_id, str(assignments))
         epochs = trial_spec(trial.config).method_config().epochs

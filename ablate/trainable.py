@@ -85,7 +85,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             "device": str(trainer.device),
         }
         last = result.epoch == method_config.epochs
-        if not (last or result.epoch % run.checkpoint_every == 0):
+        if not trainer.is_chief or not (last or result.epoch % run.checkpoint_every == 0):
             report(metrics, None)
             return
         with tempfile.TemporaryDirectory() as folder:
@@ -101,7 +101,14 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
 
 
 def tune_trial(config: dict[str, Any]) -> None:
-    """A Ray Tune function trainable: one trial, reported through ``ray.tune``."""
+    """A Ray Tune function trainable: one trial, reported through ``ray.tune``.
+
+    With ``workers`` above 1 the trial instead launches a ``TorchTrainer`` over that many
+    workers (Ray Train V2's Train-inside-Tune pattern) and forwards rank 0's reports.
+    """
+    if int(config.get("workers", 1)) > 1:
+        _data_parallel_trial(config)
+        return
     from ray import tune
 
     def report(metrics: dict[str, Any], folder: str | None) -> None:
@@ -114,3 +121,47 @@ def tune_trial(config: dict[str, Any]) -> None:
         return
     with checkpoint.as_directory() as restored:  # errored or interrupted: resume from it
         train_fn_per_worker(config, report, restored)
+
+
+def _data_parallel_worker(config: dict[str, Any]) -> None:
+    """One rank of a multi-worker trial; every rank reports (a barrier), rank 0 checkpoints."""
+    import ray.train
+
+    def report(metrics: dict[str, Any], folder: str | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        train_fn_per_worker(config, report, None)
+        return
+    with checkpoint.as_directory() as restored:
+        train_fn_per_worker(config, report, restored)
+
+
+def _data_parallel_trial(config: dict[str, Any]) -> None:
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    workers, cpus, gpus = (
+        int(config["workers"]),
+        float(config["cpus"]),
+        float(config.get("gpus", 0)),
+    )
+    per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    trial_id = tune.get_context().get_trial_id()
+    TorchTrainer(
+        _data_parallel_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker
+        ),
+        run_config=ray.train.RunConfig(
+            name=f"train-{trial_id}",  # deterministic: a resumed trial finds its checkpoints
+            storage_path=config["train_storage"],
+            callbacks=[TuneReportCallback()],  # type: ignore[no-untyped-call,list-item]
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    ).fit()

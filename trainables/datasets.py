@@ -293,8 +293,12 @@ def fashion_mnist_folders(root: Path) -> list[Path]:
 
 
 def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")  # fmt: skip
+    names = (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
     for folder in fashion_mnist_folders(root):
         found = []
         for name in names:
@@ -358,9 +362,17 @@ class _Entry:
     options: frozenset[str]
 
 
-def _info(name: str, classes: int, size: int, channels: int = 3, *, s: float = 0.5,
-          blur: bool = False, mean: tuple[float, ...] = IMAGENET_MEAN,
-          std: tuple[float, ...] = IMAGENET_STD) -> DatasetInfo:  # fmt: skip
+def _info(
+    name: str,
+    classes: int,
+    size: int,
+    channels: int = 3,
+    *,
+    s: float = 0.5,
+    blur: bool = False,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> DatasetInfo:
     return DatasetInfo(name, classes, size, channels, mean, std, s, blur)
 
 
@@ -445,9 +457,11 @@ def load_dataset(
         if name == "digits":
             return load_digits(int(opts.get("size", 32)))
         return make_synthetic(
-            int(opts.get("n", 512)), int(opts.get("classes", 4)), int(opts.get("size", 32)),
+            int(opts.get("n", 512)),
+            int(opts.get("classes", 4)),
+            int(opts.get("size", 32)),
             int(opts.get("seed", 0)),
-        )  # fmt: skip
+        )
 
     try:
         images, labels = read()

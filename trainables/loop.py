@@ -78,6 +78,29 @@ class Evaluator:
         return clustering_scores(assignments, self.labels, self.num_clusters)
 
 
+def _distributed_rank_and_size() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_over_ranks(
+    sums: dict[str, float], steps: int, images: int
+) -> tuple[dict[str, float], int, int]:
+    """Epoch totals over every rank, so reported means and throughput are global."""
+    import torch.distributed as dist
+
+    keys = sorted(sums)
+    values = torch.tensor(
+        [sums[k] for k in keys] + [float(steps), float(images)], dtype=torch.float64
+    )
+    dist.all_reduce(values)
+    totals = values.tolist()
+    return dict(zip(keys, totals[:-2], strict=True)), int(totals[-2]), int(totals[-1])
+
+
 def _lr_factor(schedule: str, epoch: int, epochs: int, min_factor: float) -> float:
     if schedule == "constant":
         return 1.0
@@ -88,8 +111,13 @@ def _lr_factor(schedule: str, epoch: int, epochs: int, min_factor: float) -> flo
 class Trainer:
     """Trains one method on one data set; every random draw comes from generators it owns."""
 
-    def __init__(self, method_class: type[Method[Any]], config: Any, data: ClusteringData,
-                 settings: LoopSettings | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        method_class: type[Method[Any]],
+        config: Any,
+        data: ClusteringData,
+        settings: LoopSettings | None = None,
+    ) -> None:
         self.settings = settings or LoopSettings()
         self.device = self.settings.torch_device()
         torch.manual_seed(self.settings.seed)  # network initialisation
@@ -102,8 +130,12 @@ class Trainer:
         self.channels_last = self.device.type == "cuda" and self.settings.channels_last
         if self.channels_last:
             self.method.network.to(memory_format=torch.channels_last)
+        self.rank, self.world_size = _distributed_rank_and_size()
+        # every rank draws the same permutation and takes its own share of the batches; each
+        # rank augments with its own stream
         self.shuffle_gen = torch.Generator().manual_seed(self.settings.seed)
-        self.aug_gen = torch.Generator(device=self.device).manual_seed(self.settings.seed + 1)
+        aug_seed = self.settings.seed + 1 + 1_000_003 * self.rank
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(aug_seed)
         self.optimizer = self._build_optimizer()
         optim = config.optim
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -122,13 +154,34 @@ class Trainer:
         )
 
     # -- training ---------------------------------------------------------------------------
+    @property
+    def is_chief(self) -> bool:
+        """Rank 0: the process that evaluates and writes checkpoints."""
+        return self.rank == 0
+
     def _batches(self, n: int) -> list[torch.Tensor]:
         batch = min(self.config.batch_size, n)
         order = torch.randperm(n, generator=self.shuffle_gen)
         steps = n // batch
         if self.settings.steps_per_epoch is not None:
-            steps = min(steps, self.settings.steps_per_epoch)
-        return [order[i * batch : (i + 1) * batch] for i in range(steps)]
+            steps = min(steps, self.settings.steps_per_epoch * self.world_size)
+        steps -= steps % self.world_size  # every rank takes the same number of steps
+        mine = range(self.rank, steps, self.world_size)
+        return [order[i * batch : (i + 1) * batch] for i in mine]
+
+    def _average_gradients(self) -> None:
+        """Data-parallel step: average every gradient over the ranks (gloo or NCCL).
+
+        Methods call their sub-networks separately (backbone, heads, graph layers), so the
+        gradients are all-reduced after ``backward`` rather than through a DDP wrapper around
+        one ``forward``; batch-norm statistics stay per rank, as in DDP without SyncBN.
+        """
+        import torch.distributed as dist
+
+        for param in self.method.network.parameters():
+            if param.grad is not None:
+                dist.all_reduce(param.grad)
+                param.grad /= self.world_size
 
     def _step(self, images: torch.Tensor, index: torch.Tensor, source: str) -> StepOutput:
         views = self.method.make_views(images, self.aug_gen)
@@ -145,6 +198,8 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()  # type: ignore[no-untyped-call]
+        if self.world_size > 1:
+            self._average_gradients()
         self.optimizer.step()
         return out
 
@@ -170,9 +225,16 @@ class Trainer:
         self.scheduler.step()
         self.epoch += 1
         elapsed = time.perf_counter() - start
+        if self.world_size > 1:
+            sums, steps, images_seen = _sum_over_ranks(sums, steps, images_seen)
         metrics = {k: v / max(steps, 1) for k, v in sums.items()}
-        metrics.update(epoch_time_s=elapsed, images_per_s=images_seen / max(elapsed, 1e-9),
-                       lr=float(self.optimizer.param_groups[0]["lr"]))  # fmt: skip
+        metrics.update(
+            epoch_time_s=elapsed,
+            images_per_s=images_seen / max(elapsed, 1e-9),
+            lr=float(self.optimizer.param_groups[0]["lr"]),
+            steps=float(steps),  # over all ranks
+            workers=float(self.world_size),
+        )
         return metrics
 
     # -- evaluation -------------------------------------------------------------------------
@@ -218,7 +280,7 @@ class Trainer:
             metrics = self.train_epoch()
             last = self.epoch == self.config.epochs
             assignments = None
-            if last or self.epoch % self.settings.eval_every == 0:
+            if self.is_chief and (last or self.epoch % self.settings.eval_every == 0):
                 scores, assignments = self.evaluate()
                 metrics.update(scores)
             report = EpochReport(self.epoch, metrics, assignments is not None, assignments)

@@ -59,8 +59,13 @@ class FIFOQueue:
     push, so a batch never finds its own current features.
     """
 
-    def __init__(self, size: int, dim: int, generator: torch.Generator | None = None,
-                 device: torch.device | str = "cpu") -> None:  # fmt: skip
+    def __init__(
+        self,
+        size: int,
+        dim: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.bank = F.normalize(torch.randn(size, dim, generator=generator), dim=1).to(device)
         self.pointer = torch.zeros((), dtype=torch.long, device=device)
 

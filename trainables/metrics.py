@@ -12,8 +12,12 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 
-def contingency(pred: np.ndarray, labels: np.ndarray, num_clusters: int | None = None,
-                num_classes: int | None = None) -> np.ndarray:  # fmt: skip
+def contingency(
+    pred: np.ndarray,
+    labels: np.ndarray,
+    num_clusters: int | None = None,
+    num_classes: int | None = None,
+) -> np.ndarray:
     """``W[k, l] = #{i : pred_i = k, label_i = l}`` with zero rows for empty clusters."""
     k = int(pred.max()) + 1 if num_clusters is None else num_clusters
     c = int(labels.max()) + 1 if num_classes is None else num_classes
@@ -62,15 +66,24 @@ def neighbour_label_accuracy(
     return float((labels[nb] == labels[:, None]).mean())
 
 
-def kmeans_assign(features: np.ndarray, num_clusters: int, seed: int = 0, n_init: int = 10,
-                  iterations: int = 50) -> np.ndarray:  # fmt: skip
+def kmeans_assign(
+    features: np.ndarray, num_clusters: int, seed: int = 0, n_init: int = 10, iterations: int = 50
+) -> np.ndarray:
     """k-means (faiss) on L2-normalised features; the best of ``n_init`` restarts."""
     import faiss
 
     x = np.ascontiguousarray(features, dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
-    km = faiss.Kmeans(x.shape[1], num_clusters, niter=iterations, nredo=n_init, seed=seed,
-                      spherical=False, verbose=False, min_points_per_centroid=1)  # fmt: skip
+    km = faiss.Kmeans(
+        x.shape[1],
+        num_clusters,
+        niter=iterations,
+        nredo=n_init,
+        seed=seed,
+        spherical=False,
+        verbose=False,
+        min_points_per_centroid=1,
+    )
     km.train(x)
     _, assign = km.index.search(x, 1)
     return assign[:, 0].astype(np.int64)

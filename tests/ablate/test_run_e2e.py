@@ -159,3 +159,29 @@ def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, local_ray, capsy
         assert 1e-4 <= lr <= 1e-2 and tau in ("0.2", "0.5")
         points.setdefault((lr, tau), set()).add(run.data.params["seed"])
     assert len(points) == 2 and all(seeds == {"0", "1"} for seeds in points.values())
+
+
+DATA_PARALLEL = """\
+name: ddp
+method: cc
+datasets: [{{name: synthetic, n: 64, size: 8}}]
+seeds: [0]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
+resources: {{cpus: 0.5, workers: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_two_worker_trial_trains_on_both_ranks_into_one_run(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "ddp", DATA_PARALLEL)
+    assert main(["run", str(path)]) == 0
+    assert "1 trials finished, 0 failed" in capsys.readouterr().out
+    client, runs = _runs(tmp_path, "ddp")
+    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+    run_id = trials[0].info.run_id
+    # 64 images / batch 16 = 4 steps an epoch, shared by the two ranks and summed over them
+    assert [m.value for m in client.get_metric_history(run_id, "workers")] == [2.0, 2.0]
+    assert [m.value for m in client.get_metric_history(run_id, "steps")] == [4.0, 4.0]
+    assert {a.path for a in client.list_artifacts(run_id)} == {"config.yaml", "assignments.npy"}
