@@ -293,7 +293,13 @@ def run_study(
         grid = tuner.fit()
     except KeyboardInterrupt:
         return Outcome(interrupted=True)
-    return _collect(grid)
+    outcome = _collect(grid)
+    # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
+    statuses = _statuses(experiment_dir)
+    outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
+        len(statuses) < total
+    )
+    return outcome
 
 
 def _data_parallel_capacity(study: Study) -> int | None:
@@ -310,12 +316,17 @@ def _data_parallel_capacity(study: Study) -> int | None:
     return max(1, fits)
 
 
-def _all_terminated(experiment_dir: Path, total: int) -> bool:
-    """Whether the stored experiment holds every trial, each finished (or stopped early)."""
+def _statuses(experiment_dir: Path) -> list[str]:
+    """The stored status of every trial of the experiment."""
     from ray.tune import ExperimentAnalysis
 
-    trials = ExperimentAnalysis(str(experiment_dir)).trials
-    return len(trials) == total and all(t.status == "TERMINATED" for t in trials)
+    return [str(t.status) for t in ExperimentAnalysis(str(experiment_dir)).trials]
+
+
+def _all_terminated(experiment_dir: Path, total: int) -> bool:
+    """Whether the stored experiment holds every trial, each finished (or stopped early)."""
+    statuses = _statuses(experiment_dir)
+    return len(statuses) == total and all(s == "TERMINATED" for s in statuses)
 
 
 def _collect(grid: Any) -> Outcome:

@@ -100,6 +100,25 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     trainer.fit(on_epoch)
 
 
+def _reporter(api: Any) -> Reporter:
+    """Reports through ``ray.tune`` or ``ray.train`` (same ``report``/``Checkpoint`` API)."""
+
+    def report(metrics: dict[str, Any], folder: str | None) -> None:
+        checkpoint = api.Checkpoint.from_directory(folder) if folder else None
+        api.report(metrics, checkpoint=checkpoint)
+
+    return report
+
+
+def _train_from(config: dict[str, Any], report: Reporter, checkpoint: Any) -> None:
+    """Train, resuming from ``checkpoint`` when the trial was interrupted or errored."""
+    if checkpoint is None:
+        train_fn_per_worker(config, report, None)
+        return
+    with checkpoint.as_directory() as restored:
+        train_fn_per_worker(config, report, restored)
+
+
 def tune_trial(config: dict[str, Any]) -> None:
     """A Ray Tune function trainable: one trial, reported through ``ray.tune``.
 
@@ -111,32 +130,14 @@ def tune_trial(config: dict[str, Any]) -> None:
         return
     from ray import tune
 
-    def report(metrics: dict[str, Any], folder: str | None) -> None:
-        checkpoint = tune.Checkpoint.from_directory(folder) if folder else None
-        tune.report(metrics, checkpoint=checkpoint)
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        train_fn_per_worker(config, report, None)
-        return
-    with checkpoint.as_directory() as restored:  # errored or interrupted: resume from it
-        train_fn_per_worker(config, report, restored)
+    _train_from(config, _reporter(tune), tune.get_checkpoint())
 
 
 def _data_parallel_worker(config: dict[str, Any]) -> None:
     """One rank of a multi-worker trial; every rank reports (a barrier), rank 0 checkpoints."""
     import ray.train
 
-    def report(metrics: dict[str, Any], folder: str | None) -> None:
-        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
-        ray.train.report(metrics, checkpoint=checkpoint)
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        train_fn_per_worker(config, report, None)
-        return
-    with checkpoint.as_directory() as restored:
-        train_fn_per_worker(config, report, restored)
+    _train_from(config, _reporter(ray.train), ray.train.get_checkpoint())
 
 
 def _data_parallel_trial(config: dict[str, Any]) -> None:

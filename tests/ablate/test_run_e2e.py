@@ -42,6 +42,11 @@ def _runs(root, experiment):
     return client, client.search_runs([exp.experiment_id])
 
 
+def _trial_runs(root, experiment):
+    client, runs = _runs(root, experiment)
+    return client, [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+
+
 def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(tmp_path, local_ray, capsys):
     path = write_study(tmp_path, "e2e", STUDY)
     assert main(["run", str(path)]) == 0
@@ -115,8 +120,8 @@ def test_crashing_and_nan_trials_fail_with_reasons_while_others_finish(tmp_path,
     assert "1 trials finished, 3 failed" in out
     assert "FAILED nan-synthetic_n32_size8-s0" in out and "NonFiniteLossError" in out
     assert "DatasetNotFoundError" in out
-    _, runs = _runs(tmp_path, "failing")
-    by_name = {r.info.run_name: r for r in runs if r.data.tags.get("ablate.role") != "study"}
+    _, trials = _trial_runs(tmp_path, "failing")
+    by_name = {r.info.run_name: r for r in trials}
     assert by_name["ok-synthetic_n32_size8-s0"].info.status == "FINISHED"
     nan = by_name["nan-synthetic_n32_size8-s0"]
     assert nan.info.status == "FAILED" and "loss is nan" in nan.data.tags["ablate.error"]
@@ -150,8 +155,7 @@ def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, local_ray, capsy
     path = write_study(tmp_path, "tpe", OPTUNA)
     assert main(["run", str(path)]) == 0
     assert "4 trials finished, 0 failed" in capsys.readouterr().out
-    _, runs = _runs(tmp_path, "tpe")
-    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    _, trials = _trial_runs(tmp_path, "tpe")
     assert len(trials) == 4
     points = {}
     for run in trials:
@@ -177,8 +181,7 @@ def test_two_worker_trial_trains_on_both_ranks_into_one_run(tmp_path, local_ray,
     path = write_study(tmp_path, "ddp", DATA_PARALLEL)
     assert main(["run", str(path)]) == 0
     assert "1 trials finished, 0 failed" in capsys.readouterr().out
-    client, runs = _runs(tmp_path, "ddp")
-    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    client, trials = _trial_runs(tmp_path, "ddp")
     assert len(trials) == 1 and trials[0].info.status == "FINISHED"
     run_id = trials[0].info.run_id
     # 64 images / batch 16 = 4 steps an epoch, shared by the two ranks and summed over them
