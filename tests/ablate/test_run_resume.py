@@ -86,3 +86,21 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         assert run.info.status == "FINISHED"
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
         assert sorted(steps) == [1, 2, 3, 4], (run.info.run_name, steps)
+
+
+def test_ctrl_c_exits_130_and_the_next_run_completes(tmp_path):
+    path = write_study(tmp_path, "killed", STUDY)
+    first = _ablate_run(path, tmp_path)
+    for line in first.stdout:
+        if "started default-" in line:
+            time.sleep(2)
+            first.send_signal(signal.SIGINT)
+            break
+    out, _ = first.communicate(timeout=120)
+    assert first.returncode == 130, out
+    assert "interrupted; run `ablate run" in out
+
+    second = _ablate_run(path, tmp_path)
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    assert "3 trials finished, 0 failed" in out
