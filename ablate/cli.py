@@ -66,6 +66,69 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from analysis.aggregate import aggregate
+    from analysis.report import describe_comparison, load_sources
+    from analysis.stats import compare
+
+    runs = load_sources(args.sources, args.tracking_uri)
+    if runs.empty or args.metric not in runs:
+        raise ValueError(f"no values of metric {args.metric!r} in {', '.join(args.sources)}")
+    scores = aggregate(runs, (args.metric,)).score_table(args.metric)
+    result = compare(
+        scores, args.metric, alpha=args.alpha, control=args.control, missing=args.missing
+    )
+    sys.stdout.write(describe_comparison(result))
+    if args.cd_diagram:
+        from analysis.plots import plot_cd
+
+        plot_cd(result).savefig(args.cd_diagram, bbox_inches="tight")
+        print(f"CD diagram: {args.cd_diagram}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.loading import load_mlflow
+    from analysis.report import ReportInput, write_report
+
+    target = args.study_or_experiment
+    uri: str | None
+    searched: tuple[str, ...]
+    if target.endswith(".csv"):
+        from analysis.loading import load_published
+
+        runs = load_published(target)
+        name, uri, reference, searched = Path(target).stem, None, {}, ()
+    elif target.endswith((".yaml", ".yml")):
+        from ablate.runner import _absolute_uri
+        from ablate.study import load_study
+
+        study = load_study(target)
+        uri = _absolute_uri(args.tracking_uri or study.tracking.uri)
+        name, experiment = study.name, study.experiment
+        reference = dict(study.reference)
+        searched = tuple(study.search.space) if study.search else ()
+    else:
+        uri = args.tracking_uri or "sqlite:///mlflow.db"
+        name = experiment = target
+        reference, searched = {}, ()
+    if not target.endswith(".csv"):
+        assert uri is not None
+        runs = load_mlflow(uri, [experiment])
+    if runs.empty:
+        raise ValueError(f"{target}: no results to report yet")
+    out = Path(args.out or Path("ablate_reports") / name)
+    report = ReportInput(name, runs, reference, searched, uri)
+    for path in write_report(report, out, args.format, ["acc", "nmi", "ari"]):
+        print(path)
+    failed = int((runs["status"] != "FINISHED").sum())
+    if failed:
+        print(f"note: {failed} run(s) did not finish and are left out of every table")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ablate",
@@ -113,6 +176,50 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
     )
     run.set_defaults(handler=_cmd_run)
+
+    report = commands.add_parser(
+        "report",
+        help="write a study's tables, statistics and figures",
+        description="Write every table and figure a study supports: results and ablation "
+        "tables (check-mark columns for the switches that differ), sweep tables for searched "
+        "keys, the reproduction table against the study's reference numbers, Friedman/Nemenyi "
+        "statistics with a CD diagram, metric-per-epoch and sweep plots.",
+    )
+    report.add_argument(
+        "study_or_experiment",
+        help="a study file, an MLflow experiment name, or a CSV of published numbers",
+    )
+    report.add_argument("--format", choices=["latex", "md", "csv"], default="latex")
+    report.add_argument("--out", help="output folder (default: ablate_reports/<study>)")
+    report.add_argument(
+        "--tracking-uri", help="MLflow URI (default: the study's, else sqlite:///mlflow.db)"
+    )
+    report.set_defaults(handler=_cmd_report)
+
+    stats = commands.add_parser(
+        "stats",
+        help="Friedman / Iman-Davenport / Nemenyi statistics and a CD diagram",
+        description="Rank methods over data sets (seeds averaged) from MLflow experiments "
+        "and/or CSV files of published numbers; print the Friedman and Iman-Davenport tests, "
+        "the Nemenyi critical difference and, with --control, Bonferroni-Dunn and Holm.",
+    )
+    stats.add_argument(
+        "sources", nargs="+", help="MLflow experiment names and/or results .csv files"
+    )
+    stats.add_argument("--metric", default="acc", help="metric to rank by (default acc)")
+    stats.add_argument("--alpha", type=float, default=0.05)
+    stats.add_argument("--control", help="compare every method against this one (Holm)")
+    stats.add_argument(
+        "--missing",
+        choices=["error", "drop-methods", "drop-datasets", "worst"],
+        default="error",
+        help="policy for missing method x data set cells",
+    )
+    stats.add_argument("--cd-diagram", metavar="FILE", help="write the CD diagram (.pdf/.png/.svg)")
+    stats.add_argument(
+        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"
+    )
+    stats.set_defaults(handler=_cmd_stats)
     return parser
 
 
@@ -120,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except StudyFileError as error:
+    except (StudyFileError, ValueError) as error:  # bad input: one line, no traceback
         sys.stderr.write(f"ablate {args.command}: {error}\n")
         return 2
 

@@ -116,8 +116,10 @@ def friedman_chi2(ranks: np.ndarray) -> float:
 
 
 def tie_corrected_chi2(chi2: float, ranks: np.ndarray) -> float:
-    """χ²_F divided by 1 − Σ(t³ − t) / (N k (k² − 1)), t the sizes of tied groups per block
-    (what ``scipy.stats.friedmanchisquare`` reports)."""
+    """χ²_F divided by 1 − Σ(t³ − t) / (N k (k² − 1)), t the sizes of tied groups.
+
+    This is what ``scipy.stats.friedmanchisquare`` reports; Demšar uses the uncorrected value.
+    """
     n, k = ranks.shape
     ties = sum(float(t**3 - t) for row in ranks for t in np.unique(row, return_counts=True)[1])
     factor = 1 - ties / (n * k * (k**2 - 1))
@@ -127,8 +129,10 @@ def tie_corrected_chi2(chi2: float, ranks: np.ndarray) -> float:
 def iman_davenport(
     chi2: float, n: int, k: int, alpha: float
 ) -> tuple[float, float, float, tuple[int, int]]:
-    """F_F = (N−1)χ²_F / (N(k−1) − χ²_F) ~ F(k−1, (k−1)(N−1)); ∞ with p = 0 when every data
-    set ranks the methods identically."""
+    """F_F = (N−1)χ²_F / (N(k−1) − χ²_F) ~ F(k−1, (k−1)(N−1)).
+
+    Infinite, with p = 0, when every data set ranks the methods identically.
+    """
     df = (k - 1, (k - 1) * (n - 1))
     critical = float(stats.f.ppf(1 - alpha, *df)) if df[1] > 0 else math.inf
     denominator = n * (k - 1) - chi2
@@ -156,8 +160,10 @@ def critical_difference(q: float, k: int, n: int) -> float:
 def nemenyi_groups(
     methods: tuple[str, ...], average_ranks: tuple[float, ...], cd: float
 ) -> tuple[tuple[str, ...], ...]:
-    """Maximal runs of rank-sorted methods whose spread is below the CD (Demšar: methods
-    differ when their ranks differ by *at least* the CD)."""
+    """Maximal runs of rank-sorted methods whose spread is below the CD.
+
+    Demšar: two methods differ when their average ranks differ by *at least* the CD.
+    """
     order = sorted(range(len(methods)), key=lambda i: average_ranks[i])
     groups: list[tuple[int, int]] = []
     for start in range(len(order)):
@@ -172,8 +178,9 @@ def nemenyi_groups(
     return tuple(tuple(methods[order[i]] for i in range(s, e + 1)) for s, e in groups)
 
 
-def holm_against(control: str, methods: tuple[str, ...], average_ranks: tuple[float, ...], n: int,
-                 alpha: float) -> tuple[HolmRow, ...]:  # fmt: skip
+def holm_against(
+    control: str, methods: tuple[str, ...], average_ranks: tuple[float, ...], n: int, alpha: float
+) -> tuple[HolmRow, ...]:
     """Holm's step-down over Demšar's z = (R_i − R_control) / √(k(k+1)/(6N))."""
     k = len(methods)
     se = math.sqrt(k * (k + 1) / (6 * n))
@@ -261,11 +268,13 @@ def compare(
         warnings.append("every data set ranks the methods identically: F_F is infinite, p = 0")
     if cd > k - 1:
         warnings.append(
-            f"the critical difference {cd:.2f} exceeds the rank range {k - 1}: Nemenyi cannot separate any pair"
+            f"the critical difference {cd:.2f} exceeds the rank range {k - 1}: "
+            "Nemenyi cannot separate any pair"
         )
     if missing_cells and missing == "worst":
         warnings.append(
-            f"{len(missing_cells)} missing cell(s) ranked last: this penalises methods for absent numbers"
+            f"{len(missing_cells)} missing cell(s) ranked last: "
+            "this penalises methods for absent numbers"
         )
     bd_q = bd_cd = None
     holm: tuple[HolmRow, ...] = ()
@@ -274,11 +283,31 @@ def compare(
         bd_cd = critical_difference(bd_q, k, n)
         holm = holm_against(control, methods, average, n, alpha)
     return Comparison(
-        metric=metric, direction=direction, alpha=alpha, missing_policy=missing, methods=methods,
-        datasets=datasets, scores=scores, ranks=ranks, average_ranks=average, chi2=chi2,
-        chi2_p=float(stats.chi2.sf(chi2, k - 1)), chi2_tie_corrected=corrected, ff=ff, ff_p=ff_p,
-        ff_critical=ff_crit, ff_df=df, nemenyi_q=q, nemenyi_cd=cd,
-        groups=nemenyi_groups(methods, average, cd), significant_pairs=tuple(pairs),
-        dropped=tuple(dropped), missing_cells=tuple(missing_cells), control=control,
-        bonferroni_dunn_q=bd_q, bonferroni_dunn_cd=bd_cd, holm=holm, warnings=tuple(warnings),
-    )  # fmt: skip
+        metric=metric,
+        direction=direction,
+        alpha=alpha,
+        missing_policy=missing,
+        methods=methods,
+        datasets=datasets,
+        scores=scores,
+        ranks=ranks,
+        average_ranks=average,
+        chi2=chi2,
+        chi2_p=float(stats.chi2.sf(chi2, k - 1)),
+        chi2_tie_corrected=corrected,
+        ff=ff,
+        ff_p=ff_p,
+        ff_critical=ff_crit,
+        ff_df=df,
+        nemenyi_q=q,
+        nemenyi_cd=cd,
+        groups=nemenyi_groups(methods, average, cd),
+        significant_pairs=tuple(pairs),
+        dropped=tuple(dropped),
+        missing_cells=tuple(missing_cells),
+        control=control,
+        bonferroni_dunn_q=bd_q,
+        bonferroni_dunn_cd=bd_cd,
+        holm=holm,
+        warnings=tuple(warnings),
+    )

@@ -4,7 +4,7 @@ import pytest
 
 from ablate.planner import describe_plan, expand, sample_domain, trial_count
 from ablate.study import Domain, load_study
-from tests.ablate.conftest import write_study
+from tests.conftest import write_study
 
 BASE = """\
 name: plan

@@ -5,7 +5,7 @@ import pytest
 from mlflow import MlflowClient
 
 from ablate.cli import main
-from tests.ablate.conftest import write_study
+from tests.conftest import write_study
 
 pytestmark = pytest.mark.slow
 

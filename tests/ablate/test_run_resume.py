@@ -11,7 +11,7 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.ablate.conftest import write_study
+from tests.conftest import write_study
 
 pytestmark = pytest.mark.slow
 

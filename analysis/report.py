@@ -1,0 +1,168 @@
+"""What ``ablate report`` and ``ablate stats`` write: every table and figure a study supports.
+
+Pure helpers turn loaded runs into :class:`~analysis.tables.Table` objects, comparisons and
+figures; :func:`write_report` renders them into a folder and returns the paths it wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import tables
+from analysis.aggregate import aggregate
+from analysis.stats import Comparison, compare
+
+FORMATS = {
+    "latex": ("tex", tables.to_latex),
+    "md": ("md", tables.to_markdown),
+    "csv": ("csv", tables.to_csv),
+}
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """Runs of one study, with its searched keys and the paper's numbers when known."""
+
+    name: str
+    runs: pd.DataFrame
+    reference: dict[str, dict[str, dict[str, float | None]]]
+    searched: tuple[str, ...] = ()
+    tracking_uri: str | None = None
+
+
+def describe_comparison(result: Comparison) -> str:
+    """The statistics as text: ranks, omnibus tests, post-hoc verdicts, decisions, warnings."""
+    lines = [
+        f"metric {result.metric} ({'higher' if result.direction == 'max' else 'lower'} is better), "
+        f"k = {result.k} methods, N = {result.n} data sets, alpha = {result.alpha}, "
+        f"missing cells: {result.missing_policy}",
+    ]
+    if result.dropped:
+        lines.append(f"dropped: {', '.join(result.dropped)}")
+    lines.append("average ranks (1 = best):")
+    for method, rank in sorted(
+        zip(result.methods, result.average_ranks, strict=True), key=lambda x: x[1]
+    ):
+        lines.append(f"  {rank:6.3f}  {method}")
+    lines.append(
+        f"Friedman chi2_F = {result.chi2:.3f} (df {result.k - 1}, p = {result.chi2_p:.4g}); "
+        f"tie-corrected (scipy) {result.chi2_tie_corrected:.3f}"
+    )
+    lines.append(
+        f"Iman-Davenport F_F = {result.ff:.3f} (df {result.ff_df[0]}, {result.ff_df[1]}; "
+        f"p = {result.ff_p:.4g}; "
+        f"critical F = {result.ff_critical:.3f}) -> "
+        + (
+            "reject: the methods differ"
+            if result.ff > result.ff_critical
+            else "no significant difference"
+        )
+    )
+    lines.append(f"Nemenyi: q_alpha = {result.nemenyi_q:.3f}, CD = {result.nemenyi_cd:.3f}")
+    if result.significant_pairs:
+        for better, worse, diff in result.significant_pairs:
+            lines.append(f"  {better} better than {worse} (rank difference {diff:.3f})")
+    else:
+        lines.append("  no pair differs by at least the CD")
+    if result.control is not None:
+        lines.append(
+            f"against control {result.control}: "
+            f"Bonferroni-Dunn q = {result.bonferroni_dunn_q:.3f}, "
+            f"CD = {result.bonferroni_dunn_cd:.3f}; Holm:"
+        )
+        for row in result.holm:
+            verdict = "differs" if row.rejected else "not significant"
+            lines.append(
+                f"  {row.method}: z = {row.z:+.3f}, p = {row.p:.4f}, "
+                f"threshold {row.threshold:.4f} -> {verdict}"
+            )
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def study_tables(report: ReportInput, metrics: list[str]) -> dict[str, tables.Table]:
+    """Every table the study supports, by file stem."""
+    agg = aggregate(report.runs, tuple(metrics))
+    out: dict[str, tables.Table] = {}
+    variants = list(dict.fromkeys(report.runs["variant"]))
+    if len(variants) > 1:
+        out["ablation"] = tables.ablation_table(
+            agg, report.runs, metrics, f"{report.name}: ablation"
+        )
+    out["comparison"] = tables.comparison_table(agg, metrics, f"{report.name}: results")
+    for key in report.searched:
+        if f"param.{key}" in report.runs:
+            out[f"sweep_{key}"] = tables.sweep_table(
+                report.runs, key, metrics, f"{report.name}: {key}"
+            )
+    if report.reference:
+        out["reproduction"] = tables.reproduction_table(
+            agg, report.reference, metrics, f"{report.name}: reproduction"
+        )
+    return out
+
+
+def write_report(report: ReportInput, out: Path, fmt: str, metrics: list[str]) -> list[Path]:
+    """Render tables, statistics and figures of a study into ``out``; returns the paths."""
+    from analysis import plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    suffix, render = FORMATS[fmt]
+    written = []
+    for stem, table in study_tables(report, metrics).items():
+        path = out / f"{stem}.{suffix}"
+        path.write_text(render(table), encoding="utf-8")
+        written.append(path)
+    agg = aggregate(report.runs, tuple(metrics))
+    scores = agg.score_table(metrics[0])
+    if scores.shape[0] >= 2 and scores.shape[1] >= 2:
+        result = compare(
+            scores, metrics[0], missing="drop-methods" if scores.isna().any().any() else "error"
+        )
+        (out / "stats.txt").write_text(describe_comparison(result), encoding="utf-8")
+        fig = plots.plot_cd(result)
+        fig.savefig(out / "cd_diagram.pdf")
+        written += [out / "stats.txt", out / "cd_diagram.pdf"]
+    for key in report.searched:
+        column = f"param.{key}"
+        finished = report.runs[report.runs["status"] == "FINISHED"]
+        if column in finished and pd.to_numeric(finished[column], errors="coerce").notna().all():
+            frame = finished.assign(**{key: pd.to_numeric(finished[column])})
+            fig = plots.plot_sweep(frame, key, metrics[0])
+            path = out / f"sweep_{key}.pdf"
+            fig.savefig(path)
+            written.append(path)
+    if report.tracking_uri is not None and not report.runs.empty:
+        from analysis.loading import epoch_curves
+
+        finished = report.runs[report.runs["status"] == "FINISHED"]
+        curves = epoch_curves(report.tracking_uri, list(finished["run_id"]), metrics[0])
+        if not curves.empty:
+            labels = finished.set_index("run_id").apply(
+                lambda r: f"{r['variant']} / {r['dataset']}", axis=1
+            )
+            curves = curves.assign(label=curves["run_id"].map(labels))
+            fig = plots.plot_curves(curves, metrics[0])
+            path = out / f"{metrics[0]}_per_epoch.pdf"
+            fig.savefig(path)
+            written.append(path)
+    return written
+
+
+def load_sources(sources: list[str], tracking_uri: str) -> pd.DataFrame:
+    """CSV files of published numbers and MLflow experiment names, as one frame of runs."""
+    from analysis.loading import load_mlflow, load_published
+
+    frames = []
+    experiments = []
+    for source in sources:
+        if source.endswith(".csv"):
+            frames.append(load_published(source))
+        else:
+            experiments.append(source)
+    if experiments:
+        frames.append(load_mlflow(tracking_uri, experiments, best_epoch=False))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

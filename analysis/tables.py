@@ -1,0 +1,358 @@
+"""Paper-style tables: built once as a frozen :class:`Table`, rendered by pure functions.
+
+Builders (:func:`comparison_table`, :func:`ablation_table`, :func:`sweep_table`,
+:func:`reproduction_table`) decide the content - rows, column groups per data set, best and
+second best per column by the metric's direction. Renderers (:func:`to_latex`,
+:func:`to_markdown`, :func:`to_csv`) only format it: they return text, never print or mutate,
+and every piece of user text goes through :func:`latex_escape`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from analysis.aggregate import Aggregate
+from analysis.stats import metric_direction
+
+CHECK = "✓"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number: a mean (``None`` when missing), its std and n, and its column place.
+
+    ``place`` is 1 for the best of its column, 2 for the second, else ``None``.
+    """
+
+    mean: float | None
+    std: float | None = None
+    n: int = 1
+    place: int | None = None
+    signed: bool = False  # print a sign (differences)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Row labels, column groups (data sets) of columns (metrics) and the cells."""
+
+    caption: str
+    label_headers: tuple[str, ...]
+    row_labels: tuple[tuple[str, ...], ...]
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    cells: tuple[tuple[Cell, ...], ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return [(group, column) for group, columns in self.groups for column in columns]
+
+
+def _places(values: list[float | None], direction: str) -> list[int | None]:
+    """1 for the best value(s) of a column, 2 for the second best, by direction."""
+    present = sorted(
+        {v for v in values if v is not None and not math.isnan(v)}, reverse=direction == "max"
+    )
+    out: list[int | None] = []
+    for v in values:
+        if v is None or math.isnan(v):
+            out.append(None)
+        elif v == present[0]:
+            out.append(1)
+        elif len(present) > 1 and v == present[1]:
+            out.append(2)
+        else:
+            out.append(None)
+    return out
+
+
+def _rank_columns(cells: list[list[Cell]], metrics: list[str]) -> tuple[tuple[Cell, ...], ...]:
+    for j, metric in enumerate(metrics):
+        places = _places([row[j].mean for row in cells], metric_direction(metric))
+        for row, place in zip(cells, places, strict=True):
+            row[j] = Cell(row[j].mean, row[j].std, row[j].n, place, row[j].signed)
+    return tuple(tuple(row) for row in cells)
+
+
+def _cell(row: pd.Series | None, metric: str) -> Cell:
+    if row is None or f"{metric}_mean" not in row or pd.isna(row[f"{metric}_mean"]):
+        return Cell(None)
+    std = row.get(f"{metric}_std")
+    return Cell(
+        float(row[f"{metric}_mean"]),
+        None if pd.isna(std) else float(std),
+        int(row.get(f"{metric}_n", 1)),
+    )
+
+
+def _lookup(agg: Aggregate) -> dict[tuple[str, str], pd.Series]:
+    return {(agg.label(r), str(r["dataset"])): r for _, r in agg.frame.iterrows()}
+
+
+def comparison_table(
+    agg: Aggregate,
+    metrics: list[str],
+    caption: str,
+    datasets: list[str] | None = None,
+    methods: list[str] | None = None,
+) -> Table:
+    """Methods × (data set → metrics), like GACL's Table 1."""
+    frame = agg.frame
+    datasets = datasets or list(dict.fromkeys(frame["dataset"]))
+    methods = methods or list(dict.fromkeys(frame.apply(agg.label, axis=1)))
+    lookup = _lookup(agg)
+    cells = [
+        [_cell(lookup.get((m, d)), metric) for d in datasets for metric in metrics] for m in methods
+    ]
+    flat_metrics = [metric for _ in datasets for metric in metrics]
+    notes = _std_note(cells)
+    return Table(
+        caption,
+        ("Method",),
+        tuple((m,) for m in methods),
+        tuple((d, tuple(metrics)) for d in datasets),
+        _rank_columns(cells, flat_metrics),
+        notes,
+    )
+
+
+def _std_note(cells: list[list[Cell]]) -> tuple[str, ...]:
+    ns = {c.n for row in cells for c in row if c.mean is not None}
+    if ns and max(ns) > 1:
+        return (f"mean ± standard deviation over seeds (n = {', '.join(map(str, sorted(ns)))}).",)
+    return ()
+
+
+def ablation_table(agg: Aggregate, runs: pd.DataFrame, metrics: list[str], caption: str) -> Table:
+    """Variants × (data set → metrics) with a ✓ column per switch that differs.
+
+    The switches are read from the runs' resolved parameters: boolean keys whose value
+    differs between variants, like the check-mark columns of CCES's Table 4.
+    """
+    frame = agg.frame
+    variants = list(dict.fromkeys(frame["variant"]))
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    switches = []
+    for column in sorted(c for c in runs.columns if c.startswith("param.")):
+        per_variant = runs.groupby("variant")[column].first()
+        values = set(per_variant.astype(str))
+        if values <= {"True", "False"} and len(values) == 2:
+            switches.append((column.removeprefix("param."), per_variant))
+    by_key = {(str(r["variant"]), str(r["dataset"])): r for _, r in frame.iterrows()}
+    labels = []
+    for v in variants:
+        ticks = tuple(CHECK if str(values.get(v)) == "True" else "" for _, values in switches)
+        labels.append((v, *ticks))
+    cells = [
+        [_cell(by_key.get((v, d)), metric) for d in datasets for metric in metrics]
+        for v in variants
+    ]
+    headers = ("Variant", *(name.removeprefix("loss.") for name, _ in switches))
+    flat = [metric for _ in datasets for metric in metrics]
+    return Table(
+        caption,
+        headers,
+        tuple(labels),
+        tuple((d, tuple(metrics)) for d in datasets),
+        _rank_columns(cells, flat),
+        _std_note(cells),
+    )
+
+
+def sweep_table(runs: pd.DataFrame, key: str, metrics: list[str], caption: str) -> Table:
+    """Values of hyperparameter ``key`` × (data set → metrics), like GACL's Table 3."""
+    column = f"param.{key}"
+    if column not in runs:
+        raise KeyError(f"no parameter {key!r} in these runs")
+    finished = runs[runs["status"] == "FINISHED"].copy()
+    finished["_value"] = finished[column]
+    grouped = finished.groupby(["_value", "dataset"], sort=False)
+    datasets = list(dict.fromkeys(finished["dataset"]))
+    values = sorted(set(finished["_value"]), key=_sort_key)
+    cells = []
+    for value in values:
+        row = []
+        for d in datasets:
+            for metric in metrics:
+                if (value, d) in grouped.groups:
+                    v = grouped.get_group((value, d))[metric].dropna().astype(float)
+                    row.append(
+                        Cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v))
+                    )
+                else:
+                    row.append(Cell(None))
+        cells.append(row)
+    flat = [metric for _ in datasets for metric in metrics]
+    return Table(
+        caption,
+        (key,),
+        tuple((str(v),) for v in values),
+        tuple((d, tuple(metrics)) for d in datasets),
+        _rank_columns(cells, flat),
+        _std_note(cells),
+    )
+
+
+def _sort_key(value: object) -> tuple[int, float | str]:
+    try:
+        return (0, float(str(value)))
+    except ValueError:
+        return (1, str(value))
+
+
+def reproduction_table(
+    agg: Aggregate,
+    reference: dict[str, dict[str, dict[str, float | None]]],
+    metrics: list[str],
+    caption: str,
+) -> Table:
+    """Paper's value, ours and the difference for each variant × data set with a reference.
+
+    The difference is ours − paper; a data set with no published number stays blank.
+    """
+    rows = [(str(r["variant"]), str(r["dataset"]), r) for _, r in agg.frame.iterrows()]
+    labels, cells = [], []
+    for variant, per_dataset in reference.items():
+        for dataset, numbers in per_dataset.items():
+            # a reference names a data set as the study does: its label, or its bare name
+            matches = [
+                r
+                for v, d, r in rows
+                if v == variant and (d == dataset or d.startswith(f"{dataset}_"))
+            ]
+            ours = matches[0] if len(matches) == 1 else None
+            row = []
+            for metric in metrics:
+                paper = numbers.get(metric)
+                mine = _cell(ours, metric)
+                diff = None if paper is None or mine.mean is None else mine.mean - float(paper)
+                row += [
+                    Cell(None if paper is None else float(paper)),
+                    mine,
+                    Cell(diff, signed=True),
+                ]
+            labels.append((variant, dataset))
+            cells.append(row)
+    groups = tuple((metric.upper(), ("paper", "ours", "Δ")) for metric in metrics)
+    frozen = tuple(tuple(r) for r in cells)
+    return Table(
+        caption,
+        ("Variant", "Data set"),
+        tuple(labels),
+        groups,
+        frozen,
+        ("Δ = ours − paper; ours is the mean over seeds.",) + _std_note([list(r) for r in cells]),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Renderers
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    CHECK: r"\checkmark",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "−": "-",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters (the one place user text enters LaTeX)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _number(cell: Cell, digits: int) -> str:
+    if cell.mean is None:
+        return "-"
+    text = f"{cell.mean:+.{digits}f}" if cell.signed else f"{cell.mean:.{digits}f}"
+    if cell.std is not None and cell.n > 1:
+        text += f" ± {cell.std:.{digits}f}"
+    return text
+
+
+def to_latex(table: Table, digits: int = 3) -> str:
+    """A booktabs ``table`` float: best in bold, second underlined, column groups."""
+    n_labels = len(table.label_headers)
+    spec = "l" * n_labels + "".join("c" * len(cols) for _, cols in table.groups)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{latex_escape(table.caption)}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+    ]
+    group_cells, rules, start = [], [], n_labels + 1
+    for group, cols in table.groups:
+        group_cells.append(rf"\multicolumn{{{len(cols)}}}{{c}}{{{latex_escape(group)}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
+        start += len(cols)
+    lines.append(" & " * n_labels + " & ".join(group_cells) + r" \\")
+    lines.append(" ".join(rules))
+    header = [latex_escape(h) for h in table.label_headers] + [
+        latex_escape(c.upper()) for _, c in table.columns
+    ]
+    lines.append(" & ".join(header) + r" \\")
+    lines.append(r"\midrule")
+    for labels, row in zip(table.row_labels, table.cells, strict=True):
+        values = []
+        for cell in row:
+            text = latex_escape(_number(cell, digits))
+            if cell.place == 1:
+                text = rf"\textbf{{{text}}}"
+            elif cell.place == 2:
+                text = rf"\underline{{{text}}}"
+            values.append(text)
+        lines.append(" & ".join([latex_escape(x) for x in labels] + values) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    for note in table.notes:
+        lines.append(rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_markdown(table: Table, digits: int = 3) -> str:
+    """A Markdown table; best in bold, second in italics; groups prefix the column names."""
+    header = [*table.label_headers, *(f"{g} {c.upper()}" for g, c in table.columns)]
+    lines = [
+        f"**{table.caption}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for labels, row in zip(table.row_labels, table.cells, strict=True):
+        values = []
+        for cell in row:
+            text = _number(cell, digits)
+            values.append(
+                f"**{text}**" if cell.place == 1 else f"_{text}_" if cell.place == 2 else text
+            )
+        lines.append("| " + " | ".join([*labels, *values]) + " |")
+    lines += ["", *table.notes] if table.notes else []
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Tidy CSV: one row per table row and column, with mean, std and n."""
+    buffer = io.StringIO()
+    rows = []
+    for labels, row in zip(table.row_labels, table.cells, strict=True):
+        for (group, column), cell in zip(table.columns, row, strict=True):
+            record: dict[str, object] = dict(zip(table.label_headers, labels, strict=True))
+            record.update(group=group, column=column, mean=cell.mean, std=cell.std, n=cell.n)
+            rows.append(record)
+    pd.DataFrame(rows).to_csv(buffer, index=False)
+    return buffer.getvalue()

@@ -1,0 +1,88 @@
+"""`ablate report` on a real MLflow store filled by a small real study, and `ablate stats`
+on a CSV of published numbers."""
+
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from tests.conftest import write_study
+
+GACL_CSV = Path(__file__).resolve().parents[2] / "analysis" / "published" / "gacl_table1.csv"
+
+STUDY = """\
+name: report
+method: cc
+datasets:
+  - {{name: synthetic, n: 32, size: 8}}
+  - {{name: synthetic, n: 32, size: 8, seed: 1}}
+seeds: [0, 1]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
+variants:
+  full: {{}}
+  no_cluster: {{loss.cluster: false, loss.entropy: false}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+reference:
+  full: {{synthetic: {{acc: 0.9, nmi: 0.8}}}}
+"""
+
+
+@pytest.mark.slow
+def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "report", STUDY)
+    assert main(["run", str(path)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "out"
+    assert main(["report", str(path), "--out", str(out)]) == 0
+    written = {Path(p).name for p in capsys.readouterr().out.split()}
+    assert {
+        "ablation.tex",
+        "comparison.tex",
+        "stats.txt",
+        "cd_diagram.pdf",
+        "acc_per_epoch.pdf",
+    } <= written
+    ablation = (out / "ablation.tex").read_text()
+    assert "cluster & entropy" in ablation  # the two switches that differ between variants
+    assert ablation.count(r"\checkmark") == 2  # full has both, no_cluster neither
+    stats = (out / "stats.txt").read_text()
+    assert "k = 2 methods, N = 2 data sets" in stats and "warning: only 2 data sets" in stats
+    # the reference names the bare data set, which matches both synthetic sets: left blank
+    assert "reproduction.tex" not in written or "-" in (out / "reproduction.tex").read_text()
+    assert main(["report", str(path), "--out", str(tmp_path / "md"), "--format", "md"]) == 0
+    assert "| Variant | cluster | entropy |" in (tmp_path / "md" / "ablation.md").read_text()
+
+
+def test_stats_on_published_numbers(tmp_path, capsys):
+    figure = tmp_path / "cd.svg"
+    code = main(
+        [
+            "stats",
+            str(GACL_CSV),
+            "--metric",
+            "acc",
+            "--missing",
+            "drop-methods",
+            "--control",
+            "GACL",
+            "--cd-diagram",
+            str(figure),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert (
+        "k = 19 methods, N = 6 data sets" in out
+        and "dropped: method ADC, method DDC, method IIC" in out
+    )
+    assert "1.167  GACL" in out and "Nemenyi: q_alpha = 3.517" in out
+    assert "against control GACL" in out
+    assert figure.exists() and figure.read_text().startswith("<?xml")
+
+
+def test_stats_missing_cells_error_is_one_line(capsys):
+    assert main(["stats", str(GACL_CSV), "--metric", "acc"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ablate stats: ") and "ADC on imagenet10" in err and err.count("\n") == 1

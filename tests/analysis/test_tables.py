@@ -1,0 +1,153 @@
+"""Tables: content decisions (best/second, ✓ columns, differences) and pure renderers;
+the LaTeX compiles with pdflatex."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import tables
+from analysis.aggregate import aggregate
+from analysis.loading import ResultsError, load_published
+
+RUNS = pd.DataFrame(
+    [
+        # method, variant, dataset, seed, acc, nmi, status, param.loss.cluster, param.loss.entropy
+        ("cc", "full", "cifar_10", 0, 0.80, 0.70, "FINISHED", "True", "True"),
+        ("cc", "full", "cifar_10", 1, 0.82, 0.72, "FINISHED", "True", "True"),
+        ("cc", "no_cluster", "cifar_10", 0, 0.60, 0.50, "FINISHED", "False", "True"),
+        ("cc", "no_cluster", "cifar_10", 1, 0.62, 0.52, "FAILED", "False", "True"),
+        ("cc", "no_entropy", "cifar_10", 0, 0.70, 0.65, "FINISHED", "True", "False"),
+        ("cc", "full", "stl", 0, 0.75, 0.66, "FINISHED", "True", "True"),
+        ("cc", "no_cluster", "stl", 0, 0.77, 0.60, "FINISHED", "False", "True"),
+        ("cc", "no_entropy", "stl", 0, 0.50, 0.40, "FINISHED", "True", "False"),
+    ],
+    columns=[
+        "method",
+        "variant",
+        "dataset",
+        "seed",
+        "acc",
+        "nmi",
+        "status",
+        "param.loss.cluster",
+        "param.loss.entropy",
+    ],
+)
+
+
+def test_aggregate_excludes_and_counts_failed_runs():
+    agg = aggregate(RUNS, ("acc", "nmi")).frame.set_index(["variant", "dataset"])
+    assert agg.loc[("full", "cifar_10"), "acc_mean"] == pytest.approx(0.81)
+    assert agg.loc[("full", "cifar_10"), "acc_std"] == pytest.approx(np.std([0.80, 0.82], ddof=1))
+    assert agg.loc[("no_cluster", "cifar_10"), "acc_n"] == 1
+    assert agg.loc[("no_cluster", "cifar_10"), "failed"] == 1
+
+
+def test_ablation_table_marks_the_switches_that_differ():
+    agg = aggregate(RUNS, ("acc", "nmi"))
+    table = tables.ablation_table(agg, RUNS, ["acc", "nmi"], "CC ablation")
+    assert table.label_headers == ("Variant", "cluster", "entropy")
+    assert table.row_labels == (
+        ("full", "✓", "✓"),
+        ("no_cluster", "", "✓"),
+        ("no_entropy", "✓", ""),
+    )
+    assert table.groups == (("cifar_10", ("acc", "nmi")), ("stl", ("acc", "nmi")))
+    acc_cifar = [row[0] for row in table.cells]
+    assert [c.place for c in acc_cifar] == [1, None, 2]
+    acc_stl = [row[2] for row in table.cells]
+    assert [c.place for c in acc_stl] == [2, 1, None]
+
+
+def test_latex_bold_best_underline_second_and_escaping():
+    agg = aggregate(RUNS, ("acc", "nmi"))
+    latex = tables.to_latex(tables.ablation_table(agg, RUNS, ["acc", "nmi"], "CC 100% ablation"))
+    assert r"\textbf{0.810 $\pm$ 0.014}" in latex
+    assert r"\underline{0.700}" in latex
+    assert r"cifar\_10" in latex and r"CC 100\% ablation" in latex
+    assert r"\checkmark" in latex and r"\toprule" in latex and r"\cmidrule(lr){4-5}" in latex
+    assert "no\\_cluster" in latex
+
+
+def test_renderers_are_pure():
+    agg = aggregate(RUNS, ("acc", "nmi"))
+    table = tables.comparison_table(agg, ["acc"], "t")
+    before = repr(table)
+    for render in (tables.to_latex, tables.to_markdown, tables.to_csv):
+        assert render(table) == render(table)
+    assert repr(table) == before
+
+
+def test_markdown_and_csv():
+    agg = aggregate(RUNS, ("acc",))
+    table = tables.comparison_table(agg, ["acc"], "Results")
+    md = tables.to_markdown(table)
+    assert "| Method | cifar_10 ACC | stl ACC |" in md
+    assert "**0.810 ± 0.014**" in md and "_0.700_" in md
+    csv = pd.read_csv(__import__("io").StringIO(tables.to_csv(table)))
+    assert set(csv.columns) == {"Method", "group", "column", "mean", "std", "n"}
+    assert len(csv) == 3 * 2
+
+
+def test_sweep_and_reproduction_tables():
+    runs = RUNS.assign(**{"param.knn_k": ["1", "1", "3", "3", "5", "1", "3", "5"]})
+    sweep = tables.sweep_table(runs, "knn_k", ["acc"], "k")
+    assert [label[0] for label in sweep.row_labels] == ["1", "3", "5"]
+    agg = aggregate(RUNS, ("acc", "nmi"))
+    reference = {"full": {"cifar_10": {"acc": 0.85, "nmi": None}}}
+    rep = tables.reproduction_table(agg, reference, ["acc", "nmi"], "repro")
+    paper, ours, diff = rep.cells[0][:3]
+    assert (
+        paper.mean == 0.85
+        and ours.mean == pytest.approx(0.81)
+        and diff.mean == pytest.approx(-0.04)
+    )
+    assert rep.cells[0][3].mean is None and rep.cells[0][5].mean is None  # no published NMI
+    assert "-0.040" in tables.to_markdown(rep)
+
+
+def test_published_csv_reads_missing_marks(tmp_path):
+    path = tmp_path / "paper.csv"
+    path.write_text("method,dataset,acc,nmi\nA,c10,0.5,-\nB,c10,N/A,0.4\nA,c100,0.3,0.2\n")
+    frame = load_published(path)
+    assert frame["acc"].isna().tolist() == [False, True, False]
+    assert frame["nmi"].isna().tolist() == [True, False, False]
+    path.write_text("method,dataset,acc\nA,c10,high\n")
+    with pytest.raises(ResultsError, match=r"'high' \(row 2\)"):
+        load_published(path)
+    path.write_text("name,dataset,acc\nA,c10,0.1\n")
+    with pytest.raises(ResultsError, match="needs a 'method' column"):
+        load_published(path)
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_table_compiles(tmp_path):
+    published = load_published(
+        Path(__file__).resolve().parents[2] / "analysis" / "published" / "gacl_table1.csv"
+    )
+    agg = aggregate(published, ("nmi", "acc", "ari"))
+    body = tables.to_latex(
+        tables.comparison_table(agg, ["nmi", "acc", "ari"], "GACL Table 1 & friends")
+    )
+    body += tables.to_latex(
+        tables.ablation_table(aggregate(RUNS, ("acc",)), RUNS, ["acc"], "ablation_1")
+    )
+    document = (
+        "\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
+        "\\usepackage{booktabs}\n\\usepackage{amssymb}\n\\begin{document}\n\\tiny\n"
+        f"{body}\\end{{document}}\n"
+    )
+    (tmp_path / "t.tex").write_text(document)
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "t.pdf").stat().st_size > 1000
