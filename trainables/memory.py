@@ -30,14 +30,23 @@ class MovingAverageBank:
         self.seen = torch.zeros(size, dtype=torch.bool, device=device)
 
     @torch.no_grad()
-    def update(self, index: Tensor, features: Tensor) -> Tensor:
-        """Fold ``features`` (B×d) into the entries ``index``; returns the smoothed rows."""
+    def smooth(self, index: Tensor, features: Tensor) -> Tensor:
+        """What the entries ``index`` become with ``features`` (B×d) folded in; no write."""
         fresh = F.normalize(features.detach().float(), dim=1)
         old = self.features[index]
         mixed = F.normalize(self.alpha * fresh + (1 - self.alpha) * old, dim=1)
-        smoothed = torch.where(self.seen[index, None], mixed, fresh)
+        return torch.where(self.seen[index, None], mixed, fresh)
+
+    @torch.no_grad()
+    def store(self, index: Tensor, smoothed: Tensor) -> None:
+        """Write rows computed by :meth:`smooth` (after the step's losses, as a named call)."""
         self.features[index] = smoothed
         self.seen[index] = True
+
+    def update(self, index: Tensor, features: Tensor) -> Tensor:
+        """:meth:`smooth` then :meth:`store`; returns the smoothed rows."""
+        smoothed = self.smooth(index, features)
+        self.store(index, smoothed)
         return smoothed
 
     def state_dict(self) -> dict[str, Tensor]:

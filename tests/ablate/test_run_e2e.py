@@ -188,3 +188,33 @@ def test_two_worker_trial_trains_on_both_ranks_into_one_run(tmp_path, local_ray,
     assert [m.value for m in client.get_metric_history(run_id, "workers")] == [2.0, 2.0]
     assert [m.value for m in client.get_metric_history(run_id, "steps")] == [4.0, 4.0]
     assert {a.path for a in client.list_artifacts(run_id)} == {"config.yaml", "assignments.npy"}
+
+
+GACL = """\
+name: gacl_tiny
+method: gacl
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base: {{image_size: 8, epochs: 2, batch_size: 16, knn_k: 3}}
+variants:
+  full: {{}}
+  no_graph: {{loss.graph: false}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_gacl_runs_land_in_mlflow_with_each_term(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "gacl_tiny", GACL)
+    assert main(["run", str(path)]) == 0
+    assert "2 trials finished, 0 failed" in capsys.readouterr().out
+    client, trials = _trial_runs(tmp_path, "gacl_tiny")
+    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
+    terms = {f"loss_{t}" for t in ("aug", "near", "intra", "inter", "graph", "entropy")}
+    assert terms <= set(by_variant["full"].data.metrics)
+    assert terms - {"loss_graph"} <= set(by_variant["no_graph"].data.metrics)
+    assert "loss_graph" not in by_variant["no_graph"].data.metrics
+    for run in trials:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_aug")]
+        assert sorted(steps) == [1, 2] and run.data.params["method"] == "gacl"

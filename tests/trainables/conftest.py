@@ -4,7 +4,7 @@ from trainables.datasets import load_dataset
 
 #: Overrides that every method accepts (they are MethodConfig fields) and that keep a CPU
 #: step to a fraction of a second.
-TINY = {"backbone": "resnet18", "image_size": 16, "batch_size": 8, "epochs": 3}
+TINY = {"backbone": "resnet18", "image_size": 16, "batch_size": 16, "epochs": 3}
 
 
 @pytest.fixture(scope="session")
