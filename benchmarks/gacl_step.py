@@ -51,9 +51,8 @@ def main() -> None:
     }
     cc = step_time(Trainer(CC, CCConfig(**common), data, settings), args.steps)
     gacl = step_time(Trainer(GACL, GACLConfig(**common), data, settings), args.steps)
-    print(
-        f"device {args.device}, batch {args.batch}, {args.size} px, {torch.get_num_threads()} threads"
-    )
+    threads = torch.get_num_threads()
+    print(f"device {args.device}, batch {args.batch}, {args.size} px, {threads} threads")
     print(f"  CC step:   {cc * 1000:9.1f} ms")
     print(f"  GACL step: {gacl * 1000:9.1f} ms   GACL/CC = {gacl / cc:.2f}x")
 
