@@ -100,6 +100,12 @@ class GACLConfig(MethodConfig):
     ema_alpha: float = Field(
         0.5, gt=0, le=1, description="Moving-average weight α of Eq. 3 (not given; GCC's 0.5)."
     )
+    graph_scope: Literal["batch", "dataset"] = Field(
+        "batch",
+        description="batch: the k-NN graph of each mini-batch (Eq. 4) [CONFLICT, default]; "
+        "dataset: faiss k-NN over the moving averages each epoch, neighbours loaded as extra "
+        "images (GCC-style, §4.3; experimental).",
+    )
     ema_per_view: bool = Field(
         True, description="One moving-average bank per view (false: one shared)."
     )
@@ -169,10 +175,17 @@ def neighbour_terms(
     return term
 
 
-def near_term(z: Tensor, c: Tensor | None, knn: Tensor, tau: float, all_k: bool) -> Tensor:
-    """One view's L_near (Eq. 8): the nearest neighbour as positive, or the mean over all k."""
+def near_term(z: Tensor, c: Tensor | None, z_pool: Tensor, c_pool: Tensor | None, knn: Tensor,
+              tau: float, all_k: bool) -> Tensor:  # fmt: skip
+    """One view's L_near (Eq. 8): the nearest neighbour as positive, or the mean over all k.
+
+    ``knn`` indexes the rows of ``z_pool`` (the batch itself, or batch plus loaded neighbours).
+    """
     columns = range(knn.shape[1]) if all_k else range(1)
-    per_k = [neighbour_terms(z, c, _rows(z, knn[:, j]), _rows(c, knn[:, j]), tau) for j in columns]
+    per_k = [
+        neighbour_terms(z, c, _rows(z_pool, knn[:, j]), _rows(c_pool, knn[:, j]), tau)
+        for j in columns
+    ]
     return torch.stack(per_k).mean()
 
 
@@ -231,6 +244,9 @@ class GACL(Method[GACLConfig]):
             for pool, n in pools.items()
             for view in views
         }
+        # graph_scope "dataset": each pool's images and its k-NN lists, rebuilt every epoch
+        self.images = {"main": data.images, "unlabeled": data.unlabeled}
+        self.dataset_neighbours: dict[str, Tensor] = {}
 
     @property
     def assignment(self) -> Literal["argmax", "kmeans"]:
@@ -244,54 +260,93 @@ class GACL(Method[GACLConfig]):
     def _bank(self, pool: str, view: str) -> memory.MovingAverageBank:
         return self.banks[(pool, view if self.config.ema_per_view else "a")]
 
-    def _graph(self, x: Tensor, smoothed: Tensor) -> tuple[Tensor, Tensor]:
-        """(k-NN list by x̄, attention over the graph) of one view (Eq. 3-5)."""
+    def _graph(self, x: Tensor, smoothed: Tensor, anchors: int) -> tuple[Tensor, Tensor]:
+        """(k-NN lists of the anchors, attention over the graph) of one view (Eq. 3-5).
+
+        Batch scope: the k-NN graph of the batch by x̄. Data-set scope: each anchor's k
+        loaded neighbours (rows ``anchors`` onwards of ``x``), linked to it both ways.
+        """
         cfg = self.config
-        _, knn = neighbours.batch_knn(smoothed, cfg.knn_k)  # B×k, decreasing similarity
-        if cfg.attention_over == "symmetric":
-            mask = neighbours.symmetric_knn_adjacency(knn)
+        n = x.shape[0]
+        if n == anchors:
+            _, knn = neighbours.batch_knn(smoothed, cfg.knn_k)  # B×k, decreasing similarity
+            if cfg.attention_over == "symmetric":
+                mask = neighbours.symmetric_knn_adjacency(knn)
+            else:
+                mask = torch.zeros(n, n, dtype=torch.bool, device=x.device).scatter_(1, knn, True)
         else:
-            mask = torch.zeros(x.shape[0], x.shape[0], dtype=torch.bool, device=x.device)
-            mask.scatter_(1, knn, True)
+            knn = anchors + torch.arange(n - anchors, device=x.device).view(anchors, cfg.knn_k)
+            mask = torch.zeros(n, n, dtype=torch.bool, device=x.device)
+            rows = torch.arange(anchors, device=x.device)[:, None].expand_as(knn)
+            mask[rows.reshape(-1), knn.reshape(-1)] = True
+            mask = mask | mask.T  # a loaded neighbour's only neighbour is its anchor
         return knn, self.network["attention"](x, mask)
+
+    def make_views(
+        self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
+    ) -> tuple[Tensor, ...]:
+        """Two views of the batch, and of each anchor's k loaded neighbours (data-set scope).
+
+        Neighbours are loaded by index, GCC-style, once the first graph exists.
+        """
+        views = super().make_views(images, index, source, generator)
+        lists = self.dataset_neighbours.get(source)
+        pool = self.images.get(source)
+        if self.config.graph_scope != "dataset" or lists is None or pool is None:
+            return views  # batch scope, or the first epoch before any graph exists
+        loaded = pool[lists[index].reshape(-1)]  # (B·k)×C×H×W
+        extra = (
+            self.augmenter.random_view(loaded, generator),
+            self.augmenter.random_view(loaded, generator),
+        )
+        return views + extra
 
     def training_step(self, batch: Views) -> StepOutput:
         cfg, net = self.config, self.network
         on = set(cfg.loss.enabled())
         with_clusters = batch.source == "main"
-        x = {v: net["backbone"](view) for v, view in zip("ab", batch.views, strict=True)}
-        z = {v: net["instance_head"](x[v]) for v in "ab"}
-        c: dict[str, Tensor | None] = {v: None for v in "ab"}
+        b = batch.index.shape[0]
+        nodes = dict(zip("ab", batch.views[:2], strict=True))
+        if len(batch.views) == 4:  # anchors then their loaded neighbours
+            nodes = {
+                "a": torch.cat([batch.views[0], batch.views[2]]),
+                "b": torch.cat([batch.views[1], batch.views[3]]),
+            }
+        x_all = {v: net["backbone"](nodes[v]) for v in "ab"}
+        z_all = {v: net["instance_head"](x_all[v]) for v in "ab"}
+        c_all: dict[str, Tensor | None] = {v: None for v in "ab"}
         if with_clusters and on & {*INSTANCE_TERMS, "entropy"}:
-            c = {v: net["cluster_head"](x[v]) for v in "ab"}
+            c_all = {v: net["cluster_head"](x_all[v]) for v in "ab"}
+        x = {v: x_all[v][:b] for v in "ab"}
+        z = {v: z_all[v][:b] for v in "ab"}
+        c = {v: _head_rows(c_all[v], b) for v in "ab"}
         smoothed = {v: self._bank(batch.source, v).smooth(batch.index, x[v]) for v in "ab"}
-        graph_of = {v: self._graph(x[v], smoothed[v]) for v in "ab"}
+        graph_of = {v: self._graph(x_all[v], smoothed[v], b) for v in "ab"}
+        picked = {v: sample_neighbours(graph_of[v][1][:b]) for v in "ab"}
         tau = cfg.tau_instance
         terms: dict[str, Tensor] = {}
         if "aug" in on:
             terms["aug"] = neighbour_terms(z["a"], c["a"], z["b"], c["b"], tau)
         if "near" in on:
             all_k = cfg.near_mode == "all_k"
-            parts = [near_term(z[v], c[v], graph_of[v][0], tau, all_k) for v in "ab"]
+            parts = [
+                near_term(z[v], c[v], z_all[v], c_all[v], graph_of[v][0], tau, all_k) for v in "ab"
+            ]
             terms["near"] = 0.5 * (parts[0] + parts[1])
         if "intra" in on:
-            parts = [
-                sampled_term(z[v], c[v], z[v], c[v], sample_neighbours(graph_of[v][1]), tau)
-                for v in "ab"
-            ]
+            parts = [sampled_term(z[v], c[v], z_all[v], c_all[v], picked[v], tau) for v in "ab"]
             terms["intra"] = 0.5 * (parts[0] + parts[1])
         if "inter" in on:
-            picked_b = sample_neighbours(graph_of["b"][1])
-            term = sampled_term(z["a"], c["a"], z["b"], c["b"], picked_b, tau)
+            term = sampled_term(z["a"], c["a"], z_all["b"], c_all["b"], picked["b"], tau)
             if cfg.inter_symmetric:
-                picked_a = sample_neighbours(graph_of["a"][1])
-                term = 0.5 * (term + sampled_term(z["b"], c["b"], z["a"], c["a"], picked_a, tau))
+                back = sampled_term(z["b"], c["b"], z_all["a"], c_all["a"], picked["a"], tau)
+                term = 0.5 * (term + back)
             terms["inter"] = term
         if "graph" in on:
             g = {}
             for v in "ab":
                 knn, attention = graph_of[v]
-                h = net["gcn"](x[v], attention)
+                h = net["gcn"](x_all[v], attention)
                 g[v] = net["readout"](graphs.readout_input(h, knn, cfg.readout_include_centre))
             terms["graph"] = losses.cross_view_nce(g["a"], g["b"], cfg.tau_graph)
         if "entropy" in on and with_clusters and c["a"] is not None and c["b"] is not None:
@@ -300,25 +355,52 @@ class GACL(Method[GACLConfig]):
             self._bank(batch.source, v).store(batch.index, smoothed[v])
         return StepOutput(loss=torch.stack(list(terms.values())).sum(), terms=terms)
 
+    def on_epoch_end(self, epoch: int) -> None:
+        """Data-set scope: rebuild every pool's k-NN lists over view a's moving averages."""
+        if self.config.graph_scope != "dataset":
+            return
+        for pool in self.images:
+            if (pool, "a") in self.banks:
+                features = self._bank(pool, "a").features
+                self.dataset_neighbours[pool] = neighbours.knn(features, self.config.knn_k)[1]
+
     def embed(self, images: Tensor) -> Embedding:
         h = self.network["backbone"](images)
         return Embedding(features=h, cluster_probs=self.network["cluster_head"](h))
 
     def extra_state(self) -> dict[str, Any]:
-        return {f"{pool}/{view}": bank.state_dict() for (pool, view), bank in self.banks.items()}
+        state: dict[str, Any] = {
+            f"{pool}/{view}": bank.state_dict() for (pool, view), bank in self.banks.items()
+        }
+        state.update(
+            {f"neighbours/{pool}": lists for pool, lists in self.dataset_neighbours.items()}
+        )
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         expected = {f"{pool}/{view}" for pool, view in self.banks}
-        if set(state) != expected:
-            raise KeyError(f"GACL state: expected banks {sorted(expected)}, got {sorted(state)}")
+        banks = {k for k in state if not k.startswith("neighbours/")}
+        if banks != expected:
+            raise KeyError(f"GACL state: expected banks {sorted(expected)}, got {sorted(banks)}")
         for (pool, view), bank in self.banks.items():
             bank.load_state_dict(state[f"{pool}/{view}"])
+        self.dataset_neighbours = {
+            k.removeprefix("neighbours/"): v
+            for k, v in state.items()
+            if k.startswith("neighbours/")
+        }
 
     def to(self, device: torch.device) -> GACL:
         super().to(device)
         for bank in self.banks.values():
             bank.to(device)
+        self.dataset_neighbours = {k: v.to(device) for k, v in self.dataset_neighbours.items()}
         return self
+
+
+def _head_rows(x: Tensor | None, count: int) -> Tensor | None:
+    """The anchors' rows (the first ``count``) of a head's output, if it was computed."""
+    return None if x is None else x[:count]
 
 
 @overload

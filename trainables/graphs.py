@@ -86,5 +86,5 @@ def readout_input(h: Tensor, knn: Tensor, include_centre: bool) -> Tensor:
     """Eq. 13's input: [h_i ‖ h_n1 ‖ … ‖ h_nk], neighbours by decreasing similarity."""
     parts = [take(h, knn)]  # B×k×d
     if include_centre:
-        parts.insert(0, h[:, None])  # B×1×d
+        parts.insert(0, h[: knn.shape[0], None])  # B×1×d: the anchors are the first rows
     return torch.cat(parts, dim=1).flatten(1)  # B×(k+1)d

@@ -184,10 +184,11 @@ class Trainer:
                 param.grad /= self.world_size
 
     def _step(self, images: torch.Tensor, index: torch.Tensor, source: str) -> StepOutput:
-        views = self.method.make_views(images, self.aug_gen)
+        index = index.to(self.device)
+        views = self.method.make_views(images, index, source, self.aug_gen)
         if self.channels_last:
             views = tuple(v.contiguous(memory_format=torch.channels_last) for v in views)
-        batch = Views(views=views, index=index.to(self.device), source=source)  # type: ignore[arg-type]
+        batch = Views(views=views, index=index, source=source)  # type: ignore[arg-type]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             out = self.method.training_step(batch)
         if not torch.isfinite(out.loss):

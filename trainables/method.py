@@ -100,8 +100,14 @@ class Method(Generic[ConfigT]):
         return backbones.resnet(self.config.backbone, self.config.stem, self.image_size)
 
     # -- training ---------------------------------------------------------------------------
-    def make_views(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, ...]:
-        """Two independent augmentations of uint8 ``images`` (B×C×H×W), as SimCLR and CC."""
+    def make_views(
+        self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
+    ) -> tuple[Tensor, ...]:
+        """Two independent augmentations of uint8 ``images`` (B×C×H×W), as SimCLR and CC.
+
+        ``index`` (the batch's sample indices in pool ``source``) lets a method load more
+        images, such as graph neighbours.
+        """
         return (
             self.augmenter.random_view(images, generator),
             self.augmenter.random_view(images, generator),

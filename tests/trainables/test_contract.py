@@ -34,7 +34,7 @@ def _step(method_class, config, data, seed=0):
     torch.manual_seed(seed)
     method = method_class(config, data.train)
     images = data.train.images[:16]
-    views = method.make_views(images, torch.Generator().manual_seed(seed))
+    views = method.make_views(images, torch.arange(16), "main", torch.Generator().manual_seed(seed))
     out = method.training_step(Views(views=views, index=torch.arange(16)))
     return method, out
 

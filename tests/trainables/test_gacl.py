@@ -57,7 +57,7 @@ def test_near_term_matches_loop(all_k):
     z, logits = _rand(6, 5, seed=1), _rand(6, 3, seed=2)
     c = logits.softmax(1)
     knn = torch.tensor([[1, 2], [0, 3], [3, 1], [2, 4], [5, 3], [4, 0]])
-    fast = gacl.near_term(z, c, knn, 0.7, all_k)
+    fast = gacl.near_term(z, c, z, c, knn, 0.7, all_k)
     columns = [0, 1] if all_k else [0]
     slow = sum(_ref_nce(z, z[knn[:, j]], 0.7) + _ref_pair(c, c[knn[:, j]]) for j in columns) / len(
         columns
@@ -140,7 +140,9 @@ def test_readout_input_is_centre_then_neighbours_in_order():
 def test_attention_learns_only_through_the_graph_term(synthetic):
     config = GACLConfig(**TINY, loss={"graph": False})
     method = GACL(config, synthetic.train)
-    views = method.make_views(synthetic.train.images[:16], torch.Generator().manual_seed(0))
+    views = method.make_views(
+        synthetic.train.images[:16], torch.arange(16), "main", torch.Generator().manual_seed(0)
+    )
     method.training_step(Views(views=views, index=torch.arange(16))).loss.backward()
     assert all(p.grad is None for p in method.network["attention"].parameters())
 
@@ -153,7 +155,9 @@ def test_without_instance_terms_the_assignment_is_kmeans(synthetic):
 
 def test_banks_are_written_after_the_losses(synthetic):
     method = GACL(GACLConfig(**TINY), synthetic.train)
-    views = method.make_views(synthetic.train.images[:16], torch.Generator().manual_seed(0))
+    views = method.make_views(
+        synthetic.train.images[:16], torch.arange(16), "main", torch.Generator().manual_seed(0)
+    )
     assert not method.banks[("main", "a")].seen.any()
     method.training_step(Views(views=views, index=torch.arange(16)))
     assert (
@@ -193,3 +197,26 @@ def test_study_trial_counts():
     assert sorted({t.method_config().knn_k for t in expand(knn)}) == [1, 3, 5, 8, 12]
     fashion = load_study(STUDIES / "gacl_loss_ablation_fashion_mnist.yaml")
     assert set(fashion.variants) == set(ablation.variants)
+
+
+def test_dataset_scope_loads_neighbours_and_resumes_with_its_lists(synthetic):
+    config = GACLConfig(**TINY, graph_scope="dataset", knn_k=3)
+    method = GACL(config, synthetic.train)
+    images, index = synthetic.train.images[:16], torch.arange(16)
+    gen = torch.Generator().manual_seed(0)
+    assert len(method.make_views(images, index, "main", gen)) == 2  # no graph before epoch 1
+    first = method.training_step(
+        Views(views=method.make_views(images, index, "main", gen), index=index)
+    )
+    method.on_epoch_end(0)
+    lists = method.dataset_neighbours["main"]
+    assert lists.shape == (32, 3) and not (lists == torch.arange(32)[:, None]).any()
+    views = method.make_views(images, index, "main", gen)
+    assert len(views) == 4 and views[2].shape[0] == 16 * 3
+    out = method.training_step(Views(views=views, index=index))
+    assert torch.isfinite(out.loss) and set(out.terms) == set(first.terms)
+    out.loss.backward()
+    assert all(p.grad is not None for p in method.network["attention"].parameters())
+    again = GACL(config, synthetic.train)
+    again.load_extra_state(method.extra_state())
+    assert torch.equal(again.dataset_neighbours["main"], lists)
