@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ablate.planner import expand, trial_count
 from ablate.study import load_study
+from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import gacl, graphs, neighbours
 from trainables.gacl import GACL, GACLConfig
@@ -23,23 +23,8 @@ def _rand(*shape, seed, grad=True):
     return torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_(grad)
 
 
-def _ref_nce(q, p, tau):
-    """Eq. 1, both directions, averaged over i: −log ψ(q_i,p_i)/Σ_j ψ(q_i,p_j) − (p↔q)."""
-    qn, pn = F.normalize(q, dim=1), F.normalize(p, dim=1)
-    b = q.shape[0]
-    total = 0.0
-    for i in range(b):
-        total = total - torch.log(
-            torch.exp(qn[i] @ pn[i] / tau) / sum(torch.exp(qn[i] @ pn[j] / tau) for j in range(b))
-        )
-        total = total - torch.log(
-            torch.exp(pn[i] @ qn[i] / tau) / sum(torch.exp(pn[i] @ qn[j] / tau) for j in range(b))
-        )
-    return total / b
-
-
-def _ref_pair(p, q):
-    return -sum(torch.log((p[i] * q[i]).sum()) for i in range(p.shape[0])) / p.shape[0]
+_ref_nce = reference_losses.cross_view_nce
+_ref_pair = reference_losses.pair_consistency
 
 
 def _same(fast, slow, inputs):
