@@ -94,7 +94,7 @@ def test_unlabeled_pool_feeds_only_the_instance_term():
     from dataclasses import replace
 
     data = replace(data, train=replace(data.train, unlabeled=extra))
-    trainer = Trainer(CC, CCConfig(**TINY), data, LoopSettings())
+    trainer = Trainer(CC, CCConfig(**{**TINY, "batch_size": 8}), data, LoopSettings())
     seen = []
     step = trainer.method.training_step
 
