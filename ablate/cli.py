@@ -55,9 +55,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print()
     print(summary_table(study, outcome.results))
     print()
-    from ablate.runner import _absolute_uri
+    from ablate.runner import absolute_uri
 
-    uri = _absolute_uri(study.tracking.uri)
+    uri = absolute_uri(study.tracking.uri)
     print(f"{len(outcome.finished)} trials finished, {len(outcome.failed)} failed")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
@@ -102,11 +102,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
         runs = load_published(target)
         name, uri, reference, searched = Path(target).stem, None, {}, ()
     elif target.endswith((".yaml", ".yml")):
-        from ablate.runner import _absolute_uri
+        from ablate.runner import absolute_uri
         from ablate.study import load_study
 
         study = load_study(target)
-        uri = _absolute_uri(args.tracking_uri or study.tracking.uri)
+        uri = absolute_uri(args.tracking_uri or study.tracking.uri)
         name, experiment = study.name, study.experiment
         reference = dict(study.reference)
         searched = tuple(study.search.space) if study.search else ()

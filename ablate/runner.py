@@ -53,7 +53,7 @@ class Outcome:
         return 1 if self.failed else 0
 
 
-def _absolute_uri(uri: str) -> str:
+def absolute_uri(uri: str) -> str:
     """``sqlite:///relative.db`` anchored at the current directory (Tune may change it)."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
@@ -238,7 +238,7 @@ def run_study(
     metric = study.search.metric if study.search else "acc"
     mode = study.search.mode if study.search else "max"
     total = trial_count(study)
-    uri = _absolute_uri(study.tracking.uri)
+    uri = absolute_uri(study.tracking.uri)
     _connect(address, printer, dashboard=study.resources.workers > 1)
 
     r = study.resources

@@ -66,7 +66,7 @@ class TwoViewPIL(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 def bench_augment(images: torch.Tensor, size: int, device: torch.device, repeats: int) -> None:
     print(f"\n[1] augmentation only: {images.shape[0]} images -> one view at {size} px on {device}")
     info = load_dataset("synthetic", options={"n": 4}).train.info
-    ours = augment.ViewAugmenter(AugmentConfig(), info, size, channels=3)
+    ours = augment.ViewAugmenter(AugmentConfig(), info, size)
     x = images.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
     ours.random_view(x, gen)

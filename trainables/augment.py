@@ -328,12 +328,9 @@ def evaluation_view(
 class ViewAugmenter:
     """A data set's augmentation pipeline at a given output size."""
 
-    def __init__(
-        self, config: AugmentConfig, info: DatasetInfo, out_size: int, channels: int
-    ) -> None:
+    def __init__(self, config: AugmentConfig, info: DatasetInfo, out_size: int) -> None:
         self.settings = AugmentSettings.resolve(config, info, out_size)
         self.std = tuple(info.std)
-        self.channels = channels
 
     def sample(self, images: Tensor, generator: torch.Generator) -> ViewParams:
         return sample_view_params(

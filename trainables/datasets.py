@@ -401,10 +401,6 @@ CATALOGUE: dict[str, _Entry] = {
 }
 
 
-def dataset_names() -> list[str]:
-    return list(CATALOGUE)
-
-
 def default_data_root() -> Path:
     """``$ABLATE_DATA`` if set, else ``./data``."""
     return Path(os.environ.get("ABLATE_DATA", "data"))

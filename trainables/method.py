@@ -79,9 +79,7 @@ class Method(Generic[ConfigT]):
         self.num_clusters = data.num_clusters
         self.num_samples = data.num_samples
         self.image_size = config.image_size or data.native_size
-        self.augmenter = augment.ViewAugmenter(
-            config.aug, data.info, self.image_size, channels=data.channels
-        )
+        self.augmenter = augment.ViewAugmenter(config.aug, data.info, self.image_size)
         self.network: nn.ModuleDict = torch.nn.ModuleDict()
 
     @property

@@ -25,7 +25,7 @@ resources: {{cpus: 1, max_concurrent: 2}}
 tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
 run: {{storage: "{root}/results"}}
 reference:
-  full: {{synthetic: {{acc: 0.9, nmi: 0.8}}}}
+  full: {{synthetic_n32_size8: {{acc: 0.9, nmi: 0.8}}}}
 """
 
 
@@ -49,8 +49,12 @@ def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
     assert ablation.count(r"\checkmark") == 2  # full has both, no_cluster neither
     stats = (out / "stats.txt").read_text()
     assert "k = 2 methods, N = 2 data sets" in stats and "warning: only 2 data sets" in stats
-    # the reference names the bare data set, which matches both synthetic sets: left blank
-    assert "reproduction.tex" not in written or "-" in (out / "reproduction.tex").read_text()
+    reproduction = (out / "reproduction.tex").read_text()
+    row = next(line for line in reproduction.splitlines() if line.startswith("full & synthetic"))
+    assert "0.900" in row and "0.800" in row  # the paper's numbers beside ours
+    assert (
+        row.count("+") + row.count(" -0.") >= 2
+    )  # a signed difference per metric with a reference
     assert main(["report", str(path), "--out", str(tmp_path / "md"), "--format", "md"]) == 0
     assert "| Variant | cluster | entropy |" in (tmp_path / "md" / "ablation.md").read_text()
 

@@ -18,7 +18,7 @@ def _images(b=8, c=3, h=32, w=32, seed=0):
 
 def _augmenter(size=24, dataset="cifar10", **aug):
     info = CATALOGUE[dataset].info
-    return augment.ViewAugmenter(AugmentConfig(**aug), info, size, channels=info.channels)
+    return augment.ViewAugmenter(AugmentConfig(**aug), info, size)
 
 
 def test_view_shape_range_and_dtype():

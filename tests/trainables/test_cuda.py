@@ -26,7 +26,7 @@ def test_faiss_gpu_knn_matches_cpu():
 
 def test_augmentations_agree_across_devices_in_distribution():
     info = CATALOGUE["cifar10"].info
-    aug = augment.ViewAugmenter(AugmentConfig(blur=True), info, 32, channels=3)
+    aug = augment.ViewAugmenter(AugmentConfig(blur=True), info, 32)
     imgs = torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8)
     view = aug.random_view(imgs.cuda(), torch.Generator(device="cuda").manual_seed(0))
     assert view.is_cuda and view.shape == (256, 3, 32, 32)
