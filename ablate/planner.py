@@ -49,6 +49,12 @@ class TrialSpec:
 
         return get_method(self.method).config_class(**unflatten(self.params))
 
+    def total_epochs(self) -> int:
+        """Epochs over every stage of the trial (training, then e.g. self-labelling)."""
+        from trainables.registry import get_method
+
+        return get_method(self.method).total_epochs(self.method_config())
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -145,7 +145,7 @@ def _scheduler(study: Study) -> Any:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    epochs = _first_trial(study).method_config().epochs
+    epochs = _first_trial(study).total_epochs()
     s = study.scheduler
     return ASHAScheduler(
         time_attr="epoch",

@@ -204,7 +204,7 @@ class MLflowTrialLogger(Callback):
             assignments = Path(folder) / ASSIGNMENTS_FILE
             if assignments.exists():
                 self._client.log_artifact(run_id, str(assignments))
-        epochs = trial_spec(trial.config).method_config().epochs
+        epochs = trial_spec(trial.config).total_epochs()
         stopped = float(last.get("epoch", 0)) < epochs  # ASHA stopped it before the end
         self._client.set_tag(run_id, f"{TAG}early_stopped", str(stopped).lower())
         self._client.set_terminated(run_id, "FINISHED")

@@ -84,7 +84,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             "epoch": float(result.epoch),
             "device": str(trainer.device),
         }
-        last = result.epoch == method_config.epochs
+        last = result.epoch == trainer.total_epochs
         if not trainer.is_chief or not (last or result.epoch % run.checkpoint_every == 0):
             report(metrics, None)
             return

@@ -44,6 +44,7 @@ class AugmentSettings:
     blur_p: float  # 0 when blur is off
     blur_kernel: int
     mean: tuple[float, ...] | None  # None: no normalisation
+    eval_center_crop: float = 1.0  # share of the side the evaluation view keeps
 
     @classmethod
     def resolve(cls, config: AugmentConfig, info: DatasetInfo, out_size: int) -> AugmentSettings:
@@ -60,6 +61,7 @@ class AugmentSettings:
             blur_p=config.blur_p if blur else 0.0,
             blur_kernel=blur_kernel_size(out_size),
             mean=tuple(info.mean) if config.normalize else None,
+            eval_center_crop=config.eval_center_crop,
         )
 
 
@@ -313,16 +315,76 @@ def apply_view(
 
 
 def evaluation_view(
-    images: Tensor, out_size: int, mean: tuple[float, ...] | None, std: tuple[float, ...]
+    images: Tensor,
+    out_size: int,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...],
+    center_crop: float = 1.0,
 ) -> Tensor:
-    """The evaluation transform: resize the whole image to ``out_size`` (and normalise)."""
+    """The evaluation transform: resize the whole image to ``out_size`` (and normalise).
+
+    ``center_crop < 1`` first keeps the central share of each side, as GCC's Resize(40) +
+    CenterCrop(32) does (0.8): one bilinear resample, the same as a crop then a resize.
+    """
     x = images.float() / 255.0
+    if center_crop < 1:
+        batch, _, height, width = x.shape
+        h, w = height * center_crop, width * center_crop
+        box = torch.tensor([(height - h) / 2, (width - w) / 2, h, w], device=x.device)
+        flip = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        x = resized_crop(x, box.expand(batch, 4), flip, out_size)
     if x.shape[-1] != out_size or x.shape[-2] != out_size:
         x = F.interpolate(
             x, size=(out_size, out_size), mode="bilinear", align_corners=False, antialias=True
         )
     x = to_float_rgb(x.clamp_(0, 1))
     return normalize(x, mean, std) if mean is not None else x
+
+
+def cutout(x: Tensor, generator: torch.Generator, length: int) -> Tensor:
+    """Zero one ``length``-square per image at a uniform centre, clipped at the border.
+
+    Cutout (DeVries & Taylor 2017) as SCAN applies it, after normalisation.
+    """
+    batch, _, height, width = x.shape
+    cy = torch.randint(0, height, (batch,), generator=generator, device=generator.device)
+    cx = torch.randint(0, width, (batch,), generator=generator, device=generator.device)
+    ys = torch.arange(height, device=x.device)[None, :, None]
+    xs = torch.arange(width, device=x.device)[None, None, :]
+    cy, cx = cy.to(x.device)[:, None, None], cx.to(x.device)[:, None, None]
+    half = length // 2
+    hole = (ys >= cy - half) & (ys < cy + length - half) & (xs >= cx - half)
+    hole = hole & (xs < cx + length - half)
+    return x.masked_fill(hole[:, None], 0.0)
+
+
+def strong_view(
+    images: Tensor,
+    generator: torch.Generator,
+    settings: AugmentSettings,
+    std: tuple[float, ...],
+    num_ops: int,
+    cutout_fraction: float,
+) -> Tensor:
+    """SCAN's strong augmentation for self-labelling: flip, RandAugment, Cutout.
+
+    RandAugment is torchvision's (its op list, magnitude 9; SCAN uses its own list of 14 ops
+    [CHOICE]) applied image by image, so every image draws its own ops; it takes its random
+    numbers from torch's global generator, which checkpoints save and restore. Flip and
+    Cutout draw from ``generator``.
+    """
+    from torchvision.transforms import v2
+
+    rand_augment = v2.RandAugment(num_ops=num_ops)
+    x = torch.stack([rand_augment(image) for image in images])
+    batch, _, height, width = x.shape
+    flip = torch.rand(batch, generator=generator, device=generator.device) < 0.5
+    whole = torch.tensor([0.0, 0.0, height, width], device=x.device).expand(batch, 4)
+    x = resized_crop(x.float() / 255.0, whole, flip.to(x.device), settings.out_size)
+    x = to_float_rgb(x.clamp_(0, 1))
+    if settings.mean is not None:
+        x = normalize(x, settings.mean, std)
+    return cutout(x, generator, max(1, round(cutout_fraction * settings.out_size)))
 
 
 class ViewAugmenter:
@@ -345,4 +407,5 @@ class ViewAugmenter:
         return self.apply(images, self.sample(images, generator))
 
     def evaluation(self, images: Tensor) -> Tensor:
-        return evaluation_view(images, self.settings.out_size, self.settings.mean, self.std)
+        s = self.settings
+        return evaluation_view(images, s.out_size, s.mean, self.std, s.eval_center_crop)

@@ -56,6 +56,13 @@ class AugmentConfig(Closed):
     normalize: bool = Field(
         False, description="Normalise with the data set's mean/std (SCAN/GCC do, CC does not)."
     )
+    eval_center_crop: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Share of the side the evaluation transform keeps, centred, before "
+        "resizing (1: the whole image; GCC resizes to 40 and centre-crops 32: 0.8).",
+    )
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> AugmentConfig:

@@ -26,9 +26,9 @@ import torch
 
 from trainables.datasets import ClusteringData
 from trainables.method import Method, StepOutput, Views
-from trainables.metrics import clustering_scores, kmeans_assign
+from trainables.metrics import clustering_scores, kmeans_assign, spectral_assign
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -136,16 +136,33 @@ class Trainer:
         self.shuffle_gen = torch.Generator().manual_seed(self.settings.seed)
         aug_seed = self.settings.seed + 1 + 1_000_003 * self.rank
         self.aug_gen = torch.Generator(device=self.device).manual_seed(aug_seed)
-        self.optimizer = self._build_optimizer()
-        optim = config.optim
+        self.stages = method_class.stages(config)
+        self.total_epochs = sum(stage.epochs for stage in self.stages)
+        self.epoch = 0
+        self._enter_stage(0)
+
+    def _stage_at(self, epoch: int) -> int:
+        """Index of the stage that trains (0-based) ``epoch``."""
+        end = 0
+        for i, stage in enumerate(self.stages):
+            end += stage.epochs
+            if epoch < end:
+                return i
+        return len(self.stages) - 1
+
+    def _enter_stage(self, index: int) -> None:
+        """A fresh optimiser and schedule for stage ``index``; tells the method."""
+        stage = self.stages[index]
+        self.stage_index = index
+        self.optimizer = self._build_optimizer(stage.optim)
+        optim = stage.optim
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
-            lambda e: _lr_factor(optim.schedule, e, config.epochs, optim.min_lr_factor),
+            lambda e: _lr_factor(optim.schedule, e, stage.epochs, optim.min_lr_factor),
         )
-        self.epoch = 0
+        self.method.start_stage(stage.name)
 
-    def _build_optimizer(self) -> torch.optim.Optimizer:
-        optim = self.config.optim
+    def _build_optimizer(self, optim: Any) -> torch.optim.Optimizer:
         params = [p for p in self.method.network.parameters() if p.requires_grad]
         if optim.name == "adam":
             return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
@@ -160,7 +177,7 @@ class Trainer:
         return self.rank == 0
 
     def _batches(self, n: int) -> list[torch.Tensor]:
-        batch = min(self.config.batch_size, n)
+        batch = min(self.stages[self.stage_index].batch_size, n)
         order = torch.randperm(n, generator=self.shuffle_gen)
         steps = n // batch
         if self.settings.steps_per_epoch is not None:
@@ -206,6 +223,9 @@ class Trainer:
 
     def train_epoch(self) -> dict[str, float]:
         """One pass (plus the unlabelled pass first, if the data set has one)."""
+        stage = self._stage_at(self.epoch)
+        if stage != self.stage_index:
+            self._enter_stage(stage)
         self.method.network.train()
         sums: dict[str, float] = {}
         steps = 0
@@ -234,6 +254,7 @@ class Trainer:
             images_per_s=images_seen / max(elapsed, 1e-9),
             lr=float(self.optimizer.param_groups[0]["lr"]),
             steps=float(steps),  # over all ranks
+            stage=float(self.stage_index),
             workers=float(self.world_size),
         )
         return metrics
@@ -262,7 +283,8 @@ class Trainer:
         self.method.network.train()
         if self.method.assignment == "argmax":
             return torch.cat(probs).numpy()
-        return kmeans_assign(
+        cluster = spectral_assign if self.method.assignment == "spectral" else kmeans_assign
+        return cluster(
             torch.cat(features).numpy(), self.method.num_clusters, seed=self.settings.seed
         )
 
@@ -275,11 +297,11 @@ class Trainer:
         return scores, assignments
 
     def fit(self, on_epoch: Callable[[EpochReport, Trainer], None] | None = None) -> EpochReport:
-        """Train from the current epoch to ``config.epochs``; call ``on_epoch`` after each."""
+        """Train from the current epoch through every stage; call ``on_epoch`` after each."""
         report = EpochReport(self.epoch, {}, evaluated=False)
-        while self.epoch < self.config.epochs:
+        while self.epoch < self.total_epochs:
             metrics = self.train_epoch()
-            last = self.epoch == self.config.epochs
+            last = self.epoch == self.total_epochs
             assignments = None
             if self.is_chief and (last or self.epoch % self.settings.eval_every == 0):
                 scores, assignments = self.evaluate()
@@ -302,6 +324,7 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "method": self.method.name,
             "epoch": self.epoch,
+            "stage": self.stage_index,
             "network": self.method.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -314,6 +337,7 @@ class Trainer:
             "format",
             "method",
             "epoch",
+            "stage",
             "network",
             "optimizer",
             "scheduler",
@@ -334,6 +358,7 @@ class Trainer:
             raise CheckpointMismatchError(
                 f"network state: missing {result.missing_keys}, unexpected {result.unexpected_keys}"
             )
+        self._enter_stage(int(state["stage"]))  # the optimiser state belongs to this stage
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.method.load_extra_state(state["method_state"])

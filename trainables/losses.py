@@ -110,3 +110,80 @@ def cross_view_nce(q: Tensor, p: Tensor, temperature: float) -> Tensor:
     logits = (F.normalize(_upcast(q), dim=1) @ F.normalize(_upcast(p), dim=1).T) / temperature
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
+
+
+def weighted_positive_nce(
+    logits: Tensor,
+    weights: Tensor,
+    excluded: Tensor | None = None,
+    form: str = "weighted",
+    positives_in_denominator: bool = False,
+) -> Tensor:
+    """Contrast with weighted positives against every other non-excluded entry (GCC's RGC).
+
+    ``logits``: anchors × contrast set (``s = z_i·c / τ``, rows of the set possibly
+    pre-scaled). ``weights``: same shape, ``> 0`` marks a positive and weighs its
+    exponentiated logit. ``excluded``: entries in neither sum (e.g. an anchor's own row).
+    ``positives_in_denominator`` adds the (unweighted) positives to the ``weighted`` form's
+    denominator, a plain softmax, as GCC's code does when no neighbour is loaded.
+
+    - ``weighted`` (GCC Eq. 8, and its code's RGC):
+      ``ℓ_i = −log Σ_{p∈P(i)} w_ip e^{s_ip} + log Σ_{n∉P(i)∪X(i)} e^{s_in}``
+    - ``multi_positive`` (GCC Table 6; SupCon's L_out, weights ignored):
+      ``ℓ_i = −(1/|P(i)|) Σ_{p∈P(i)} (s_ip − log Σ_{a∉X(i)} e^{s_ia})``
+
+    Anchors without a positive are skipped; returns the mean over the others.
+    """
+    logits = _upcast(logits)
+    pos = weights > 0
+    out = torch.zeros_like(pos) if excluded is None else excluded
+    anchors = pos.any(dim=1)
+    if form == "weighted":
+        log_w = torch.log(weights.clamp_min(1e-30).to(logits.dtype))
+        log_num = torch.logsumexp((logits + log_w).masked_fill(~pos, float("-inf")), dim=1)
+        negatives = ~out if positives_in_denominator else ~pos & ~out
+        log_den = torch.logsumexp(logits.masked_fill(~negatives, float("-inf")), dim=1)
+        per_row = log_den - log_num
+    elif form == "multi_positive":
+        log_den = torch.logsumexp(logits.masked_fill(out, float("-inf")), dim=1)
+        log_prob = (logits - log_den[:, None]).masked_fill(~pos, 0.0)
+        per_row = -log_prob.sum(dim=1) / pos.sum(dim=1).clamp(min=1)
+    else:
+        raise ValueError(f"form must be 'weighted' or 'multi_positive'; got {form!r}")
+    return per_row[anchors].mean()
+
+
+def column_contrast(p: Tensor, q: Tensor, temperature: float) -> Tensor:
+    """GCC's AGC (Eq. 9 with the code's cosine): cluster k of ``p`` against cluster k of ``q``.
+
+    ``p``, ``q``: B×C probabilities (anchors, and their graph neighbours). Columns are
+    L2-normalised, so the C×C similarities do not grow with B; one direction, negatives only
+    from ``q``'s other columns.
+    """
+    a = F.normalize(_upcast(p).T, dim=1)
+    b = F.normalize(_upcast(q).T, dim=1)
+    logits = a @ b.T / temperature
+    return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
+
+
+def confident_cross_entropy(
+    weak_probs: Tensor, strong_logits: Tensor, threshold: float, balance: bool = True
+) -> Tensor:
+    """SCAN's self-labelling loss: confident predictions on a weak view teach the strong view.
+
+    Samples whose largest weak-view probability exceeds ``threshold`` take its argmax as a
+    target; the cross-entropy of the strong view is weighted by inverse class frequency among
+    the confident samples when ``balance``. No confident sample: zero (with a graph).
+    """
+    confidence, target = weak_probs.detach().max(dim=1)
+    keep = confidence > threshold
+    if not bool(keep.any()):
+        return strong_logits.sum() * 0.0
+    target = target[keep]
+    num_classes = strong_logits.shape[1]
+    weight = None
+    if balance:
+        counts = torch.bincount(target, minlength=num_classes).float()
+        weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+        weight = weight * (counts > 0).sum() / weight.sum()  # mean weight of a present class: 1
+    return F.cross_entropy(_upcast(strong_logits[keep]), target, weight=weight)

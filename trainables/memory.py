@@ -1,4 +1,4 @@
-"""State that methods carry between steps: a per-sample moving-average bank and a FIFO queue.
+"""State that methods carry between steps: per-sample feature banks and a FIFO queue.
 
 Both are updated by an explicit call in a method's step, after every loss term was computed
 (lightly's memory-bank bugs came from state changed inside a loss). Both expose
@@ -58,6 +58,57 @@ class MovingAverageBank:
 
     def to(self, device: torch.device) -> MovingAverageBank:
         self.features, self.seen = self.features.to(device), self.seen.to(device)
+        return self
+
+
+class WindowMeanBank:
+    """Per-sample plain mean of the last ``window`` features stored (GCC's code, window 4).
+
+    GCC's official code keeps each sample's last four augmented-view embeddings and ranks
+    neighbours by the inner product of their mean, which it does not re-normalise
+    (methods-spec §4.3); :class:`MovingAverageBank` is the paper's EMA instead. A sample never
+    stored reads as zeros.
+    """
+
+    def __init__(
+        self, size: int, dim: int, window: int, device: torch.device | str = "cpu"
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1; got {window}")
+        self.slots = torch.zeros(size, window, dim, device=device)
+        self.count = torch.zeros(size, dtype=torch.long, device=device)
+        self.next = torch.zeros(size, dtype=torch.long, device=device)
+
+    @property
+    def window(self) -> int:
+        return int(self.slots.shape[1])
+
+    @torch.no_grad()
+    def update(self, index: Tensor, features: Tensor) -> None:
+        """Store ``features`` (B×d) as the newest entry of samples ``index`` (distinct)."""
+        self.slots[index, self.next[index]] = features.detach().to(self.slots.dtype)
+        self.next[index] = (self.next[index] + 1) % self.window
+        self.count[index] = (self.count[index] + 1).clamp(max=self.window)
+
+    @property
+    def features(self) -> Tensor:
+        """N×d: each sample's mean over its stored entries (zeros if none yet)."""
+        return self.slots.sum(dim=1) / self.count.clamp(min=1)[:, None]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"slots": self.slots, "count": self.count, "next": self.next}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.slots.copy_(state["slots"])
+        self.count.copy_(state["count"])
+        self.next.copy_(state["next"])
+
+    def to(self, device: torch.device) -> WindowMeanBank:
+        self.slots, self.count, self.next = (
+            self.slots.to(device),
+            self.count.to(device),
+            self.next.to(device),
+        )
         return self
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from trainables.config import MethodConfig
+from trainables.config import MethodConfig, OptimConfig
 from trainables.lazy import lazy
 
 if TYPE_CHECKING:
@@ -52,6 +52,21 @@ class StepOutput:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One phase of a trial with its own optimiser, schedule and batch size.
+
+    Most methods train in one stage; SCAN-style self-labelling after GCC, or NNCC's pretext
+    before its clustering stage, are further stages of the same trial, so one MLflow run and
+    one checkpoint chain cover the whole recipe. Epochs count on across stages.
+    """
+
+    name: str
+    epochs: int
+    optim: OptimConfig
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class Embedding:
     """Evaluation-time outputs for a batch: features and, if the method has one, cluster probs."""
 
@@ -81,10 +96,29 @@ class Method(Generic[ConfigT]):
         self.image_size = config.image_size or data.native_size
         self.augmenter = augment.ViewAugmenter(config.aug, data.info, self.image_size)
         self.network: nn.ModuleDict = torch.nn.ModuleDict()
+        self.stage = self.stages(config)[0].name
+
+    # -- stages -----------------------------------------------------------------------------
+    @classmethod
+    def stages(cls, config: Any) -> tuple[Stage, ...]:
+        """The trial's stages in order; by default one, from the config's own settings."""
+        return (Stage("train", config.epochs, config.optim, config.batch_size),)
+
+    @classmethod
+    def total_epochs(cls, config: Any) -> int:
+        """Epochs over every stage: what a trial reports as its last ``epoch``."""
+        return sum(stage.epochs for stage in cls.stages(config))
+
+    def start_stage(self, name: str) -> None:
+        """Called by the loop when a stage begins (also on resume); methods may override."""
+        self.stage = name
 
     @property
-    def assignment(self) -> Literal["argmax", "kmeans"]:
-        """How the final clustering is read out: cluster-head argmax or k-means on features."""
+    def assignment(self) -> Literal["argmax", "kmeans", "spectral"]:
+        """How the final clustering is read out.
+
+        Cluster-head argmax, or k-means or spectral clustering on :meth:`embed`'s features.
+        """
         return "argmax"
 
     @property

@@ -87,3 +87,26 @@ def kmeans_assign(
     km.train(x)
     _, assign = km.index.search(x, 1)
     return assign[:, 0].astype(np.int64)
+
+
+def spectral_assign(
+    features: np.ndarray, num_clusters: int, seed: int = 0, neighbours: int = 10
+) -> np.ndarray:
+    """Spectral clustering (scikit-learn) on L2-normalised features, k-NN affinity.
+
+    GCC's Table 5 clusters learned features with "SC"; the affinity is scikit-learn's
+    symmetric ``nearest_neighbors`` graph [CHOICE, methods-spec §4.9].
+    """
+    from sklearn.cluster import SpectralClustering
+
+    x = np.asarray(features, dtype=np.float32)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(min=1e-12)
+    model = SpectralClustering(
+        n_clusters=num_clusters,
+        affinity="nearest_neighbors",
+        n_neighbors=min(neighbours, x.shape[0] - 1),
+        assign_labels="cluster_qr",
+        random_state=seed,
+    )
+    labels: np.ndarray = np.asarray(model.fit_predict(x), dtype=np.int64)
+    return labels

@@ -9,6 +9,9 @@ index when the features are on CUDA and faiss sees a GPU, and its CPU index othe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cached_property
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -22,12 +25,15 @@ def _faiss_gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def knn(features: Tensor, k: int, exclude_self: bool = True) -> tuple[Tensor, Tensor]:
+def knn(
+    features: Tensor, k: int, exclude_self: bool = True, normalize: bool = True
+) -> tuple[Tensor, Tensor]:
     """Exact cosine k-NN of every row among all rows, with faiss ``IndexFlatIP``.
 
     Returns ``(similarities, indices)``, both N×k, sorted by decreasing similarity, on the
     device of ``features``. With ``exclude_self`` the row itself is removed from its list
-    (GCC keeps it; pass False).
+    (GCC keeps it; pass False). ``normalize=False`` ranks by the raw inner product, as GCC's
+    code does over its window means of unit vectors.
     """
     import faiss
 
@@ -37,7 +43,8 @@ def knn(features: Tensor, k: int, exclude_self: bool = True) -> tuple[Tensor, Te
     extra = 1 if exclude_self else 0
     if k + extra > n:
         raise ValueError(f"k = {k} needs at least {k + extra} rows; got {n}")
-    x = F.normalize(features.detach().float(), dim=1).contiguous()
+    x = features.detach().float()
+    x = (F.normalize(x, dim=1) if normalize else x).contiguous()
     if x.is_cuda and _faiss_gpu_available():
         import faiss.contrib.torch_utils  # noqa: F401  (lets faiss take torch tensors)
 
@@ -140,3 +147,92 @@ def first_neighbour_mask(index: Tensor, kappa: Tensor) -> Tensor:
     )
     mask.fill_diagonal_(False)
     return mask
+
+
+def normalized_laplacian_weights(adjacency: sp.csr_matrix) -> sp.csr_matrix:
+    """``−L`` off the diagonal, i.e. ``A_ij / √(d_i d_j)`` (GCC Eq. 2, 8), from scipy.
+
+    ``L = I − D^{-1/2} A D^{-1/2}`` is scipy's normalised Laplacian; the diagonal is dropped.
+    """
+    from scipy.sparse.csgraph import laplacian
+
+    weights = -sp.csr_matrix(laplacian(adjacency.astype(np.float64), normed=True))
+    weights.setdiag(0)
+    weights.eliminate_zeros()
+    weights.sort_indices()
+    return weights.tocsr()
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """A sparse N×N matrix as CSR tensors on the training device.
+
+    A data-set graph never fits as N×N (60k² floats), yet a step needs two things of it for a
+    batch: a uniformly random neighbour of each anchor, and the edge weights between the
+    anchors and every other image in the step. Both are a few gathers here.
+    """
+
+    indptr: Tensor  # N+1, int64
+    indices: Tensor  # nnz, int64, sorted within each row
+    values: Tensor  # nnz, float32
+
+    @classmethod
+    def from_scipy(cls, matrix: sp.spmatrix, device: torch.device | str = "cpu") -> SparseRows:
+        m = sp.csr_matrix(matrix)
+        m.sort_indices()
+        return cls(
+            indptr=torch.from_numpy(m.indptr.astype(np.int64)).to(device),
+            indices=torch.from_numpy(m.indices.astype(np.int64)).to(device),
+            values=torch.from_numpy(m.data.astype(np.float32)).to(device),
+        )
+
+    @property
+    def size(self) -> int:
+        return int(self.indptr.shape[0]) - 1
+
+    def row_sizes(self, rows: Tensor | None = None) -> Tensor:
+        sizes = self.indptr[1:] - self.indptr[:-1]
+        return sizes if rows is None else sizes[rows]
+
+    def sample(self, rows: Tensor, generator: torch.Generator) -> Tensor:
+        """One uniformly random column of each of ``rows`` (every row must be non-empty)."""
+        sizes = self.row_sizes(rows)
+        if bool((sizes == 0).any()):
+            raise ValueError("cannot sample a neighbour of a node without neighbours")
+        u = torch.rand(rows.shape[0], generator=generator, device=generator.device)
+        offset = torch.minimum((u.to(sizes.device) * sizes).long(), sizes - 1)
+        return self.indices[self.indptr[rows] + offset]
+
+    @cached_property
+    def _keys(self) -> Tensor:
+        """``row·N + column`` of every stored entry: sorted, so look-ups are binary searches."""
+        rows = torch.repeat_interleave(
+            torch.arange(self.size, device=self.indptr.device), self.row_sizes()
+        )
+        return rows * self.size + self.indices
+
+    def lookup(self, rows: Tensor, cols: Tensor) -> Tensor:
+        """The dense block ``M[rows][:, cols]`` (zeros where no entry is stored)."""
+        if self.indices.numel() == 0:
+            return torch.zeros(rows.shape[0], cols.shape[0], device=self.values.device)
+        query = rows[:, None] * self.size + cols[None, :]
+        pos = torch.searchsorted(self._keys, query).clamp(max=self._keys.shape[0] - 1)
+        hit = self._keys[pos] == query
+        return torch.where(hit, self.values[pos], torch.zeros((), device=self.values.device))
+
+    def to_scipy(self) -> sp.csr_matrix:
+        n = self.size
+        return sp.csr_matrix(
+            (self.values.cpu().numpy(), self.indices.cpu().numpy(), self.indptr.cpu().numpy()),
+            shape=(n, n),
+        )
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"indptr": self.indptr, "indices": self.indices, "values": self.values}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor]) -> SparseRows:
+        return cls(state["indptr"], state["indices"], state["values"])
+
+    def to(self, device: torch.device) -> SparseRows:
+        return SparseRows(self.indptr.to(device), self.indices.to(device), self.values.to(device))

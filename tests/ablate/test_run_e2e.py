@@ -218,3 +218,36 @@ def test_gacl_runs_land_in_mlflow_with_each_term(tmp_path, local_ray, capsys):
     for run in trials:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_aug")]
         assert sorted(steps) == [1, 2] and run.data.params["method"] == "gacl"
+
+
+GCC = """\
+name: gcc_tiny
+method: gcc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base: {{image_size: 8, epochs: 2, batch_size: 16, knn_k: 3, warmup_epochs: 1, graph_every: 1}}
+variants:
+  full: {{}}
+  no_cr: {{loss.cr: false}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_gcc_runs_land_in_mlflow_with_warm_up_then_graph_terms(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "gcc_tiny", GCC)
+    assert main(["run", str(path)]) == 0
+    assert "2 trials finished, 0 failed" in capsys.readouterr().out
+    client, trials = _trial_runs(tmp_path, "gcc_tiny")
+    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
+    assert set(by_variant) == {"full", "no_cr"}
+    for variant, run in by_variant.items():
+        history = {
+            name: [m.step for m in client.get_metric_history(run.info.run_id, name)]
+            for name in ("loss_rgc", "loss_agc", "loss_cr", "acc")
+        }
+        assert history["loss_rgc"] == [1, 2] and history["acc"] == [1, 2]
+        assert history["loss_agc"] == [2]  # epoch 1 is the SimCLR warm-up
+        assert history["loss_cr"] == ([2] if variant == "full" else [])
+        assert run.data.params["method"] == "gcc" and run.data.params["preset"] == "code"

@@ -27,7 +27,7 @@ CASES = {
         GOOD.replace("method: cc", "method: ccc"),
         2,
         "method",
-        ["unknown method 'ccc'", "did you mean 'cc'?", "Registered methods: cc, gacl"],
+        ["unknown method 'ccc'", "did you mean 'cc'?", "Registered methods: cc, gacl, gcc"],
     ),
     "unknown hyperparameter": (
         GOOD.replace("  epochs: 2", "  epochs: 2\n  tau_instanc: 0.3"),
