@@ -153,3 +153,34 @@ def test_normalisation_uses_dataset_statistics():
     mean, std = CATALOGUE["cifar10"].info.mean, CATALOGUE["cifar10"].info.std
     for c in range(3):
         assert torch.allclose(out[:, c], torch.tensor((1 - mean[c]) / std[c]))
+
+
+def test_evaluation_centre_crop_keeps_the_central_pixels():
+    images = _images(b=2, h=8, w=8)
+    x = augment.evaluation_view(images, 4, None, (1.0,), center_crop=0.5)
+    # the central 4×4 sampled 1:1: exactly those pixels
+    assert torch.allclose(x, images[:, :, 2:6, 2:6].float() / 255, atol=1e-6)
+    whole = augment.evaluation_view(images, 8, None, (1.0,))
+    assert torch.allclose(whole, images.float() / 255)
+
+
+def test_gcc_style_evaluation_zooms_in_like_resize_then_centre_crop():
+    images = _images(b=3, h=32, w=32, seed=5)
+    ours = _augmenter(32, eval_center_crop=0.8).evaluation(images)
+    big = TF.resize(images, [40, 40], antialias=True)
+    theirs = TF.center_crop(big, [32, 32]).float() / 255
+    assert ours.shape == theirs.shape and (ours - theirs).abs().mean() < 0.03
+
+
+def test_strong_views_differ_per_image_and_cut_a_hole():
+    images = _images(b=6, h=16, w=16, seed=7).repeat(2, 1, 1, 1)  # pairs of equal images
+    settings = _augmenter(16).settings
+    torch.manual_seed(0)
+    x = augment.strong_view(images, torch.Generator().manual_seed(1), settings, (1.0,), 4, 0.5)
+    assert x.shape == (12, 3, 16, 16)
+    assert not torch.allclose(x[:6], x[6:])  # same images, their own draws
+    zero_square = (x == 0).all(dim=1).sum(dim=(1, 2))
+    assert torch.all(zero_square >= 16)  # at least a clipped quarter of the 8×8 hole
+    torch.manual_seed(0)
+    again = augment.strong_view(images, torch.Generator().manual_seed(1), settings, (1.0,), 4, 0.5)
+    assert torch.equal(x, again)
