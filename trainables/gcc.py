@@ -250,6 +250,7 @@ def mine_graph(
     - ``pool``: the sparse rows AGC draws a random partner from: the list itself (code) or
       the "or"-symmetric graph without self loops (paper).
     - ``laplacian``: ``A_ij/√(d_i d_j)`` of the symmetric graph, the paper's RGC weights.
+    - ``neighbours`` (N×k): the k-NN lists without the sample itself, for the diagnostic.
     - ``node_weight`` (N): the code's ω_j = √(m/|S_j|), S_j = the nodes listing j or listed
       by j, j included.
     """
@@ -257,7 +258,7 @@ def mine_graph(
 
     with_self = neighbour_list == "code"
     width = k + 1 if with_self else k  # the code searches k+1 and keeps the sample itself
-    _, lists = neighbours.knn(features, width, exclude_self=not with_self, normalize=normalize)
+    sims, lists = neighbours.knn(features, width, exclude_self=not with_self, normalize=normalize)
     n, device = features.shape[0], features.device
     host = lists.cpu().numpy()
     rows = np.repeat(np.arange(n), host.shape[1])
@@ -268,15 +269,17 @@ def mine_graph(
     laplacian = neighbours.SparseRows.from_scipy(
         neighbours.normalized_laplacian_weights(neighbours.sparse_knn_adjacency(host)), device
     )
+    others = neighbours.drop_self(sims, lists)[1] if with_self else lists
     return {
         "ranked": lists[:, :rgc_neighbours].contiguous(),
+        "neighbours": others,
         "pool": neighbours.SparseRows.from_scipy(listed, device) if with_self else laplacian,
         "laplacian": laplacian,
         "node_weight": torch.from_numpy(node_weight.astype(np.float32)).to(device),
     }
 
 
-GRAPH_TENSORS = ("ranked", "node_weight")
+GRAPH_TENSORS = ("ranked", "neighbours", "node_weight")
 GRAPH_ROWS = ("pool", "laplacian")
 
 
@@ -511,6 +514,9 @@ class GCC(Method[GCCConfig]):
             )
 
     # -- evaluation -------------------------------------------------------------------------
+    def neighbour_lists(self) -> Tensor | None:
+        return None if self.graph is None else self.graph["neighbours"]
+
     def embed(self, images: Tensor) -> Embedding:
         h = self.network["backbone"](images)
         probs = self.network["cluster_head"](h).softmax(dim=1)

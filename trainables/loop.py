@@ -26,7 +26,12 @@ import torch
 
 from trainables.datasets import ClusteringData
 from trainables.method import Method, StepOutput, Views
-from trainables.metrics import clustering_scores, kmeans_assign, spectral_assign
+from trainables.metrics import (
+    clustering_scores,
+    kmeans_assign,
+    neighbour_label_accuracy,
+    spectral_assign,
+)
 
 CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
 
@@ -76,6 +81,10 @@ class Evaluator:
 
     def score(self, assignments: np.ndarray) -> dict[str, float]:
         return clustering_scores(assignments, self.labels, self.num_clusters)
+
+    def neighbour_accuracy(self, lists: torch.Tensor) -> float:
+        """Share of graph neighbours that share their anchor's class (GCC Fig. 3)."""
+        return neighbour_label_accuracy(lists.cpu().numpy(), self.labels)
 
 
 def _distributed_rank_and_size() -> tuple[int, int]:
@@ -294,6 +303,9 @@ class Trainer:
         sizes = np.bincount(assignments, minlength=self.method.num_clusters) / assignments.shape[0]
         nonzero = sizes[sizes > 0]
         scores["cluster_entropy"] = float(-(nonzero * np.log(nonzero)).sum())  # label-free
+        lists = self.method.neighbour_lists()
+        if lists is not None:
+            scores["knn_label_acc"] = self.evaluator.neighbour_accuracy(lists)
         return scores, assignments
 
     def fit(self, on_epoch: Callable[[EpochReport, Trainer], None] | None = None) -> EpochReport:

@@ -153,6 +153,14 @@ class Method(Generic[ConfigT]):
         """Epoch-level state updates (graph rebuilds, bank refreshes). Default: nothing."""
 
     # -- evaluation -------------------------------------------------------------------------
+    def neighbour_lists(self) -> Tensor | None:
+        """Each sample's current data-set neighbours (N×k, self excluded, nearest first).
+
+        Only for the loop's ``knn_label_acc`` diagnostic (GCC Fig. 3), which reads labels
+        and never feeds training. None: the method keeps no data-set graph.
+        """
+        return None
+
     def embed(self, images: Tensor) -> Embedding:
         """Features (and cluster probabilities) of evaluation-transformed float images."""
         raise NotImplementedError

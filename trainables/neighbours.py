@@ -60,11 +60,11 @@ def knn(
         sims, idx = torch.from_numpy(sims_np), torch.from_numpy(idx_np)
     sims, idx = sims.to(features.device), idx.to(features.device).long()
     if exclude_self:
-        sims, idx = _drop_self(sims, idx)
+        sims, idx = drop_self(sims, idx)
     return sims, idx
 
 
-def _drop_self(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
+def drop_self(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     """Remove each row's own index (usually first; exact duplicates may put it elsewhere)."""
     n, width = idx.shape
     rows = torch.arange(n, device=idx.device)[:, None]

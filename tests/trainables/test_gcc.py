@@ -242,6 +242,18 @@ def test_warm_up_is_simclr_only_and_the_graph_follows_the_schedule(synthetic):
     assert graphs[4] is graphs[3] and graphs[5] is not graphs[4]
 
 
+def test_evaluation_logs_the_graphs_neighbour_label_accuracy(synthetic):
+    trainer = Trainer(GCC, GCCConfig(**EAGER), synthetic, LoopSettings(seed=0, steps_per_epoch=1))
+    assert "knn_label_acc" not in trainer.evaluate()[0]  # no graph yet
+    trainer.train_epoch()
+    lists = trainer.method.neighbour_lists()
+    assert lists is not None and lists.shape == (32, 3)
+    assert not torch.any(lists == torch.arange(32)[:, None])
+    labels = synthetic.labels
+    expected = (labels[lists] == labels[:, None]).float().mean().item()
+    assert trainer.evaluate()[0]["knn_label_acc"] == pytest.approx(expected)
+
+
 def test_graph_state_survives_a_checkpoint(synthetic):
     config = GCCConfig(**EAGER)
     settings = LoopSettings(seed=2, steps_per_epoch=1)
