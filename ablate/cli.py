@@ -109,7 +109,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         uri = absolute_uri(args.tracking_uri or study.tracking.uri)
         name, experiment = study.name, study.experiment
         reference = dict(study.reference)
-        searched = tuple(study.search.space) if study.search else ()
+        searched = tuple(study.search.searched_keys()) if study.search else ()
     else:
         uri = args.tracking_uri or "sqlite:///mlflow.db"
         name = experiment = target

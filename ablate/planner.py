@@ -87,30 +87,31 @@ def sample_domain(domain: Domain, rng: np.random.Generator) -> Any:
     return int(min(max(int(low) + step * int((value - low) // step), int(low)), int(high)))
 
 
-def search_points(study: Study) -> list[dict[str, Any]]:
-    """The hyperparameter points of a grid or random search ([{}] without a search)."""
+def search_points(study: Study, variant: str | None = None) -> list[dict[str, Any]]:
+    """The hyperparameter points of a grid or random search ([{}] without a search).
+
+    ``variant`` adds that variant's own space (``search.variant_space``) to the shared one.
+    """
     search = study.search
     if search is None:
         return [{}]
-    keys = list(search.space)
+    space = search.space if variant is None else search.space_for(variant)
+    keys = list(space)
     if search.algorithm == "grid":
-        grids = [search.space[k].candidates() for k in keys]
+        grids = [space[k].candidates() for k in keys]
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
     if search.algorithm == "random":
         rng = np.random.default_rng(search.seed)
-        return [
-            {k: sample_domain(search.space[k], rng) for k in keys}
-            for _ in range(search.num_samples)
-        ]
+        return [{k: sample_domain(space[k], rng) for k in keys} for _ in range(search.num_samples)]
     raise ValueError("optuna samples adaptively; it has no fixed points")
 
 
 def expand(study: Study) -> list[TrialSpec]:
     """Every trial of a grid/random/no-search study, in a stable order."""
-    points = search_points(study)
     with_search = study.search is not None
     trials = []
     for variant in study.variants:
+        points = search_points(study, variant)
         for dataset in study.datasets:
             for n, point in enumerate(points):
                 for seed in study.seeds:
@@ -165,7 +166,8 @@ def trial_count(study: Study) -> int:
     """How many trials the study runs (optuna: its sample budget × seeds)."""
     if study.search is not None and study.search.algorithm == "optuna":
         return study.search.num_samples * len(study.seeds)
-    return len(study.variants) * len(study.datasets) * len(search_points(study)) * len(study.seeds)
+    points = sum(len(search_points(study, variant)) for variant in study.variants)
+    return points * len(study.datasets) * len(study.seeds)
 
 
 def gpu_hours(study: Study) -> float | None:

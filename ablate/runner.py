@@ -356,7 +356,7 @@ def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]])
     """Variant (and searched point) × data set: mean ± std over seeds of ACC, NMI, ARI."""
     import numpy as np
 
-    searched = list(study.search.space) if study.search else []
+    searched = study.search.searched_keys() if study.search else []
     cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for spec, metrics in results:
         point = ", ".join(

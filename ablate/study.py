@@ -141,13 +141,30 @@ class Search(Closed):
     mode: Literal["max", "min"] = "max"
     seed: int = 0
     space: dict[str, Domain] = Field(default_factory=dict)
+    variant_space: dict[str, dict[str, Domain]] = Field(default_factory=dict)
+
+    def space_for(self, variant: str) -> dict[str, Domain]:
+        """The shared space plus the variant's own (a variant's key wins)."""
+        return {**self.space, **self.variant_space.get(variant, {})}
+
+    def searched_keys(self) -> list[str]:
+        keys = list(self.space)
+        for own in self.variant_space.values():
+            keys += [k for k in own if k not in keys]
+        return keys
 
     @model_validator(mode="after")
     def _consistent(self) -> Search:
-        if not self.space:
-            raise ValueError("'space' is empty: name at least one hyperparameter to search")
+        if not self.space and not self.variant_space:
+            raise ValueError(
+                "'space' is empty: name at least one hyperparameter to search (in 'space', "
+                "or per variant in 'variant_space')"
+            )
+        if self.algorithm == "optuna" and self.variant_space:
+            raise ValueError("optuna searches one variant: put its space under 'space'")
         if self.algorithm == "grid":
-            sampled = [k for k, d in self.space.items() if d.distribution is not None]
+            domains = [self.space, *self.variant_space.values()]
+            sampled = [k for space in domains for k, d in space.items() if d.distribution]
             if sampled:
                 raise ValueError(
                     f"grid search needs 'values' lists; {', '.join(sampled)} use a distribution "
@@ -378,6 +395,14 @@ def validate_study(doc: YamlDocument) -> Study:
     if study.search is not None:
         space = study.search.space
         _check_keys(doc, study, dict.fromkeys(space), ("search", "space"))
+        for variant, own in study.search.variant_space.items():
+            where: KeyPath = ("search", "variant_space", variant)
+            if variant not in study.variants:
+                raise doc.error(where, f"no such variant; variants: {', '.join(study.variants)}")
+            _check_keys(doc, study, dict.fromkeys(own), where)
+            for key, domain in own.items():
+                for value in domain.candidates():
+                    _build(doc, study, [(("base",), base), (where, {key: value})])
         if study.search.algorithm == "optuna" and (
             len(study.variants) > 1 or len(study.datasets) > 1
         ):

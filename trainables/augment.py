@@ -149,6 +149,48 @@ def sample_resized_crop(
     return torch.stack([top, left, h, w], dim=1)
 
 
+def sample_beta(gen: torch.Generator, shape: tuple[int, ...], alpha: float) -> Tensor:
+    """Beta(α, α) draws from ``gen`` by the inverse CDF (scipy), so a seed fixes them."""
+    from scipy.special import betaincinv
+
+    u = torch.rand(shape, generator=gen, device=gen.device, dtype=torch.float64)
+    return torch.from_numpy(betaincinv(alpha, alpha, u.cpu().numpy())).to(gen.device)
+
+
+def sample_contrastive_crop(
+    gen: torch.Generator,
+    batch: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    box: tuple[float, float, float, float],
+    alpha: float,
+) -> Tensor:
+    """Boxes (top, left, h, w) of ContrastiveCrop (Peng et al., CVPR 2022) around ``box``.
+
+    The size is RandomResizedCrop's; the crop's centre is drawn inside ``box`` (normalised
+    top, left, bottom, right; CCES's centre box is (0.25, 0.25, 0.75, 0.75)) at a position
+    ``lo + ⌊(hi − lo)·β⌋``, β ~ Beta(α, α), clipped so the crop stays in the image; no size
+    fitting in 10 tries falls back to the central crop, as RandomResizedCrop does.
+    """
+    h, w, found = sample_crop_sizes(gen, batch, height, width, scale, ratio)
+    beta = sample_beta(gen, (batch, 2), alpha).to(h.dtype)
+    h0, w0, h1, w1 = box
+
+    def edge(size: Tensor, side: int, start: float, end: float, draw: Tensor) -> Tensor:
+        half = torch.div(size, 2, rounding_mode="floor")
+        lo = (math.floor(side * start) - half).clamp(min=0).minimum(side - size)
+        hi = (math.floor(side * end) - half).clamp(min=0).minimum(side - size)
+        return lo + torch.floor((hi - lo) * draw)
+
+    top = edge(h, height, h0, h1, beta[:, 0])
+    left = edge(w, width, w0, w1, beta[:, 1])
+    top = torch.where(found, top, torch.div(height - h, 2, rounding_mode="floor"))
+    left = torch.where(found, left, torch.div(width - w, 2, rounding_mode="floor"))
+    return torch.stack([top, left, h, w], dim=1)
+
+
 def sample_view_params(
     gen: torch.Generator, batch: int, height: int, width: int, settings: AugmentSettings
 ) -> ViewParams:

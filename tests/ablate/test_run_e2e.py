@@ -251,3 +251,37 @@ def test_gcc_runs_land_in_mlflow_with_warm_up_then_graph_terms(tmp_path, local_r
         assert history["loss_agc"] == [2]  # epoch 1 is the SimCLR warm-up
         assert history["loss_cr"] == ([2] if variant == "full" else [])
         assert run.data.params["method"] == "gcc" and run.data.params["preset"] == "code"
+
+
+CCES = """\
+name: cces_tiny
+method: cces
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16, support_size: 24}}
+variants:
+  ccrop_double: {{}}
+  rcrop_none: {{crop: random, nn.instance: false, nn.cluster: false}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_cces_runs_land_in_mlflow_with_their_switches(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "cces_tiny", CCES)
+    assert main(["run", str(path)]) == 0
+    assert "2 trials finished, 0 failed" in capsys.readouterr().out
+    client, trials = _trial_runs(tmp_path, "cces_tiny")
+    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
+    assert set(by_variant) == {"ccrop_double", "rcrop_none"}
+    params = by_variant["rcrop_none"].data.params
+    assert (params["crop"], params["nn.instance"], params["nn.cluster"]) == (
+        "random",
+        "False",
+        "False",
+    )
+    for run in trials:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_instance")]
+        assert steps == [1, 2] and run.data.params["method"] == "cces"
+        assert {"acc", "nmi", "ari", "loss_cluster", "loss_entropy"} <= set(run.data.metrics)

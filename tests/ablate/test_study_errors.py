@@ -27,7 +27,7 @@ CASES = {
         GOOD.replace("method: cc", "method: ccc"),
         2,
         "method",
-        ["unknown method 'ccc'", "did you mean 'cc'?", "Registered methods: cc, gacl, gcc"],
+        ["unknown method 'ccc'", "did you mean 'cc'?", "Registered methods: cc, cces, gacl, gcc"],
     ),
     "unknown hyperparameter": (
         GOOD.replace("  epochs: 2", "  epochs: 2\n  tau_instanc: 0.3"),
@@ -148,6 +148,12 @@ CASES = {
         11,
         "search.algorithm",
         ["optuna searches one variant on one data set"],
+    ),
+    "variant space of a missing variant": (
+        GOOD + "search:\n  variant_space:\n    fulll: {tau_instance: {values: [0.1]}}\n",
+        12,
+        "search.variant_space.fulll",
+        ["no such variant"],
     ),
     "reference to a missing variant": (
         GOOD + "reference:\n  fulll: {synthetic: {acc: 0.5}}\n",

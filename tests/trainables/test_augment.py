@@ -184,3 +184,32 @@ def test_strong_views_differ_per_image_and_cut_a_hole():
     torch.manual_seed(0)
     again = augment.strong_view(images, torch.Generator().manual_seed(1), settings, (1.0,), 4, 0.5)
     assert torch.equal(x, again)
+
+
+def test_contrastive_crop_centres_fall_in_the_box_and_differ_per_sample():
+    gen = torch.Generator().manual_seed(3)
+    box = (0.25, 0.25, 0.75, 0.75)
+    boxes = augment.sample_contrastive_crop(
+        gen, 4000, 64, 48, (0.08, 1.0), (3 / 4, 4 / 3), box, 0.6
+    )
+    top, left, h, w = boxes.unbind(1)
+    assert torch.all(top >= 0) and torch.all(left >= 0)
+    assert torch.all(top + h <= 64) and torch.all(left + w <= 48)
+    # where clipping did not move it, the centre lies inside the centre box
+    half = torch.div(h, 2, rounding_mode="floor")
+    free_y = (16 - half >= 0) & (48 - half <= 64 - h)
+    centre_y = top + torch.div(h, 2, rounding_mode="floor")
+    assert free_y.sum() > 1000
+    assert torch.all((centre_y[free_y] >= 16) & (centre_y[free_y] <= 48))
+    assert len({tuple(b) for b in boxes[:100].tolist()}) > 90
+    # Beta(0.6, 0.6) pushes centres towards the box edges: more mass near them than uniform
+    position = (centre_y[free_y] - 16) / 32
+    assert ((position < 0.15) | (position > 0.85)).float().mean() > 0.3
+
+
+def test_beta_draws_follow_the_seed_and_the_distribution():
+    a = augment.sample_beta(torch.Generator().manual_seed(1), (20000,), 0.6)
+    b = augment.sample_beta(torch.Generator().manual_seed(1), (20000,), 0.6)
+    assert torch.equal(a, b)
+    assert abs(a.mean().item() - 0.5) < 0.01
+    assert abs(a.var().item() - 0.25 / 2.2) < 0.01  # Beta(α, α): variance 1 / (4(2α + 1))

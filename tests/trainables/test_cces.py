@@ -1,0 +1,114 @@
+"""CCES: each neighbour switch changes exactly the pairs it names, the support set is read
+before it is written, ContrastiveCrop views, and its studies' sizes. The losses themselves are
+CC's, tested against loop references in test_losses.py."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.planner import expand
+from ablate.study import load_study
+from tests.trainables.conftest import TINY
+from trainables import losses
+from trainables.cces import CCES, CCESConfig
+from trainables.method import Views
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+SMALL = {**TINY, "support_size": 40}
+
+
+def _step_with_expected(synthetic, **nn):
+    """One step, and its terms recomputed by hand from a snapshot of the support set."""
+    torch.manual_seed(0)
+    method = CCES(CCESConfig(**SMALL, nn=nn), synthetic.train)
+    index = torch.arange(16)
+    views = method.make_views(
+        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
+    )
+    before = method.support.bank.clone()
+    out = method.training_step(Views(views=views, index=index))
+    net = method.network
+    with torch.no_grad():
+        xi_1, xi_2 = net["backbone"](views[0]), net["backbone"](views[1])
+        nearest = before[torch.cdist(xi_1, before).argmin(dim=1)]  # brute force, old queue
+        src_r = nearest if nn.get("instance", True) else xi_1
+        src_c = nearest if nn.get("cluster", True) else xi_1
+        instance = losses.nt_xent(net["instance_head"](src_r), net["instance_head"](xi_2), 0.2)
+        p_1, p_2 = net["cluster_head"](src_c), net["cluster_head"](xi_2)
+        cluster = losses.cluster_contrastive(p_1, p_2, 1.0)
+    return method, out, {"instance": instance, "cluster": cluster}, xi_1, before
+
+
+@pytest.mark.parametrize(
+    "nn", [{}, {"instance": False}, {"cluster": False}, {"instance": False, "cluster": False}]
+)
+def test_each_switch_replaces_view_one_only_where_it_says(synthetic, nn):
+    _, out, expected, _, _ = _step_with_expected(synthetic, **nn)
+    for term in ("instance", "cluster"):
+        assert torch.allclose(out.terms[term], expected[term], atol=1e-5), term
+
+
+def test_support_set_is_read_before_this_steps_features_join_it(synthetic):
+    method, _, _, xi_1, before = _step_with_expected(synthetic)
+    after = method.support.bank
+    assert torch.allclose(after[:16], xi_1, atol=1e-5)  # the batch, pushed FIFO
+    assert torch.equal(after[16:], before[16:])
+    assert int(method.support.pointer) == 16
+    # nothing the look-up could return was this step's own feature
+    assert torch.cdist(xi_1, before).min() > 1e-3
+
+
+def test_with_both_switches_the_backbone_learns_through_view_two_only(synthetic):
+    method = CCES(CCESConfig(**SMALL), synthetic.train)
+    index = torch.arange(16)
+    images = synthetic.train.images[index]
+    views = method.make_views(images, index, "main", torch.Generator().manual_seed(0))
+    x_1 = views[0].clone().requires_grad_(True)
+    out = method.training_step(Views(views=(x_1, views[1]), index=index))
+    out.loss.backward()
+    # view 1's features reach the loss only through the detached neighbour look-up
+    assert x_1.grad is None or torch.all(x_1.grad == 0)
+
+
+def test_contrastive_crop_views_stay_near_the_centre(synthetic):
+    aug = {"flip_p": 0.0, "jitter_p": 0.0, "grayscale_p": 0.0, "crop_scale": (0.1, 0.1)}
+    method = CCES(CCESConfig(**{**SMALL, "aug": aug, "image_size": 16}), synthetic.train)
+    images = torch.zeros(64, 3, 16, 16, dtype=torch.uint8)
+    images[:, :, 4:12, 4:12] = 255  # a bright centre box
+    views = method.make_views(images, torch.arange(64), "main", torch.Generator().manual_seed(2))
+    random_method = CCES(
+        CCESConfig(**{**SMALL, "aug": aug, "image_size": 16, "crop": "random"}), synthetic.train
+    )
+    random_views = random_method.make_views(
+        images, torch.arange(64), "main", torch.Generator().manual_seed(2)
+    )
+    # small crops centred in the box are mostly bright; uniformly placed ones mostly dark
+    assert views[0].mean() > random_views[0].mean() + 0.2
+    assert not torch.allclose(views[0], views[1])
+
+
+def test_default_config_is_the_papers():
+    config = CCESConfig()
+    assert (config.epochs, config.backbone, config.image_size, config.support_size) == (
+        1200,
+        "resnet34",
+        224,
+        65536,
+    )
+    assert (config.tau_instance, config.tau_cluster, config.crop) == (0.2, 1.0, "contrastive")
+    assert (config.optim.name, config.optim.lr) == ("adam", 1e-4)
+    assert config.nn.instance and config.nn.cluster and config.nn.metric == "l2"
+    assert config.ccrop.box == (0.25, 0.25, 0.75, 0.75) and config.ccrop.alpha == 0.6
+
+
+def test_studies_expand_to_the_papers_grids():
+    cross = expand(load_study(STUDIES / "cces_crop_nn.yaml"))
+    cells = {(t.method_config().crop, t.variant, t.dataset_entry.name) for t in cross}
+    assert len({(c, d) for c, _, d in cells}) == 6 and len(cells) == 24
+    temperature = load_study(STUDIES / "cces_temperature.yaml")
+    trials = expand(temperature)
+    seeds = len(temperature.seeds)
+    assert len(trials) == 20 * seeds
+    taus = {(t.method_config().tau_instance, t.method_config().tau_cluster) for t in trials}
+    assert len(taus) == 19  # (0.2, 1.0) is on both sweeps, run once per sweep
