@@ -79,7 +79,7 @@ class CC(Method[CCConfig]):
     def __init__(self, config: CCConfig, data: TrainImages) -> None:
         super().__init__(config, data)
         backbone = self.backbone()
-        dim = backbone.out_dim
+        dim = self.feature_dim = backbone.out_dim
         self.network = torch.nn.ModuleDict(
             {
                 "backbone": backbone,

@@ -21,35 +21,27 @@ normalised marginal is CC's ``Σ_n V_ni / Σ_{n,k} V_nk`` [CONFLICT].
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from trainables.config import Closed, LossSwitches, MethodConfig, OptimConfig
+from trainables.cc import CC, CCConfig
+from trainables.config import Closed, OptimConfig
 from trainables.lazy import lazy
-from trainables.method import Embedding, Method, StepOutput, Views
+from trainables.method import StepOutput, Views
 from trainables.registry import register_method
 
 if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from trainables import augment, heads, losses, memory
+    from trainables import augment, losses, memory
     from trainables.datasets import TrainImages
 else:
     torch = lazy("torch")
     augment = lazy("trainables.augment")
-    heads = lazy("trainables.heads")
     losses = lazy("trainables.losses")
     memory = lazy("trainables.memory")
-
-
-class CCESLoss(LossSwitches):
-    """CCES's loss terms: CC's three (Eq. 10 has no weights)."""
-
-    instance: bool = Field(True, description="L_rep: NT-Xent on φ_R (Eq. 3-4).")
-    cluster: bool = Field(True, description="L_clu: cluster contrast on φ_C columns (Eq. 5-8).")
-    entropy: bool = Field(True, description="−H(Y) of the cluster marginal (Eq. 9, CC's form).")
 
 
 class NeighbourConfig(Closed):
@@ -79,8 +71,8 @@ class ContrastiveCropConfig(Closed):
     )
 
 
-class CCESConfig(MethodConfig):
-    """CCES's hyperparameters (methods-spec §3.6)."""
+class CCESConfig(CCConfig):
+    """CCES's hyperparameters (methods-spec §3.6); its loss terms are CC's three (Eq. 10)."""
 
     epochs: int = Field(1200, ge=1, description="Training epochs (§4.2: 1200).")
     batch_size: int = Field(256, ge=2, description="Never stated; CC's 256 [CHOICE].")
@@ -104,38 +96,23 @@ class CCESConfig(MethodConfig):
     )
     tau_instance: float = Field(0.2, gt=0, description="τ_R (§4.5: 0.2; Fig. 5 sweeps it).")
     tau_cluster: float = Field(1.0, gt=0, description="τ_C (§4.5: 1.0; Fig. 6 sweeps it).")
-    loss: CCESLoss = Field(default_factory=CCESLoss)
 
 
 @register_method("cces")
-class CCES(Method[CCESConfig]):
-    """CC with ContrastiveCrop views and support-set nearest neighbours for view 1."""
+class CCES(CC):
+    """CC with ContrastiveCrop views and support-set nearest neighbours for view 1.
+
+    CC's network, assignment, STL-10 protocol and evaluation; its own views and step.
+    """
 
     config_class = CCESConfig
-    term_modules: ClassVar[dict[str, tuple[str, ...]]] = {
-        "instance": ("backbone", "instance_head"),
-        "cluster": ("backbone", "cluster_head"),
-        "entropy": ("backbone", "cluster_head"),
-    }
+    config: CCESConfig
 
     def __init__(self, config: CCESConfig, data: TrainImages) -> None:
         super().__init__(config, data)
-        backbone = self.backbone()
-        dim = backbone.out_dim
-        self.network = torch.nn.ModuleDict(
-            {
-                "backbone": backbone,
-                "instance_head": heads.ProjectionHead(dim, dim, config.proj_dim),
-                "cluster_head": heads.ClusterHead(dim, dim, self.num_clusters),
-            }
-        )
         # random N(0, 1) rows, unit norm (lightly's initialisation), from a fixed seed
         init = torch.Generator().manual_seed(0)
-        self.support = memory.FIFOQueue(config.support_size, dim, generator=init)
-
-    @property
-    def uses_unlabeled(self) -> bool:
-        return self.config.loss.instance  # CC's STL protocol: the 100k feed L_rep only
+        self.support = memory.FIFOQueue(config.support_size, self.feature_dim, generator=init)
 
     def make_views(
         self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
@@ -187,10 +164,6 @@ class CCES(Method[CCESConfig]):
         # state last: this step's view-1 features join S (every rank's, in data-parallel trials)
         self.support.push(memory.gather_from_ranks(batch.index, xi_1.detach().float())[1])
         return StepOutput(loss=torch.stack(list(terms.values())).sum(), terms=terms)
-
-    def embed(self, images: Tensor) -> Embedding:
-        h = self.network["backbone"](images)
-        return Embedding(features=h, cluster_probs=self.network["cluster_head"](h))
 
     def extra_state(self) -> dict[str, Any]:
         return {"support": self.support.state_dict()}

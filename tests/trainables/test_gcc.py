@@ -31,16 +31,6 @@ def _unit(*shape, seed, grad=True):
     return x.requires_grad_(grad)
 
 
-def _same(fast, slow, inputs):
-    assert torch.allclose(fast, slow, rtol=1e-9, atol=1e-10)
-    for a, b in zip(
-        torch.autograd.grad(fast, inputs, retain_graph=True),
-        torch.autograd.grad(slow, inputs),
-        strict=True,
-    ):
-        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
-
-
 def test_laplacian_weights_of_a_small_graph_by_hand():
     # 0 - 1 - 2, 1 - 3, 2 - 3: degrees 1, 3, 2, 2
     edges = [(0, 1), (1, 2), (1, 3), (2, 3)]
@@ -68,7 +58,7 @@ def test_rgc_code_matches_the_loop_reference(self_excluded):
     omega = omega.double()
     fast = gcc.rgc_code(z_a, z_b, z_n, omega, 0.5, self_excluded, "weighted")
     slow = reference_losses.gcc_rgc_code(z_a, z_b, z_n, omega, 0.5, self_excluded)
-    _same(fast, slow, (z_a, z_b, z_n))
+    reference_losses.same_value_and_grads(fast, slow, (z_a, z_b, z_n))
 
 
 def test_rgc_without_neighbours_is_the_codes_warm_up_softmax():
@@ -124,7 +114,9 @@ def test_multi_positive_form_is_supcon_over_the_same_positives():
 def test_agc_matches_the_loop_reference():
     p = torch.softmax(torch.randn(9, 4, dtype=torch.float64), dim=1).requires_grad_(True)
     q = torch.softmax(torch.randn(9, 4, dtype=torch.float64), dim=1).requires_grad_(True)
-    _same(losses.column_contrast(p, q, 1.0), reference_losses.column_contrast(p, q, 1.0), (p, q))
+    reference_losses.same_value_and_grads(
+        losses.column_contrast(p, q, 1.0), reference_losses.column_contrast(p, q, 1.0), (p, q)
+    )
 
 
 def test_self_labelling_keeps_only_confident_samples_and_balances_them():
