@@ -14,6 +14,7 @@ import argparse
 import time
 
 import torch
+from gacl_step import step_time  # the same timing of a loop step (run from benchmarks/)
 
 from trainables.cces import CCES, CCESConfig
 from trainables.datasets import load_dataset
@@ -34,15 +35,6 @@ def lookup_time(queue: FIFOQueue, queries: torch.Tensor, metric: str, repeats: i
         queue.nearest(queries, metric)
     synchronised(queries.device.type)
     return (time.perf_counter() - start) / repeats
-
-
-def step_time(trainer: Trainer) -> float:
-    trainer.train_epoch()  # warm-up (allocator, cudnn autotune, queue filling)
-    synchronised(trainer.device.type)
-    start = time.perf_counter()
-    metrics = trainer.train_epoch()
-    synchronised(trainer.device.type)
-    return (time.perf_counter() - start) / max(metrics["steps"], 1)
 
 
 def main() -> None:
@@ -67,7 +59,7 @@ def main() -> None:
         backbone="resnet34", image_size=args.size, batch_size=args.batch, support_size=args.support
     )
     settings = LoopSettings(device=args.device, steps_per_epoch=args.steps, eval_every=10**6)
-    step = step_time(Trainer(CCES, config, data, settings))
+    step = step_time(Trainer(CCES, config, data, settings), args.steps)
     print(f"  CCES step (ResNet-34, two views): {step * 1000:9.1f} ms")
     for metric, seconds in lookups.items():
         share = seconds / step

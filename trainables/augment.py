@@ -144,6 +144,12 @@ def sample_resized_crop(
     u = torch.rand(batch, 2, generator=gen, device=gen.device)
     top = torch.floor(u[:, 0] * (height - h + 1))
     left = torch.floor(u[:, 1] * (width - w + 1))
+    return _boxes(top, left, h, w, found, height, width)
+
+
+def _boxes(top: Tensor, left: Tensor, h: Tensor, w: Tensor, found: Tensor, height: int,
+           width: int) -> Tensor:  # fmt: skip
+    """Stack (top, left, h, w); where no size fitted, RandomResizedCrop's central fallback."""
     top = torch.where(found, top, torch.div(height - h, 2, rounding_mode="floor"))
     left = torch.where(found, left, torch.div(width - w, 2, rounding_mode="floor"))
     return torch.stack([top, left, h, w], dim=1)
@@ -186,9 +192,7 @@ def sample_contrastive_crop(
 
     top = edge(h, height, h0, h1, beta[:, 0])
     left = edge(w, width, w0, w1, beta[:, 1])
-    top = torch.where(found, top, torch.div(height - h, 2, rounding_mode="floor"))
-    left = torch.where(found, left, torch.div(width - w, 2, rounding_mode="floor"))
-    return torch.stack([top, left, h, w], dim=1)
+    return _boxes(top, left, h, w, found, height, width)
 
 
 def sample_view_params(

@@ -313,7 +313,7 @@ def rgc_code(z_a: Tensor, z_b: Tensor, z_n: Tensor, omega: Tensor, tau: float,
 
 
 def rgc_paper(z_a: Tensor, z_b: Tensor, z_n: Tensor, anchors: Tensor, loaded: Tensor,
-              laplacian: neighbours.SparseRows | None, tau: float, self_excluded: bool,
+              laplacian: neighbours.SparseRows, tau: float, self_excluded: bool,
               form: str) -> Tensor:  # fmt: skip
     """RGC as the paper's Eq. 8 reads, over every image in the step (methods-spec §4.4).
 
@@ -326,9 +326,7 @@ def rgc_paper(z_a: Tensor, z_b: Tensor, z_n: Tensor, anchors: Tensor, loaded: Te
     contrast = torch.cat([z_a, z_b, z_n.reshape(m * b, z_a.shape[1])])
     node_ids = torch.cat([anchors, anchors, loaded.reshape(-1)])
     same = anchors[:, None] == node_ids[None, :]
-    weights = same.float()
-    if laplacian is not None:
-        weights = torch.where(same, weights, laplacian.lookup(anchors, node_ids))
+    weights = torch.where(same, same.float(), laplacian.lookup(anchors, node_ids))
     own = torch.zeros_like(same)
     own[:, :b] = torch.eye(b, dtype=torch.bool, device=same.device)
     weights = weights.masked_fill(own, 0.0)
@@ -546,7 +544,8 @@ class GCC(Method[GCCConfig]):
             self.graph.update(
                 {key: neighbours.SparseRows.from_state(graph[key]) for key in GRAPH_ROWS}
             )
-            self.to(self.images.device)
+            device = self.images.device
+            self.graph = {key: value.to(device) for key, value in self.graph.items()}
 
     def to(self, device: torch.device) -> GCC:
         super().to(device)
