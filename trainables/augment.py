@@ -18,7 +18,7 @@ per batch rather than per image (as kornia's ColorJiggle does).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -223,6 +223,37 @@ def sample_view_params(
         gray=coins[:, 2] < settings.grayscale_p,
         blur_on=coins[:, 3] < settings.blur_p,
         blur_sigma=sigma,
+    )
+
+
+TRANSFORM_TYPES = ("crop", "flip", "jitter", "gray", "blur")
+
+
+def keep_random_transforms(
+    params: ViewParams, gen: torch.Generator, count: int, height: int, width: int, blur: bool
+) -> ViewParams:
+    """Each sample keeps ``count`` of the recipe's transform types, applied for certain.
+
+    GHDCC's literal reading of "two of the five augmentation methods are randomly selected"
+    (methods-spec §5.4): the chosen types are applied with their drawn parameters, the others
+    are the identity (a whole-image crop, no flip, no jitter, no grayscale, no blur). Blur is
+    among the candidates only where the data set's recipe has it.
+    """
+    batch = params.flip.shape[0]
+    types = len(TRANSFORM_TYPES) if blur else len(TRANSFORM_TYPES) - 1
+    if not 1 <= count <= types:
+        raise ValueError(f"count must be in 1..{types}; got {count}")
+    scores = torch.rand(batch, types, generator=gen, device=gen.device)
+    chosen = torch.zeros(batch, len(TRANSFORM_TYPES), dtype=torch.bool, device=gen.device)
+    chosen.scatter_(1, scores.topk(count, dim=1).indices, True)
+    whole = params.boxes.new_tensor([0.0, 0.0, float(height), float(width)]).expand(batch, 4)
+    return replace(
+        params,
+        boxes=torch.where(chosen[:, :1], params.boxes, whole),
+        flip=chosen[:, 1],
+        jitter_on=chosen[:, 2],
+        gray=chosen[:, 3],
+        blur_on=chosen[:, 4],
     )
 
 

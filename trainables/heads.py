@@ -68,3 +68,21 @@ class GraphConvolution(nn.Module):
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
         projected: Tensor = self.linear(x)  # n×out
         return adjacency @ projected  # (n×n)·(n×out)
+
+
+class GCNProjector(nn.Module):
+    """Two graph convolutions with a ReLU between, ``Â · ReLU(Â X W₁) · W₂`` (GHDCC §5.3).
+
+    GHDCC replaces each of CC's MLP projectors by one of these over a per-step graph ``Â``;
+    the caller L2-normalises (instance features) or soft-maxes (cluster features) the output.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.first = GraphConvolution(in_dim, hidden_dim)
+        self.second = GraphConvolution(hidden_dim, out_dim)
+
+    def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
+        hidden = F.relu(self.first(x, adjacency))
+        out: Tensor = self.second(hidden, adjacency)
+        return out

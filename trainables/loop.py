@@ -275,10 +275,9 @@ class Trainer:
         self.method.network.eval()
         features, probs = [], []
         images = self.data.images
-        for start in range(0, images.shape[0], self.settings.eval_batch_size):
-            x = self.method.augmenter.evaluation(
-                images[start : start + self.settings.eval_batch_size]
-            )
+        step = self.method.eval_batch_size or self.settings.eval_batch_size
+        for start in range(0, images.shape[0], step):
+            x = self.method.augmenter.evaluation(images[start : start + step])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):

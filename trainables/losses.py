@@ -187,3 +187,26 @@ def confident_cross_entropy(
         weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
         weight = weight * (counts > 0).sum() / weight.sum()  # mean weight of a present class: 1
     return F.cross_entropy(_upcast(strong_logits[keep]), target, weight=weight)
+
+
+def paired_squared_distance(z_a: Tensor, z_b: Tensor) -> Tensor:
+    """``(1/B) Σ_i ‖z_a,i − z_b,i‖²``: GHDCC's MSE regulariser as reconstructed (§5.5, Eq. 3).
+
+    On L2-normalised rows this is ``2 − 2 cos``, so it pulls the two views of an image
+    together without the negatives of NT-Xent.
+    """
+    return (_upcast(z_a) - _upcast(z_b)).pow(2).sum(dim=1).mean()
+
+
+def soft_target_cross_entropy(probs: Tensor, target: Tensor, kl: bool = False) -> Tensor:
+    """``−(1/B) Σ_i Σ_k t_ik log y_ik`` for soft targets ``t`` (GHDCC's Eq. 8 as reconstructed).
+
+    With ``kl`` the target's own entropy is added back, giving ``KL(t ‖ y)``, which differs
+    only when gradients reach ``t`` (GHDCC's ``ce.direction: kl_forward``). The caller decides
+    whether ``target`` is detached.
+    """
+    t, log_y = _upcast(target), torch.log(_upcast(probs).clamp_min(1e-12))
+    per_row = -(t * log_y).sum(dim=1)
+    if kl:
+        per_row = per_row + (t * torch.log(t.clamp_min(1e-12))).sum(dim=1)
+    return per_row.mean()

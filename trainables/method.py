@@ -126,6 +126,14 @@ class Method(Generic[ConfigT]):
         """Whether extra unlabelled images (STL-10's 100k) feed a pass of their own."""
         return False
 
+    @property
+    def eval_batch_size(self) -> int | None:
+        """Images per :meth:`embed` call where a method's output depends on the batch.
+
+        GHDCC builds a graph per evaluation batch; None: the loop's ``eval_batch_size``.
+        """
+        return None
+
     # -- building ---------------------------------------------------------------------------
     def backbone(self) -> backbones.Backbone:
         """The ResNet this config asks for, with the stem its resolution calls for."""

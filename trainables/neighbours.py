@@ -103,6 +103,45 @@ def symmetric_knn_adjacency(neighbours: Tensor, n: int | None = None) -> Tensor:
     return adj
 
 
+def thresholded_knn_adjacency(
+    features: Tensor,
+    k: int,
+    threshold: float,
+    weighting: str = "similarity",
+    groups: Tensor | None = None,
+) -> Tensor:
+    """GHDCC's affinity graph over the rows of ``features`` (methods-spec §5.3, steps 1-4).
+
+    Row i keeps its top-k cosine neighbours (self excluded) whose similarity is at least
+    ``threshold`` ("we select only samples whose similarity exceeds a predefined threshold"),
+    the relation is symmetrised by max, and an edge weighs its similarity (``similarity``,
+    "semantic affinity") or 1 (``binary``). With ``groups`` (a label per row) neighbours come
+    only from a row's own group: the block-diagonal of per-group graphs (GHDCC's
+    "concatenated" mode). Dense n×n float32, zero diagonal, no gradient.
+    """
+    if weighting not in ("similarity", "binary"):
+        raise ValueError(f"weighting must be 'similarity' or 'binary'; got {weighting!r}")
+    x = F.normalize(features.detach().float(), dim=1)
+    sims = x @ x.T
+    n = sims.shape[0]
+    candidates = sims.fill_diagonal_(float("-inf"))
+    if groups is not None:
+        candidates = candidates.masked_fill(groups[:, None] != groups[None, :], float("-inf"))
+    top_sims, top_idx = candidates.topk(min(k, n - 1), dim=1)
+    keep = torch.zeros(n, n, dtype=torch.bool, device=sims.device)
+    keep.scatter_(1, top_idx, top_sims >= threshold)  # -inf (self, other groups) never passes
+    keep = keep | keep.T
+    weights = sims.fill_diagonal_(0.0) if weighting == "similarity" else torch.ones_like(sims)
+    return torch.where(keep, weights, torch.zeros_like(sims))
+
+
+def gcn_normalize(adjacency: Tensor) -> Tensor:
+    """Kipf and Welling's renormalisation ``D^{-1/2} (A + I) D^{-1/2}``, D the degrees of A + I."""
+    a = adjacency + torch.eye(adjacency.shape[0], device=adjacency.device, dtype=adjacency.dtype)
+    inv_sqrt = a.sum(dim=1).rsqrt()
+    return inv_sqrt[:, None] * a * inv_sqrt[None, :]
+
+
 def sparse_knn_adjacency(neighbours: np.ndarray) -> sp.csr_matrix:
     """The "or"-symmetric k-NN adjacency as a sparse matrix, for data-set-sized graphs."""
     n, k = neighbours.shape

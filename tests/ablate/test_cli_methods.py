@@ -20,7 +20,9 @@ def test_methods_lists_every_hyperparameter_default_and_switch(capsys):
 def test_unknown_method_exits_2_with_one_line(capsys):
     assert main(["methods", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err == "ablate methods: unknown method 'nope'; registered methods: cc, cces, gacl, gcc\n"
+    assert err == (
+        "ablate methods: unknown method 'nope'; registered methods: cc, cces, gacl, gcc, ghdcc\n"
+    )
 
 
 def test_console_script_does_not_import_torch():

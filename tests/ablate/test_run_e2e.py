@@ -285,3 +285,35 @@ def test_cces_runs_land_in_mlflow_with_their_switches(tmp_path, local_ray, capsy
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_instance")]
         assert steps == [1, 2] and run.data.params["method"] == "cces"
         assert {"acc", "nmi", "ari", "loss_cluster", "loss_entropy"} <= set(run.data.metrics)
+
+
+GHDCC = """\
+name: ghdcc_tiny
+method: ghdcc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16, eval_graph_batch: 16}}
+variants:
+  full: {{}}
+  mlp_no_interpolation: {{projector: mlp, interpolation: false, graph.mode: concatenated}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_ghdcc_runs_land_in_mlflow_with_their_terms(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "ghdcc_tiny", GHDCC)
+    assert main(["run", str(path)]) == 0
+    assert "2 trials finished, 0 failed" in capsys.readouterr().out
+    client, trials = _trial_runs(tmp_path, "ghdcc_tiny")
+    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
+    assert set(by_variant) == {"full", "mlp_no_interpolation"}
+    for variant, run in by_variant.items():
+        params, metrics = run.data.params, set(run.data.metrics)
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_mse")]
+        assert steps == [1, 2] and params["method"] == "ghdcc"
+        assert {"acc", "nmi", "ari", "loss_instance", "loss_cluster"} <= metrics
+        assert ("loss_ce" in metrics) == (variant == "full")
+    assert by_variant["mlp_no_interpolation"].data.params["projector"] == "mlp"
+    assert by_variant["full"].data.params["graph.mode"] == "mixed"

@@ -27,7 +27,11 @@ CASES = {
         GOOD.replace("method: cc", "method: ccc"),
         2,
         "method",
-        ["unknown method 'ccc'", "did you mean 'cc'?", "Registered methods: cc, cces, gacl, gcc"],
+        [
+            "unknown method 'ccc'",
+            "did you mean 'cc'?",
+            "Registered methods: cc, cces, gacl, gcc, ghdcc",
+        ],
     ),
     "unknown hyperparameter": (
         GOOD.replace("  epochs: 2", "  epochs: 2\n  tau_instanc: 0.3"),

@@ -47,7 +47,7 @@ def _step(method_class, config, data, seed=0):
 
 
 def test_registry_is_exactly_the_landed_methods():
-    assert set(METHODS) == {"cc", "cces", "gacl", "gcc"}
+    assert set(METHODS) == {"cc", "cces", "gacl", "gcc", "ghdcc"}
 
 
 @pytest.mark.parametrize("name", METHODS)
