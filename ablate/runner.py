@@ -63,6 +63,7 @@ def absolute_uri(uri: str) -> str:
 
 def _run_settings(study: Study) -> dict[str, Any]:
     run = study.run.model_dump()
+    run["stage_store"] = str(Path(run["stage_store"] or Path(run["storage"]) / "stages").resolve())
     if run["data_root"] is not None:
         run["data_root"] = str(Path(run["data_root"]).resolve())
     elif "ABLATE_DATA" not in os.environ:

@@ -214,6 +214,8 @@ class RunSettings(Closed):
     checkpoint_every: int = Field(1, ge=1)
     max_retries: int = Field(1, ge=0)
     storage: str = "ablate_results"
+    share_stages: bool = True
+    stage_store: str | None = None
 
 
 Reference = dict[str, dict[str, dict[str, float | None]]]

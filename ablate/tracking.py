@@ -26,6 +26,7 @@ TUNE_KEYS = frozenset(
     should_checkpoint experiment_tag""".split()
 )
 TAG = "ablate."
+STAGE_NOTE = "stage_cache."  # a trial's note on a shared stage it reused or published
 
 
 def provenance() -> dict[str, str]:
@@ -178,6 +179,7 @@ class MLflowTrialLogger(Callback):
             and math.isfinite(v)
         ]
         tags = [RunTag(f"{TAG}device", str(result["device"]))] if "device" in result else []
+        tags += [RunTag(f"{TAG}{k}", str(v)) for k, v in result.items() if k.startswith(STAGE_NOTE)]
         self._client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_epoch[trial.trial_id] = epoch
 

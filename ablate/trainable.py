@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from ablate.planner import TrialSpec
+from ablate.stage_cache import StageCache
 from ablate.study import RunSettings
 
 STATE_FILE = "state.pt"
@@ -74,7 +75,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
         eval_every=run.eval_every,
         steps_per_epoch=run.steps_per_epoch,
     )
-    trainer = Trainer(method_class, method_config, data, settings)
+    trainer = Trainer(method_class, method_config, data, settings, _stage_store(spec, run))
     if restore_dir is not None:
         trainer.restore(Path(restore_dir) / STATE_FILE)
 
@@ -83,6 +84,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             **result.metrics,
             "epoch": float(result.epoch),
             "device": str(trainer.device),
+            **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
         last = result.epoch == trainer.total_epochs
         if not trainer.is_chief or not (last or result.epoch % run.checkpoint_every == 0):
@@ -98,6 +100,15 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             report(metrics, folder)
 
     trainer.fit(on_epoch)
+
+
+def _stage_store(spec: TrialSpec, run: RunSettings) -> StageCache | None:
+    """The study's store of finished shared stages (NNCC's pretext), unless switched off."""
+    if not run.share_stages or run.stage_store is None:
+        return None
+    entry = spec.dataset_entry
+    context = {"dataset": entry.name, "options": entry.options}
+    return StageCache(Path(run.stage_store), context, trial=spec.key)
 
 
 def _reporter(api: Any) -> Reporter:

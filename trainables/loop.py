@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -64,12 +64,38 @@ class LoopSettings:
 
 @dataclass(frozen=True)
 class EpochReport:
-    """What one epoch produced: mean loss terms, throughput and, when evaluated, ACC/NMI/ARI."""
+    """What one epoch produced: mean loss terms, throughput and, when evaluated, ACC/NMI/ARI.
+
+    ``notes`` say what happened to shared stages (``{"stage_cache.pretext": "reused <key>"}``).
+    """
 
     epoch: int  # epochs completed (1-based)
     metrics: dict[str, float]
     evaluated: bool
     assignments: np.ndarray | None = field(default=None, repr=False)
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+class StageStore(Protocol):
+    """Where finished shared stages are kept across trials (``ablate.stage_cache``).
+
+    ``material`` is everything a stage's outcome depends on; the store adds the data and
+    hashes it into a key.
+    """
+
+    def key(self, material: dict[str, Any]) -> str: ...
+
+    def acquire(self, material: dict[str, Any]) -> Path | None:
+        """The saved state of a finished stage, or None once this trial has claimed it."""
+        ...
+
+    def publish(self, material: dict[str, Any], write: Callable[[Path], Any]) -> None:
+        """Store the stage's end state (``write(path)`` saves it) and drop the claim."""
+        ...
+
+    def release(self, material: dict[str, Any]) -> None:
+        """Give up a claim without publishing (the trial failed or stopped)."""
+        ...
 
 
 class Evaluator:
@@ -126,8 +152,10 @@ class Trainer:
         config: Any,
         data: ClusteringData,
         settings: LoopSettings | None = None,
+        stage_store: StageStore | None = None,
     ) -> None:
         self.settings = settings or LoopSettings()
+        self.stage_store = stage_store
         self.device = self.settings.torch_device()
         torch.manual_seed(self.settings.seed)  # network initialisation
         self.data = data.train.to(self.device)
@@ -143,12 +171,18 @@ class Trainer:
         # every rank draws the same permutation and takes its own share of the batches; each
         # rank augments with its own stream
         self.shuffle_gen = torch.Generator().manual_seed(self.settings.seed)
-        aug_seed = self.settings.seed + 1 + 1_000_003 * self.rank
-        self.aug_gen = torch.Generator(device=self.device).manual_seed(aug_seed)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(self._aug_seed())
         self.stages = method_class.stages(config)
         self.total_epochs = sum(stage.epochs for stage in self.stages)
+        ends = np.cumsum([stage.epochs for stage in self.stages])
+        self.stage_ends = [int(end) for end in ends]
         self.epoch = 0
+        self._claimed: dict[str, Any] | None = None  # a shared stage this trial trains
         self._enter_stage(0)
+
+    def _aug_seed(self, epoch: int = 0) -> int:
+        """Each rank's own augmentation stream (re-derived for ranks > 0 after a restore)."""
+        return self.settings.seed + 1 + 1_000_003 * self.rank + 7_919 * epoch
 
     def _stage_at(self, epoch: int) -> int:
         """Index of the stage that trains (0-based) ``epoch``."""
@@ -308,19 +342,104 @@ class Trainer:
         return scores, assignments
 
     def fit(self, on_epoch: Callable[[EpochReport, Trainer], None] | None = None) -> EpochReport:
-        """Train from the current epoch through every stage; call ``on_epoch`` after each."""
+        """Train from the current epoch through every stage; call ``on_epoch`` after each.
+
+        A shared stage found in the stage store is restored instead of trained (one report, at
+        its last epoch); one this trial trains is published when it ends. Every stage's last
+        epoch is evaluated, so a pretext's own score is on record in every trial.
+        """
         report = EpochReport(self.epoch, {}, evaluated=False)
-        while self.epoch < self.total_epochs:
-            metrics = self.train_epoch()
-            last = self.epoch == self.total_epochs
-            assignments = None
-            if self.is_chief and (last or self.epoch % self.settings.eval_every == 0):
-                scores, assignments = self.evaluate()
-                metrics.update(scores)
-            report = EpochReport(self.epoch, metrics, assignments is not None, assignments)
-            if on_epoch is not None:
-                on_epoch(report, self)
+        try:
+            while self.epoch < self.total_epochs:
+                notes = self._reuse_shared_stage()
+                metrics = {"stage": float(self.stage_index)} if notes else self.train_epoch()
+                if not notes:
+                    notes = self._publish_finished_stage()
+                assignments = None
+                if self.is_chief and (
+                    self.epoch in self.stage_ends or self.epoch % self.settings.eval_every == 0
+                ):
+                    scores, assignments = self.evaluate()
+                    metrics.update(scores)
+                report = EpochReport(
+                    self.epoch, metrics, assignments is not None, assignments, notes
+                )
+                if on_epoch is not None:
+                    on_epoch(report, self)
+        finally:
+            if self._claimed is not None and self.stage_store is not None:
+                self.stage_store.release(self._claimed)
+                self._claimed = None
         return report
+
+    # -- shared stages ----------------------------------------------------------------------
+    def shared_material(self, index: int) -> dict[str, Any] | None:
+        """What stage ``index``'s end state depends on, or None if it cannot be shared.
+
+        A stage is shareable when it and every stage before it declare ``shared``: the
+        network it starts from is then fixed by the seed and those declarations.
+        """
+        stages = []
+        for stage in self.stages[: index + 1]:
+            if stage.shared is None:
+                return None
+            stages.append(
+                {
+                    "name": stage.name,
+                    "epochs": stage.epochs,
+                    "batch_size": stage.batch_size,
+                    "optim": stage.optim.model_dump(mode="json"),
+                    "shared": dict(stage.shared),
+                }
+            )
+        return {
+            "checkpoint_format": CHECKPOINT_FORMAT,
+            "method": self.method.name,
+            "stages": stages,
+            "seed": self.settings.seed,
+            "steps_per_epoch": self.settings.steps_per_epoch,
+            "amp": self.settings.amp,
+            "workers": self.world_size,
+        }
+
+    def _shared_stage_starting(self) -> tuple[str, dict[str, Any]] | None:
+        if self.stage_store is None:
+            return None
+        for index, end in enumerate(self.stage_ends):
+            start = end - self.stages[index].epochs
+            if start == self.epoch and self.stages[index].epochs > 0:
+                material = self.shared_material(index)
+                return None if material is None else (self.stages[index].name, material)
+        return None
+
+    def _reuse_shared_stage(self) -> dict[str, str]:
+        """Restore a finished shared stage that starts now, or claim it; notes on reuse."""
+        starting = self._shared_stage_starting()
+        if starting is None or self.stage_store is None:
+            return {}
+        name, material = starting
+        found = self.stage_store.acquire(material) if self.is_chief else None
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            box = [None if found is None else str(found)]
+            dist.broadcast_object_list(box, src=0)
+            found = None if box[0] is None else Path(box[0])
+        if found is None:
+            self._claimed = material if self.is_chief else None
+            return {}
+        self.restore(found)
+        return {f"stage_cache.{name}": f"reused {self.stage_store.key(material)}"}
+
+    def _publish_finished_stage(self) -> dict[str, str]:
+        if self._claimed is None or self.stage_store is None:
+            return {}
+        if self.epoch != self.stage_ends[self.stage_index]:
+            return {}
+        material, self._claimed = self._claimed, None
+        self.stage_store.publish(material, self.save)
+        name = self.stages[self.stage_index].name
+        return {f"stage_cache.{name}": f"published {self.stage_store.key(material)}"}
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -376,10 +495,13 @@ class Trainer:
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         self.shuffle_gen.set_state(rng["shuffle"])
-        self.aug_gen.set_state(rng["augment"])
+        self.epoch = int(state["epoch"])
+        if self.rank == 0:
+            self.aug_gen.set_state(rng["augment"])
+        else:  # the state holds rank 0's stream; the other ranks keep streams of their own
+            self.aug_gen.manual_seed(self._aug_seed(self.epoch))
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        self.epoch = int(state["epoch"])
 
     def save(self, path: str | Path) -> Path:
         target = Path(path)

@@ -9,6 +9,7 @@ indices only, and the evaluator that owns the labels lives in the loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -58,12 +59,18 @@ class Stage:
     Most methods train in one stage; SCAN-style self-labelling after GCC, or NNCC's pretext
     before its clustering stage, are further stages of the same trial, so one MLflow run and
     one checkpoint chain cover the whole recipe. Epochs count on across stages.
+
+    ``shared`` declares the settings a stage's outcome depends on (besides the stages before
+    it, the data, the seed and the loop's settings). A stage that declares them may be
+    trained once and found again by every later trial with the same key, as NNCC's pretext
+    is by its ten variants; None: the stage is always trained by its own trial.
     """
 
     name: str
     epochs: int
     optim: OptimConfig
     batch_size: int
+    shared: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

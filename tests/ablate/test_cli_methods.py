@@ -21,7 +21,8 @@ def test_unknown_method_exits_2_with_one_line(capsys):
     assert main(["methods", "nope"]) == 2
     err = capsys.readouterr().err
     assert err == (
-        "ablate methods: unknown method 'nope'; registered methods: cc, cces, gacl, gcc, ghdcc\n"
+        "ablate methods: unknown method 'nope'; "
+        "registered methods: cc, cces, gacl, gcc, ghdcc, nncc\n"
     )
 
 

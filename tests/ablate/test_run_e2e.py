@@ -317,3 +317,55 @@ def test_ghdcc_runs_land_in_mlflow_with_their_terms(tmp_path, local_ray, capsys)
         assert ("loss_ce" in metrics) == (variant == "full")
     assert by_variant["mlp_no_interpolation"].data.params["projector"] == "mlp"
     assert by_variant["full"].data.params["graph.mode"] == "mixed"
+
+
+NNCC = """\
+name: NAME
+method: nncc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base:
+  backbone: resnet18
+  image_size: 8
+  epochs: 1
+  batch_size: 16
+  num_augs: 2
+  pretext: {{epochs: 2, batch_size: 16}}
+variants:
+VARIANTS
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def _nncc_study(name, variants):
+    return NNCC.replace("NAME", name).replace("VARIANTS", variants)
+
+
+def test_nncc_trials_share_one_pretext_across_trials_and_studies(tmp_path, local_ray, capsys):
+    """Two trials start together: one trains the pretext, the other waits and restores it; a
+    later study with the same pretext settings restores it too. MLflow says which did what."""
+    variants = "  nncc: {{}}\n  no_finch: {{finch.enabled: false}}"
+    first = write_study(tmp_path, "nncc_a", _nncc_study("nncc_a", variants))
+    assert main(["run", str(first)]) == 0
+    assert "2 trials finished, 0 failed" in capsys.readouterr().out
+    client, trials = _trial_runs(tmp_path, "nncc_a")
+    notes = sorted(r.data.tags["ablate.stage_cache.pretext"] for r in trials)
+    assert [n.split()[0] for n in notes] == ["published", "reused"]
+    assert len({n.split()[1] for n in notes}) == 1  # one key
+    pretext_acc = set()
+    for run in trials:
+        acc = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "acc")}
+        loss_steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+        reused = run.data.tags["ablate.stage_cache.pretext"].startswith("reused")
+        assert set(acc) == ({2, 3} if reused else {1, 2, 3})  # a reuser trains no pretext epoch
+        assert loss_steps == ([3] if reused else [1, 2, 3])
+        assert run.data.params["method"] == "nncc"
+        pretext_acc.add(acc[2])
+    assert len(pretext_acc) == 1  # the same pretext, the same k-means score
+
+    later = write_study(tmp_path, "nncc_b", _nncc_study("nncc_b", "  t1: {{num_augs: 1}}"))
+    assert main(["run", str(later)]) == 0
+    _, (run,) = _trial_runs(tmp_path, "nncc_b")
+    assert run.data.tags["ablate.stage_cache.pretext"] == notes[0].replace("published", "reused")

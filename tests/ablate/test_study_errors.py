@@ -30,7 +30,7 @@ CASES = {
         [
             "unknown method 'ccc'",
             "did you mean 'cc'?",
-            "Registered methods: cc, cces, gacl, gcc, ghdcc",
+            "Registered methods: cc, cces, gacl, gcc, ghdcc, nncc",
         ],
     ),
     "unknown hyperparameter": (

@@ -15,7 +15,10 @@ from trainables.registry import registered_methods
 METHODS = sorted(registered_methods())
 #: Per-method settings that make the first step a full one: GCC's SimCLR warm-up would
 #: otherwise leave AGC and CR idle for 51 epochs (its warm-up has tests of its own).
-FULL_FROM_THE_START = {"gcc": {"warmup_epochs": 0, "graph_every": 1, "knn_k": 3}}
+FULL_FROM_THE_START = {
+    "gcc": {"warmup_epochs": 0, "graph_every": 1, "knn_k": 3},
+    "nncc": {"pretext": {"epochs": 0}, "num_augs": 3},
+}
 
 
 def _tiny(method_class):
@@ -47,7 +50,7 @@ def _step(method_class, config, data, seed=0):
 
 
 def test_registry_is_exactly_the_landed_methods():
-    assert set(METHODS) == {"cc", "cces", "gacl", "gcc", "ghdcc"}
+    assert set(METHODS) == {"cc", "cces", "gacl", "gcc", "ghdcc", "nncc"}
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -1,0 +1,227 @@
+"""NNCC: Eq. 10's positive set, T distinct views, the step's loss against a loop, mining from
+the current model, the two stages, and a shared pretext restored exactly by a second trial.
+
+FINCH's first-neighbour adjacency and its batch mask are tested against the brute-force rule
+(including the "same first neighbour" case) in test_neighbours.py; the multi-positive loss
+itself against a loop in test_losses.py.
+"""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.planner import expand
+from ablate.stage_cache import StageCache
+from ablate.study import load_study
+from tests.trainables.conftest import TINY
+from trainables import neighbours
+from trainables.loop import LoopSettings, Trainer
+from trainables.method import Views
+from trainables.nncc import NNCC, NNCCConfig
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+NNCC_ONLY = {**TINY, "pretext": {"epochs": 0}, "num_augs": 2}
+
+
+def _method(synthetic, **overrides):
+    torch.manual_seed(0)
+    return NNCC(NNCCConfig(**{**NNCC_ONLY, **overrides}), synthetic.train)
+
+
+def _pairs(mask):
+    return {(int(r), int(q)) for r, q in mask.nonzero()}
+
+
+def test_positive_set_of_eq_10_on_a_hand_made_batch(synthetic):
+    """M = 3 images, T = 2: rows 0-2 anchor views, 3-5 and 6-8 augmented; images 0 and 1 are
+    first-neighbour relations, image 2 has none."""
+    related = torch.zeros(3, 3, dtype=torch.bool)
+    related[0, 1] = related[1, 0] = True
+    literal = _method(synthetic, nncc={"positives": "literal"}).positive_mask(related, 3)
+    # Eq. 10: anchor i's positives are its augmented views and its relations' augmented views;
+    # the relation's anchor view (row 1 for anchor 0) stays a negative (Eq. 11)
+    assert _pairs(literal) == {
+        (0, 3), (0, 6), (0, 4), (0, 7),
+        (1, 4), (1, 7), (1, 3), (1, 6),
+        (2, 5), (2, 8),
+    }  # fmt: skip
+    symmetric = _method(synthetic).positive_mask(related, 3)
+    off_diagonal = _pairs(symmetric & ~torch.eye(9, dtype=torch.bool))
+    group_01 = {0, 1, 3, 4, 6, 7}  # every view of images 0 and 1
+    group_2 = {2, 5, 8}
+    expected = {(r, q) for g in (group_01, group_2) for r in g for q in g if r != q}
+    assert off_diagonal == expected
+
+
+def test_views_are_an_anchor_and_t_distinct_draws(synthetic):
+    method = _method(synthetic, num_augs=4)
+    images, index = synthetic.train.images[:8], torch.arange(8)
+    views = method.make_views(images, index, "main", torch.Generator().manual_seed(0))
+    assert len(views) == 5
+    assert torch.equal(views[0], method.augmenter.evaluation(images))  # the anchor view
+    for i in range(1, 5):
+        for j in range(i + 1, 5):
+            assert not torch.allclose(views[i], views[j]), (i, j)
+    augmented = _method(synthetic, num_augs=2, nncc={"anchor_view": "augmented"})
+    views = augmented.make_views(images, index, "main", torch.Generator().manual_seed(0))
+    assert not torch.allclose(views[0], augmented.augmenter.evaluation(images))
+
+
+def _loop_loss(z, positives, tau):
+    """Eq. 7 with the positives' sum inside the log, one row at a time, mean over anchors."""
+    total, anchors = 0.0, 0
+    n = z.shape[0]
+    for r in range(n):
+        pos = [q for q in range(n) if q != r and positives[r, q]]
+        if not pos:
+            continue
+        numerator = sum(torch.exp(z[r] @ z[q] / tau) for q in pos)
+        denominator = sum(torch.exp(z[r] @ z[q] / tau) for q in range(n) if q != r)
+        total = total - torch.log(numerator / denominator)
+        anchors += 1
+    return total / anchors
+
+
+@pytest.mark.parametrize("positives", ["symmetric", "literal"])
+def test_step_loss_is_the_multi_positive_contrast_of_eq_7(synthetic, positives):
+    method = _method(synthetic, nncc={"positives": positives})
+    method.start_stage("nncc")  # mines κ from the current model
+    index = torch.arange(4, 20)
+    views = method.make_views(
+        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
+    )
+    out = method.training_step(Views(views=views, index=index))
+    with torch.no_grad():
+        z = method.encode(torch.cat(views)).double()
+        related = neighbours.first_neighbour_mask(index, method.kappa)
+        mask = method.positive_mask(related, 3)
+    assert related.any()  # some relations fall inside this batch of half the data set
+    expected = _loop_loss(z, mask, 0.1)
+    assert torch.allclose(out.terms["contrast"].double(), expected, atol=1e-4)
+
+
+def test_mining_is_the_first_neighbour_of_the_current_model(synthetic):
+    method = _method(synthetic)
+    assert torch.equal(method.kappa, torch.arange(32))  # nothing related before mining
+    method.start_stage("nncc")
+    method.network.eval()
+    with torch.no_grad():
+        z = method.encode(method.augmenter.evaluation(synthetic.train.images))
+    sims = z @ z.T
+    sims.fill_diagonal_(-2.0)
+    assert torch.equal(method.kappa, sims.argmax(dim=1))
+    off = _method(synthetic, finch={"enabled": False})
+    off.start_stage("nncc")
+    assert not off.relations(torch.arange(8), torch.randn(8, 128)).any()
+
+
+def test_components_are_finchs_first_partition(synthetic):
+    method = _method(synthetic, finch={"use_components": True})
+    method.start_stage("nncc")
+    related = method.relations(torch.arange(32), torch.randn(32, 128))
+    direct = neighbours.first_neighbour_mask(torch.arange(32), method.kappa)
+    assert torch.all(related | ~direct)  # components contain every direct relation
+    reach = direct | torch.eye(32, dtype=torch.bool)
+    for _ in range(32):  # transitive closure of the direct relations
+        reach = (reach.float() @ reach.float() > 0) | reach
+    assert torch.equal(related, reach & ~torch.eye(32, dtype=torch.bool))
+
+
+def test_stages_pretext_then_nncc_with_their_own_settings():
+    stages = NNCC.stages(NNCCConfig())
+    assert [(s.name, s.epochs, s.batch_size, s.optim.lr) for s in stages] == [
+        ("pretext", 500, 512, 0.4),
+        ("nncc", 500, 128, 0.03),
+    ]
+    assert stages[0].shared is not None and stages[1].shared is None
+    assert [s.name for s in NNCC.stages(NNCCConfig(epochs=0))] == ["pretext"]  # pretext+k-means
+    a, b = NNCC.stages(NNCCConfig(num_augs=1)), NNCC.stages(NNCCConfig(finch={"enabled": False}))
+    assert a[0] == b[0]  # the NNCC stage's settings leave the pretext's key alone
+    with pytest.raises(ValueError, match="at least one stage must train"):
+        NNCCConfig(epochs=0, pretext={"epochs": 0})
+
+
+TWO_STAGE = {**TINY, "epochs": 1, "num_augs": 2, "pretext": {"epochs": 2, "batch_size": 16}}
+
+
+def _trainer(synthetic, store, **overrides):
+    config = NNCCConfig(**{**TWO_STAGE, **overrides})
+    settings = LoopSettings(seed=5, steps_per_epoch=2, eval_every=100)
+    return Trainer(NNCC, config, synthetic, settings, stage_store=store)
+
+
+def test_second_trial_restores_the_first_ones_pretext_exactly(synthetic, tmp_path):
+    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="first")
+    first_notes = []
+    _trainer(synthetic, store).fit(lambda r, t: first_notes.append(r.notes))
+    assert list(first_notes[1].values())[0].startswith("published ")
+
+    reports = []
+    second = _trainer(synthetic, store, finch={"enabled": False})  # another NNCC-stage variant
+    final = second.fit(lambda r, t: reports.append(r))
+    assert [r.epoch for r in reports] == [2, 3]  # the pretext's two epochs are one report
+    note = reports[0].notes["stage_cache.pretext"]
+    assert note == first_notes[1]["stage_cache.pretext"].replace("published", "reused")
+    assert reports[0].evaluated  # the pretext's own k-means score, as the first trial had
+
+    alone = _trainer(synthetic, None, finch={"enabled": False})  # trains its own pretext
+    expected = alone.fit()
+    assert final.metrics["loss"] == expected.metrics["loss"]
+    params = zip(alone.method.network.parameters(), second.method.network.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in params)
+
+
+def test_a_different_pretext_is_not_reused(synthetic, tmp_path):
+    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"})
+    _trainer(synthetic, store).fit()
+    notes = []
+    _trainer(synthetic, store, pretext={"epochs": 2, "batch_size": 16, "tau": 0.2}).fit(
+        lambda r, t: notes.append(r.notes)
+    )
+    assert list(notes[1].values())[0].startswith("published ")
+    assert len(list((tmp_path / "stages").glob("*/state.pt"))) == 2
+
+
+def test_claim_makes_a_concurrent_trial_wait_for_the_stage(tmp_path):
+    material = {"stage": "pretext"}
+    first = StageCache(tmp_path, {}, trial="a", poll_s=0.02)
+    second = StageCache(tmp_path, {}, trial="b", poll_s=0.02)
+    assert first.acquire(material) is None  # claimed: a trains it
+    got = {}
+    waiter = threading.Thread(target=lambda: got.setdefault("path", second.acquire(material)))
+    waiter.start()
+    time.sleep(0.2)
+    assert waiter.is_alive() and "path" not in got  # b waits rather than train it again
+    first.publish(material, lambda path: path.write_text("state"))
+    waiter.join(timeout=5)
+    assert got["path"].read_text() == "state"
+    assert first.manifest(material)["produced_by"] == "a"
+
+
+def test_a_stale_claim_is_taken_over(tmp_path):
+    material = {"stage": "pretext"}
+    crashed = StageCache(tmp_path, {}, trial="crashed", heartbeat_s=60)
+    assert crashed.acquire(material) is None
+    crashed._heartbeats.popitem()[1].set()  # its process died: no more heartbeats
+    claim = tmp_path / f"{crashed.key(material)}.claim"
+    old = time.time() - 3600
+    import os
+
+    os.utime(claim, (old, old))
+    late = StageCache(tmp_path, {}, trial="late", poll_s=0.01, stale_after_s=60)
+    assert late.acquire(material) is None  # took the claim over
+    assert "late" in claim.read_text()
+
+
+def test_studies_expand_to_the_papers_rows():
+    mining = load_study(STUDIES / "nncc_mining.yaml")
+    rows = {v: load_study(STUDIES / "nncc_mining.yaml").variants[v] for v in mining.variants}
+    assert rows["pretext_kmeans"] == {"epochs": 0}
+    assert mining.reference["nncc"]["cifar10"] == {"acc": 0.819, "nmi": 0.737}
+    augs = expand(load_study(STUDIES / "nncc_num_augs.yaml"))
+    assert sorted({t.method_config().num_augs for t in augs}) == list(range(1, 10))
+    fashion = load_study(STUDIES / "nncc_mining_fashion_mnist.yaml")
+    assert set(fashion.variants) == set(mining.variants)
