@@ -201,7 +201,9 @@ def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> Non
         )
 
 
-def _connect(address: str | None, printer: Printer, dashboard: bool = False) -> None:
+def _connect(
+    address: str | None, printer: Printer, tracking_uri: str, dashboard: bool = False
+) -> None:
     import ray
 
     if ray.is_initialized():
@@ -209,7 +211,9 @@ def _connect(address: str | None, printer: Printer, dashboard: bool = False) -> 
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         printer(f"connecting to the Ray cluster at {address}")
-        ray.init(address=address, log_to_driver=False)
+        # every trial process, on any node, learns where the study's MLflow lives
+        env = {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}
+        ray.init(address=address, log_to_driver=False, runtime_env=env)
     else:
         # Train V2 frees a finished trial's worker group through the state API, which needs
         # the dashboard; single-worker trials do without it and start faster
@@ -240,7 +244,7 @@ def run_study(
     mode = study.search.mode if study.search else "max"
     total = trial_count(study)
     uri = absolute_uri(study.tracking.uri)
-    _connect(address, printer, dashboard=study.resources.workers > 1)
+    _connect(address, printer, uri, dashboard=study.resources.workers > 1)
 
     r = study.resources
     # a multi-worker trial holds only a sliver itself: its TorchTrainer reserves the workers

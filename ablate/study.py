@@ -10,6 +10,7 @@ the file, the key path and the line. Nothing here imports torch or Ray.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -199,7 +200,10 @@ class Resources(Closed):
 class Tracking(Closed):
     """Where MLflow writes: a tracking URI (SQLite file by default) and an experiment."""
 
-    uri: str = "sqlite:///mlflow.db"
+    uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        description="$MLFLOW_TRACKING_URI (a cluster's server) or ./mlflow.db when unset.",
+    )
     experiment: str | None = None
 
 
@@ -213,7 +217,11 @@ class RunSettings(Closed):
     data_root: str | None = None
     checkpoint_every: int = Field(1, ge=1)
     max_retries: int = Field(1, ge=0)
-    storage: str = "ablate_results"
+    storage: str = Field(
+        default_factory=lambda: os.environ.get("ABLATE_STORAGE", "ablate_results"),
+        description="Tune's storage; $ABLATE_STORAGE (a cluster's shared file system) or "
+        "./ablate_results when unset.",
+    )
     share_stages: bool = True
     stage_store: str | None = None
 

@@ -178,7 +178,7 @@ class MLflowTrialLogger(Callback):
             and not isinstance(v, bool)
             and math.isfinite(v)
         ]
-        tags = [RunTag(f"{TAG}device", str(result["device"]))] if "device" in result else []
+        tags = [RunTag(f"{TAG}{k}", str(result[k])) for k in ("device", "node") if k in result]
         tags += [RunTag(f"{TAG}{k}", str(v)) for k, v in result.items() if k.startswith(STAGE_NOTE)]
         self._client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_epoch[trial.trial_id] = epoch

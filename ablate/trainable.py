@@ -84,6 +84,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             **result.metrics,
             "epoch": float(result.epoch),
             "device": str(trainer.device),
+            "node": _node_id(),
             **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
         last = result.epoch == trainer.total_epochs
@@ -100,6 +101,13 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             report(metrics, folder)
 
     trainer.fit(on_epoch)
+
+
+def _node_id() -> str:
+    """The Ray node this trial runs on (hostnames and IPs repeat on one-machine clusters)."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else "local"
 
 
 def _stage_store(spec: TrialSpec, run: RunSettings) -> StageCache | None:

@@ -1,0 +1,107 @@
+"""A real two-node Ray cluster on this machine (``ray start --head`` and a second ``ray start
+--address``, separate processes, loopback only, token auth) runs a study through
+``ablate run --address``: its trials land on both nodes and MLflow has every run."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+STUDY = """\
+name: two_nodes
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0, 1]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
+variants:
+  full: {{}}
+  no_cluster: {{loss.cluster: false, loss.entropy: false}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture()
+def two_node_cluster(tmp_path):
+    """Head and worker as separate `ray start` processes on 127.0.0.1, one CPU each."""
+    if shutil.which("ray", path=str(BIN)) is None:
+        pytest.skip("the ray CLI is not installed beside this Python")
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    # fixed default ports (GCS, client server, the dashboard agent's 52365) would collide
+    gcs, client, head_agent, worker_agent = _free_ports(4)
+    head = [
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={gcs}",
+        f"--ray-client-server-port={client}",
+        "--include-dashboard=false",
+        "--num-cpus=1",
+        "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={head_agent}",
+    ]
+    worker = [
+        str(BIN / "ray"),
+        "start",
+        f"--address=127.0.0.1:{gcs}",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--disable-usage-stats",
+        f"--dashboard-agent-listen-port={worker_agent}",
+    ]
+    try:
+        for command in (head, worker):
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
+        yield f"127.0.0.1:{gcs}", env
+    finally:
+        subprocess.run(
+            [str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120
+        )
+
+
+def test_study_spreads_over_both_nodes_and_lands_in_mlflow(tmp_path, two_node_cluster):
+    address, env = two_node_cluster
+    path = write_study(tmp_path, "two_nodes", STUDY)
+    done = subprocess.run(
+        [str(BIN / "ablate"), "run", "--address", address, str(path)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"connecting to the Ray cluster at {address}" in done.stdout
+    assert "4 trials finished, 0 failed" in done.stdout
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("two_nodes")
+    runs = client.search_runs([experiment.experiment_id])
+    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    assert len(trials) == 4
+    assert all(r.info.status == "FINISHED" and "acc" in r.data.metrics for r in trials)
+    nodes = {r.data.tags["ablate.node"] for r in trials}
+    assert len(nodes) == 2, nodes  # one CPU per node and two trials at once: both nodes work
