@@ -12,24 +12,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.ablate.test_run_e2e import STUDY as E2E_STUDY
 from tests.conftest import write_study
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-STUDY = """\
-name: two_nodes
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0, 1]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
-variants:
-  full: {{}}
-  no_cluster: {{loss.cluster: false, loss.entropy: false}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
+STUDY = E2E_STUDY.replace("name: e2e", "name: two_nodes")  # 2 variants x 2 seeds, 3 epochs
 
 
 def _free_ports(count):
