@@ -14,6 +14,7 @@ and restoring it is all-or-nothing: a missing or unexpected key is an error that
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable
@@ -173,9 +174,8 @@ class Trainer:
         self.shuffle_gen = torch.Generator().manual_seed(self.settings.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(self._aug_seed())
         self.stages = method_class.stages(config)
-        self.total_epochs = sum(stage.epochs for stage in self.stages)
-        ends = np.cumsum([stage.epochs for stage in self.stages])
-        self.stage_ends = [int(end) for end in ends]
+        self.stage_ends = [int(end) for end in np.cumsum([s.epochs for s in self.stages])]
+        self.total_epochs = self.stage_ends[-1]
         self.epoch = 0
         self._claimed: dict[str, Any] | None = None  # a shared stage this trial trains
         self._enter_stage(0)
@@ -186,12 +186,7 @@ class Trainer:
 
     def _stage_at(self, epoch: int) -> int:
         """Index of the stage that trains (0-based) ``epoch``."""
-        end = 0
-        for i, stage in enumerate(self.stages):
-            end += stage.epochs
-            if epoch < end:
-                return i
-        return len(self.stages) - 1
+        return min(bisect.bisect_right(self.stage_ends, epoch), len(self.stages) - 1)
 
     def _enter_stage(self, index: int) -> None:
         """A fresh optimiser and schedule for stage ``index``; tells the method."""
