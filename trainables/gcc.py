@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from trainables import augment, heads, losses, memory, neighbours
+    from trainables import augment, heads, losses, memory, neighbours, precision
     from trainables.datasets import TrainImages
 else:
     np = lazy("numpy")
@@ -47,6 +47,7 @@ else:
     losses = lazy("trainables.losses")
     memory = lazy("trainables.memory")
     neighbours = lazy("trainables.neighbours")
+    precision = lazy("trainables.precision")
 
 #: methods-spec §4.5: the keys on which GCC's paper and its official code disagree.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -301,7 +302,7 @@ def rgc_code(z_a: Tensor, z_b: Tensor, z_n: Tensor, omega: Tensor, tau: float,
     b, m = z_a.shape[0], z_n.shape[0]
     scaled = z_n * omega.T[:, :, None] if form == "weighted" else z_n
     contrast = torch.cat([z_a, z_b, scaled.reshape(m * b, z_a.shape[1])])
-    logits = z_a @ contrast.T / tau
+    logits = precision.similarities(z_a, contrast) / tau
     eye = torch.eye(b, device=z_a.device)
     blocks = [torch.zeros_like(eye), eye] + [eye * omega[:, t : t + 1] for t in range(m)]
     weights = torch.cat(blocks, dim=1)
@@ -330,7 +331,7 @@ def rgc_paper(z_a: Tensor, z_b: Tensor, z_n: Tensor, anchors: Tensor, loaded: Te
     own = torch.zeros_like(same)
     own[:, :b] = torch.eye(b, dtype=torch.bool, device=same.device)
     weights = weights.masked_fill(own, 0.0)
-    logits = z_a @ contrast.T / tau
+    logits = precision.similarities(z_a, contrast) / tau
     return losses.weighted_positive_nce(logits, weights, own if self_excluded else None, form)
 
 

@@ -2,7 +2,8 @@
 
 No loss holds state or fixes a batch size at construction (CC's ``InstanceLoss(batch_size,
 temperature, device)`` forced ``drop_last``); queues and banks are updated by the methods,
-after the loss terms. Logits are computed in float32 even under bf16 autocast.
+after the loss terms. Logits are computed in float32 even under bf16 autocast
+(:mod:`trainables.precision`): operands upcast and autocast off for the product itself.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-def _upcast(x: Tensor) -> Tensor:
-    """Half-precision inputs (bf16 autocast) to float32; float32/64 stay as they are."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+from trainables.precision import similarities, upcast
 
 
 def contrastive_with_positives(
@@ -36,7 +34,7 @@ def contrastive_with_positives(
     """
     n = z.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    logits = _upcast(z @ z.T) / temperature
+    logits = similarities(z) / temperature
     logits = logits.masked_fill(eye, float("-inf"))
     pos = positives & ~eye
     anchors = pos.any(dim=1)
@@ -79,7 +77,7 @@ def cluster_contrastive(p_a: Tensor, p_b: Tensor, temperature: float) -> Tensor:
     outputs): a cluster is represented by its column of soft memberships.
     """
     return nt_xent(
-        F.normalize(_upcast(p_a.T), dim=1), F.normalize(_upcast(p_b.T), dim=1), temperature
+        F.normalize(upcast(p_a.T), dim=1), F.normalize(upcast(p_b.T), dim=1), temperature
     )
 
 
@@ -90,14 +88,14 @@ def entropy_gap(p: Tensor) -> Tensor:
     ``log C`` makes the term non-negative (zero at uniform sizes) without changing gradients.
     SCAN's entropy and GCC's CR term (GCC Eq. 10) are the same quantity.
     """
-    q = _upcast(p).sum(dim=0)
+    q = upcast(p).sum(dim=0)
     q = q / q.sum()
     return math.log(p.shape[1]) + (q * torch.log(q.clamp_min(1e-12))).sum()
 
 
 def pair_consistency(p: Tensor, q: Tensor) -> Tensor:
     """SCAN's consistency term (L4): ``−(1/n) Σ_i log ⟨p_i, q_i⟩``, clamped at 1e-8."""
-    dot = (_upcast(p) * _upcast(q)).sum(dim=1)
+    dot = (upcast(p) * upcast(q)).sum(dim=1)
     return -torch.log(dot.clamp_min(1e-8)).mean()
 
 
@@ -107,7 +105,9 @@ def cross_view_nce(q: Tensor, p: Tensor, temperature: float) -> Tensor:
     Row i of ``p`` is the positive of row i of ``q``; negatives come only from the other side
     (B−1 each way); the two directions are summed.
     """
-    logits = (F.normalize(_upcast(q), dim=1) @ F.normalize(_upcast(p), dim=1).T) / temperature
+    logits = (
+        similarities(F.normalize(upcast(q), dim=1), F.normalize(upcast(p), dim=1)) / temperature
+    )
     target = torch.arange(q.shape[0], device=q.device)
     return F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
 
@@ -134,7 +134,7 @@ def weighted_positive_nce(
 
     Anchors without a positive are skipped; returns the mean over the others.
     """
-    logits = _upcast(logits)
+    logits = upcast(logits)
     pos = weights > 0
     out = torch.zeros_like(pos) if excluded is None else excluded
     anchors = pos.any(dim=1)
@@ -160,9 +160,9 @@ def column_contrast(p: Tensor, q: Tensor, temperature: float) -> Tensor:
     L2-normalised, so the C×C similarities do not grow with B; one direction, negatives only
     from ``q``'s other columns.
     """
-    a = F.normalize(_upcast(p).T, dim=1)
-    b = F.normalize(_upcast(q).T, dim=1)
-    logits = a @ b.T / temperature
+    a = F.normalize(upcast(p).T, dim=1)
+    b = F.normalize(upcast(q).T, dim=1)
+    logits = similarities(a, b) / temperature
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
@@ -186,7 +186,7 @@ def confident_cross_entropy(
         counts = torch.bincount(target, minlength=num_classes).float()
         weight = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
         weight = weight * (counts > 0).sum() / weight.sum()  # mean weight of a present class: 1
-    return F.cross_entropy(_upcast(strong_logits[keep]), target, weight=weight)
+    return F.cross_entropy(upcast(strong_logits[keep]), target, weight=weight)
 
 
 def paired_squared_distance(z_a: Tensor, z_b: Tensor) -> Tensor:
@@ -195,7 +195,7 @@ def paired_squared_distance(z_a: Tensor, z_b: Tensor) -> Tensor:
     On L2-normalised rows this is ``2 − 2 cos``, so it pulls the two views of an image
     together without the negatives of NT-Xent.
     """
-    return (_upcast(z_a) - _upcast(z_b)).pow(2).sum(dim=1).mean()
+    return (upcast(z_a) - upcast(z_b)).pow(2).sum(dim=1).mean()
 
 
 def soft_target_cross_entropy(probs: Tensor, target: Tensor, kl: bool = False) -> Tensor:
@@ -205,7 +205,7 @@ def soft_target_cross_entropy(probs: Tensor, target: Tensor, kl: bool = False) -
     only when gradients reach ``t`` (GHDCC's ``ce.direction: kl_forward``). The caller decides
     whether ``target`` is detached.
     """
-    t, log_y = _upcast(target), torch.log(_upcast(probs).clamp_min(1e-12))
+    t, log_y = upcast(target), torch.log(upcast(probs).clamp_min(1e-12))
     per_row = -(t * log_y).sum(dim=1)
     if kl:
         per_row = per_row + (t * torch.log(t.clamp_min(1e-12))).sum(dim=1)

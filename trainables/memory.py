@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainables.precision import similarities
+
 
 def gather_from_ranks(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
     """Every rank's ``(index, rows)`` of this step, so per-sample banks agree across ranks.
@@ -165,14 +167,19 @@ class FIFOQueue:
         self.bank[slots] = rows
         self.pointer.copy_((self.pointer + n) % self.size)
 
+    @torch.no_grad()
     def nearest(self, queries: Tensor, metric: str = "l2") -> Tensor:
-        """The stored row nearest to each query (B×d): by Euclidean distance or cosine."""
+        """The stored row nearest to each query (B×d): by Euclidean distance or cosine.
+
+        Scores are float32 even under bf16 autocast: the winner among 65,536 rows is often
+        decided in the third decimal.
+        """
         q = queries.detach().to(self.bank.dtype)
         if metric == "l2":
             # ‖q−s‖² = ‖q‖² − 2 q·s + ‖s‖²; ‖q‖² is constant per row
-            score = 2 * q @ self.bank.T - (self.bank**2).sum(dim=1)[None]
+            score = 2 * similarities(q, self.bank) - (self.bank**2).sum(dim=1)[None]
         elif metric == "cosine":
-            score = F.normalize(q, dim=1) @ F.normalize(self.bank, dim=1).T
+            score = similarities(F.normalize(q, dim=1), F.normalize(self.bank, dim=1))
         else:
             raise ValueError(f"metric must be 'l2' or 'cosine'; got {metric!r}")
         return self.bank[score.argmax(dim=1)]

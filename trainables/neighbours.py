@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trainables.precision import similarities
+
 
 def _faiss_gpu_available() -> bool:
     import faiss
@@ -83,7 +85,7 @@ def drop_self(sims: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
 def batch_knn(features: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """In-batch cosine top-k, self excluded (no faiss needed for B×B)."""
     x = F.normalize(features.float(), dim=1)
-    sims = x @ x.T
+    sims = similarities(x)  # float32 under autocast: close calls stay exact
     sims.fill_diagonal_(float("-inf"))
     return sims.topk(k, dim=1)
 
@@ -122,7 +124,7 @@ def thresholded_knn_adjacency(
     if weighting not in ("similarity", "binary"):
         raise ValueError(f"weighting must be 'similarity' or 'binary'; got {weighting!r}")
     x = F.normalize(features.detach().float(), dim=1)
-    sims = x @ x.T
+    sims = similarities(x)
     n = sims.shape[0]
     candidates = sims.fill_diagonal_(float("-inf"))
     if groups is not None:
