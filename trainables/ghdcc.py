@@ -20,8 +20,10 @@ changes:
 
 ``L = L_ins + λ1 L_mse + L_clu + λ2 L_ce`` with λ1 = λ2 = 0.5, τ1 = 0.5, τ2 = 1 (Eq. 9).
 ResNet-34 at 64 px, batch 128, Adam 2e-4, 500 epochs. Clusters are read by k-means (faiss) on
-GCN1's features of the evaluation view, each unshuffled chunk of ``eval_graph_batch`` images
-forming its own graph [CHOICE, §5.6].
+GCN1's features of the evaluation view, each chunk of ``eval_graph_batch`` images forming its
+own graph [CHOICE, §5.6]; the loop draws the chunks from a permutation keyed by the images'
+content, never in data-set order, which on class-sorted data sets would give one-class graphs
+and leak the labels into the features (methods-spec erratum to §5.6).
 """
 
 from __future__ import annotations
@@ -147,8 +149,9 @@ class GHDCCConfig(MethodConfig):
     eval_graph_batch: int = Field(
         128,
         ge=2,
-        description="Images per evaluation graph: the assignment depends on batch "
-        "composition, so chunks are fixed, unshuffled, of this size (the training batch).",
+        description="Images per evaluation graph (the training batch): the features depend on "
+        "the batch, so evaluation takes fixed chunks of this size from a seeded, content-keyed "
+        "permutation (mixed classes, independent of the data set's order).",
     )
     loss: GHDCCLoss = Field(default_factory=GHDCCLoss)
 
@@ -271,7 +274,11 @@ class GHDCC(Method[GHDCCConfig]):
 
     # -- evaluation -------------------------------------------------------------------------
     def embed(self, images: Tensor) -> Embedding:
-        """GCN1's features per fixed chunk, each chunk its own single-view graph (§5.6)."""
+        """GCN1's features per chunk, each chunk its own single-view graph (§5.6).
+
+        The loop passes chunks of ``eval_graph_batch`` images of its content-keyed evaluation
+        order (:mod:`trainables.evaluation_order`); a longer batch is split the same way.
+        """
         size = self.config.eval_graph_batch
         chunks = [images[start : start + size] for start in range(0, images.shape[0], size)]
         out = [self.project(self.network["backbone"](chunk), 1) for chunk in chunks]

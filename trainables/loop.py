@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from trainables.datasets import ClusteringData
+from trainables.evaluation_order import content_order
 from trainables.method import Method, StepOutput, Views
 from trainables.metrics import (
     clustering_scores,
@@ -298,32 +300,59 @@ class Trainer:
         return metrics
 
     # -- evaluation -------------------------------------------------------------------------
+    @cached_property
+    def evaluation_order(self) -> torch.Tensor:
+        """The permutation evaluation batches follow: keyed by the images, not their order."""
+        return content_order(self.data.images, self.settings.seed)
+
     @torch.no_grad()
-    def assign(self) -> np.ndarray:
-        """Cluster every training image by the method's rule, on the evaluation transform."""
+    def embed_dataset(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every image's evaluation features (and cluster probabilities), in data-set order.
+
+        Batches are chunks of :attr:`evaluation_order`, so a method whose output depends on
+        its batch (GHDCC's per-batch graph) sees mixed-class batches that do not change when
+        the data set lists its images in another order.
+        """
         self.method.network.eval()
         features, probs = [], []
-        images = self.data.images
+        images, order = self.data.images, self.evaluation_order
         step = self.method.eval_batch_size or self.settings.eval_batch_size
         for start in range(0, images.shape[0], step):
-            x = self.method.augmenter.evaluation(images[start : start + step])
+            x = self.method.augmenter.evaluation(images[order[start : start + step]])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
                 emb = self.method.embed(x)
-            if self.method.assignment == "argmax":
-                if emb.cluster_probs is None:
-                    raise RuntimeError(f"{self.method.name}: argmax assignment needs cluster_probs")
-                probs.append(emb.cluster_probs.float().argmax(dim=1).cpu())
-            else:
-                features.append(emb.features.float().cpu())
+            features.append(emb.features.float().cpu())
+            if emb.cluster_probs is not None:
+                probs.append(emb.cluster_probs.float().cpu())
         self.method.network.train()
+        back = torch.argsort(order.cpu())  # position of each image in the evaluation order
+        return torch.cat(features)[back], torch.cat(probs)[back] if probs else None
+
+    def assign(self) -> np.ndarray:
+        """Cluster every training image by the method's rule, on the evaluation transform.
+
+        k-means and spectral clustering run on the points in :attr:`evaluation_order`, so
+        their initialisation does not depend on the data set's order either.
+        """
+        features, probs = self.embed_dataset()
         if self.method.assignment == "argmax":
-            return torch.cat(probs).numpy()
-        cluster = spectral_assign if self.method.assignment == "spectral" else kmeans_assign
-        return cluster(
-            torch.cat(features).numpy(), self.method.num_clusters, seed=self.settings.seed
-        )
+            if probs is None:
+                raise RuntimeError(f"{self.method.name}: argmax assignment needs cluster_probs")
+            return probs.argmax(dim=1).numpy()
+        order = self.evaluation_order.cpu().numpy()
+        points = features.numpy()[order]
+        seed, clusters = self.settings.seed, self.method.num_clusters
+        if self.method.assignment == "spectral":
+            in_order = spectral_assign(points, clusters, seed=seed)
+        else:
+            in_order = kmeans_assign(
+                points, clusters, seed=seed, normalize=self.method.kmeans_normalize
+            )
+        assignments = np.empty_like(in_order)
+        assignments[order] = in_order
+        return assignments
 
     def evaluate(self) -> tuple[dict[str, float], np.ndarray]:
         assignments = self.assign()

@@ -129,6 +129,11 @@ class Method(Generic[ConfigT]):
         return "argmax"
 
     @property
+    def kmeans_normalize(self) -> bool:
+        """Whether k-means L2-normalises the features first; only where the paper says so."""
+        return False
+
+    @property
     def uses_unlabeled(self) -> bool:
         """Whether extra unlabelled images (STL-10's 100k) feed a pass of their own."""
         return False

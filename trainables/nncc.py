@@ -192,6 +192,11 @@ class NNCC(Method[NNCCConfig]):
     def assignment(self) -> Literal["kmeans"]:
         return "kmeans"
 
+    @property
+    def kmeans_normalize(self) -> bool:
+        """§6.6: k-means on L2-normalised z (z is unit-norm already; kept explicit)."""
+        return True
+
     def encode(self, x: Tensor) -> Tensor:
         """The 128-d, L2-normalised representation z that FINCH and k-means read."""
         z: Tensor = self.network["instance_head"](self.network["backbone"](x))

@@ -1,4 +1,7 @@
+import dataclasses
+
 import pytest
+import torch
 
 from trainables.datasets import load_dataset
 
@@ -10,3 +13,12 @@ TINY = {"backbone": "resnet18", "image_size": 16, "batch_size": 16, "epochs": 3}
 @pytest.fixture(scope="session")
 def synthetic():
     return load_dataset("synthetic", options={"n": 32, "classes": 4, "size": 16})
+
+
+@pytest.fixture(scope="session")
+def class_sorted():
+    """Listed class by class, as the ImageNet subsets and Tiny-ImageNet are on disk."""
+    data = load_dataset("synthetic", options={"n": 96, "classes": 4, "size": 16})
+    order = torch.argsort(data.labels, stable=True)
+    train = dataclasses.replace(data.train, images=data.train.images[order])
+    return dataclasses.replace(data, train=train, labels=data.labels[order])

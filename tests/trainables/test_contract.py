@@ -3,6 +3,7 @@
 import dataclasses
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -138,3 +139,25 @@ def test_method_never_sees_labels(name, synthetic):
             and value.shape == labels.shape
             and torch.equal(value, labels)
         )
+
+
+def _permuted(data, perm):
+    """The same images and labels, listed in another order."""
+    train = dataclasses.replace(data.train, images=data.train.images[perm])
+    return dataclasses.replace(data, train=train, labels=data.labels[perm])
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_evaluation_does_not_depend_on_the_order_of_the_data_set(name, class_sorted):
+    """The same trained network clusters the same images alike, however the data set lists
+    them: per-batch graphs (GHDCC) and k-means see the same batches and points."""
+    method_class = registered_methods()[name]
+    overrides = {"eval_graph_batch": 16} if name == "ghdcc" else {}
+    config = method_class.config_class(**_tiny(method_class), **overrides)
+    settings = LoopSettings(seed=0, steps_per_epoch=1, eval_batch_size=16)
+    trained = Trainer(method_class, config, class_sorted, settings)
+    trained.train_epoch()
+    perm = torch.randperm(class_sorted.labels.shape[0], generator=torch.Generator().manual_seed(1))
+    other = Trainer(method_class, config, _permuted(class_sorted, perm), settings)
+    other.method.network.load_state_dict(trained.method.network.state_dict())
+    assert np.array_equal(other.assign(), trained.assign()[perm.numpy()])

@@ -14,6 +14,7 @@ from tests.trainables.conftest import TINY
 from tests.trainables.reference_losses import same_value_and_grads
 from trainables import augment, heads, losses, neighbours
 from trainables.ghdcc import GHDCC, GHDCCConfig
+from trainables.loop import Trainer
 from trainables.method import Views
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -222,6 +223,23 @@ def test_evaluation_graph_is_per_fixed_chunk(synthetic):
     assert not torch.allclose(whole[:4], shuffled[:4], atol=1e-6)  # graphs depend on the chunk
     assert method.assignment == "kmeans"
     assert _method(synthetic, assign="argmax_gcn2").assignment == "argmax"
+
+
+def test_evaluation_graphs_mix_classes_on_a_class_sorted_data_set(class_sorted, monkeypatch):
+    """Erratum to §5.6: chunks in data-set order would be one class each on the ImageNet
+    subsets, and the per-chunk graph would smooth each image towards its own class."""
+    trainer = Trainer(GHDCC, GHDCCConfig(**TINY, eval_graph_batch=8), class_sorted)
+    chunks = []
+    embed = trainer.method.embed
+    monkeypatch.setattr(trainer.method, "embed", lambda x: chunks.append(x) or embed(x))
+    trainer.assign()
+    every = trainer.method.augmenter.evaluation(class_sorted.train.images).flatten(1)
+    classes = [
+        set(class_sorted.labels[torch.cdist(x.flatten(1), every).argmin(dim=1)].tolist())
+        for x in chunks
+    ]
+    assert len(chunks) == 12 and sum(len(c) == 1 for c in classes) <= 1  # chance: ~0
+    assert sum(map(len, classes)) / len(classes) >= 3  # 4 classes; chance: 3.6
 
 
 def test_config_refuses_readings_that_need_the_missing_view():

@@ -73,3 +73,40 @@ def test_kmeans_recovers_separated_directions():
     pred = metrics.kmeans_assign(x.astype(np.float32), 4, seed=0)
     assert metrics.cluster_accuracy(pred, labels) == 1.0
     assert math.isclose(metrics.nmi(pred, labels), 1.0)
+
+
+def _overlapping_blobs(n=4000, k=4, d=8, seed=1):
+    """Far more than faiss's default 256 points per centroid, blobs that overlap."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 1.5, (k, d))
+    return (centres[rng.integers(0, k, n)] + rng.normal(0, 1.0, (n, d))).astype(np.float32)
+
+
+def _objective(x, pred, k):
+    """k-means' objective: squared distances to each cluster's mean over *all* its points."""
+    return sum(((x[pred == c] - x[pred == c].mean(axis=0)) ** 2).sum() for c in range(k))
+
+
+def test_kmeans_fits_every_point_and_matches_scikit_learn():
+    from sklearn.cluster import KMeans
+
+    x = _overlapping_blobs()
+    pred = metrics.kmeans_assign(x, 4, seed=0)
+    # a Lloyd fixed point over all points: each point is nearest to its own cluster's mean
+    means = np.stack([x[pred == c].mean(axis=0) for c in range(4)])
+    nearest = ((x[:, None, :] - means[None]) ** 2).sum(axis=2).argmin(axis=1)
+    assert (nearest == pred).all()
+    reference = KMeans(4, n_init=10, random_state=0).fit(x)
+    assert _objective(x, pred, 4) <= reference.inertia_ * (1 + 1e-4)
+
+
+def test_kmeans_leaves_the_callers_array_alone_and_normalises_only_when_asked():
+    x = _overlapping_blobs(n=600) + 3.0
+    before = x.copy()
+    plain = metrics.kmeans_assign(x, 4, seed=0)
+    assert np.array_equal(x, before)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    on_sphere = metrics.kmeans_assign(x, 4, seed=0, normalize=True)
+    assert np.array_equal(x, before)
+    assert np.array_equal(on_sphere, metrics.kmeans_assign(unit, 4, seed=0))
+    assert not np.array_equal(plain, on_sphere)  # the norms carry information here
