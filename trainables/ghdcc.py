@@ -14,7 +14,8 @@ changes:
    3B stacked features, cross-view edges allowed; the paper's better mode) or *concatenated*
    (three per-view graphs, block-diagonal).
 3. **Two regularisers.** An MSE between the views' instance features next to NT-Xent (Eq. 2-3),
-   and a cross-entropy that asks ``y_c`` to match the same mixture ``λ y_a + (1 − λ) y_b``
+   the mean over all entries as ``F.mse_loss`` computes it (the spec's per-image sum over the
+   128 dimensions collapses training; ``mse.reduction: sum`` keeps it), and a cross-entropy that asks ``y_c`` to match the same mixture ``λ y_a + (1 − λ) y_b``
    of the views' assignments (Eq. 6-8, "minimising the KL ... equals minimising the
    cross-entropy") [CHOICE: targets and directions].
 
@@ -83,12 +84,17 @@ class GraphConfig(Closed):
 
 
 class MSEConfig(Closed):
-    """What the MSE regulariser aligns [CHOICE]."""
+    """What the MSE regulariser aligns, and how it reduces [CHOICE]."""
 
     target: Literal["pair", "interp"] = Field(
         "pair",
-        description="pair: ‖z_a − z_b‖²; interp: ‖z_c − (λ z_a + (1 − λ) z_b)‖² "
+        description="pair: z_a against z_b; interp: z_c against λ z_a + (1 − λ) z_b "
         "(needs interpolation).",
+    )
+    reduction: Literal["mean", "sum"] = Field(
+        "mean",
+        description="mean: over all B·d entries, F.mse_loss (erratum to §5.5); sum: over "
+        "the d dimensions, mean over images, the spec's (1/B) Σ‖·‖², which collapses training.",
     )
 
 
@@ -256,10 +262,10 @@ class GHDCC(Method[GHDCCConfig]):
         if cfg.loss.instance:
             terms["instance"] = losses.nt_xent(z_v[0], z_v[1], cfg.tau_instance)
         if cfg.loss.mse:
-            if cfg.mse.target == "pair":
-                mse = losses.paired_squared_distance(z_v[0], z_v[1])
-            else:
-                mse = losses.paired_squared_distance(z_v[2], lam * z_v[0] + (1 - lam) * z_v[1])
+            pair = (z_v[0], z_v[1])
+            if cfg.mse.target == "interp":
+                pair = (z_v[2], lam * z_v[0] + (1 - lam) * z_v[1])
+            mse = losses.paired_squared_distance(*pair, reduction=cfg.mse.reduction)
             terms["mse"] = cfg.lambda_mse * mse
         if cfg.loss.cluster:
             terms["cluster"] = losses.cluster_contrastive(y_v[0], y_v[1], cfg.tau_cluster)

@@ -189,13 +189,21 @@ def confident_cross_entropy(
     return F.cross_entropy(upcast(strong_logits[keep]), target, weight=weight)
 
 
-def paired_squared_distance(z_a: Tensor, z_b: Tensor) -> Tensor:
-    """``(1/B) Σ_i ‖z_a,i − z_b,i‖²``: GHDCC's MSE regulariser as reconstructed (§5.5, Eq. 3).
+def paired_squared_distance(z_a: Tensor, z_b: Tensor, reduction: str = "mean") -> Tensor:
+    """GHDCC's MSE regulariser between the views' instance features (§5.5, Eq. 3).
 
-    On L2-normalised rows this is ``2 − 2 cos``, so it pulls the two views of an image
-    together without the negatives of NT-Xent.
+    ``mean`` (default): the mean over all B·d entries, ``F.mse_loss``, what "mean square
+    error" is in a PyTorch code base (methods-spec erratum to §5.5). ``sum``: the spec's
+    ``(1/B) Σ_i ‖z_a,i − z_b,i‖²``, d times larger; on unit rows it is ``2 − 2 cos`` per
+    image, and at λ1 = 0.5 it pulls every pair together before NT-Xent can separate images
+    (NT-Xent stays at log(2B − 1): training collapses).
     """
-    return (upcast(z_a) - upcast(z_b)).pow(2).sum(dim=1).mean()
+    squared = (upcast(z_a) - upcast(z_b)).pow(2)
+    if reduction == "mean":
+        return squared.mean()
+    if reduction == "sum":
+        return squared.sum(dim=1).mean()
+    raise ValueError(f"reduction must be 'mean' or 'sum'; got {reduction!r}")
 
 
 def soft_target_cross_entropy(probs: Tensor, target: Tensor, kl: bool = False) -> Tensor:

@@ -14,7 +14,8 @@ from tests.trainables.conftest import TINY
 from tests.trainables.reference_losses import same_value_and_grads
 from trainables import augment, heads, losses, neighbours
 from trainables.ghdcc import GHDCC, GHDCCConfig
-from trainables.loop import Trainer
+from trainables.datasets import load_dataset
+from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -127,8 +128,14 @@ def test_mse_and_soft_cross_entropy_against_loops():
     z_b = F.normalize(torch.randn(6, 4, generator=gen, dtype=torch.float64), dim=1)
     z_a.requires_grad_(True)
     z_b.requires_grad_(True)
-    slow = sum(sum((z_a[i, d] - z_b[i, d]) ** 2 for d in range(4)) for i in range(6)) / 6
-    same_value_and_grads(losses.paired_squared_distance(z_a, z_b), slow, [z_a, z_b])
+
+    def slow():
+        return sum(sum((z_a[i, d] - z_b[i, d]) ** 2 for d in range(4)) for i in range(6)) / 6
+
+    same_value_and_grads(losses.paired_squared_distance(z_a, z_b, "sum"), slow(), [z_a, z_b])
+    same_value_and_grads(losses.paired_squared_distance(z_a, z_b), slow() / 4, [z_a, z_b])
+    mse = F.mse_loss(z_a, z_b)  # the default is PyTorch's "mean square error"
+    assert torch.allclose(losses.paired_squared_distance(z_a, z_b), mse)
 
     y = torch.randn(6, 3, generator=gen, dtype=torch.float64).softmax(1).requires_grad_(True)
     t = torch.randn(6, 3, generator=gen, dtype=torch.float64).softmax(1).requires_grad_(True)
@@ -150,7 +157,7 @@ def _terms_by_hand(method, views):
     target = lam * y[0] + (1 - lam) * y[1]
     return {
         "instance": losses.nt_xent(z[0], z[1], 0.5),
-        "mse": 0.5 * ((z[0] - z[1]) ** 2).sum(dim=1).mean(),
+        "mse": 0.5 * ((z[0] - z[1]) ** 2).mean(),  # over all B·d entries
         "cluster": losses.cluster_contrastive(y[0], y[1], 1.0),
         "entropy": losses.entropy_gap(y[0]) + losses.entropy_gap(y[1]),
         "ce": 0.5 * -(target * torch.log(y[2])).sum(dim=1).mean(),
@@ -168,6 +175,32 @@ def test_step_terms_are_equation_nine_as_reconstructed(synthetic):
     assert set(out.terms) == set(expected)
     for name, value in expected.items():
         assert torch.allclose(out.terms[name], value, atol=1e-5), name
+
+
+def _instance_loss_after_a_short_run(reduction):
+    """Digits at 8 px, GCN projectors, 3 epochs of 6 steps: where the spec's sum collapsed."""
+    data = load_dataset("digits", options={"size": 8})
+    config = GHDCCConfig(
+        backbone="resnet18",
+        stem="cifar",
+        image_size=8,
+        batch_size=64,
+        epochs=3,
+        optim={"name": "adam", "lr": 1e-3},
+        mse={"reduction": reduction},
+    )
+    trainer = Trainer(GHDCC, config, data, LoopSettings(seed=0, steps_per_epoch=6))
+    for _ in range(3):
+        metrics = trainer.train_epoch()
+    return metrics["loss_instance"]
+
+
+@pytest.mark.slow
+def test_default_mse_lets_nt_xent_learn_where_the_sum_collapses_it():
+    chance = math.log(2 * 64 - 1)  # NT-Xent of embeddings that tell no image apart
+    assert GHDCCConfig().mse.reduction == "mean"
+    assert _instance_loss_after_a_short_run("mean") < chance - 0.02
+    assert _instance_loss_after_a_short_run("sum") > chance - 0.005  # the old reading
 
 
 def test_cross_entropy_target_is_detached_unless_kl_forward(synthetic):
@@ -265,3 +298,29 @@ def test_studies_expand_to_the_papers_rows():
     assert values == [0.5, 0.6, 0.7, 0.8, 0.9]
     fashion = load_study(STUDIES / "ghdcc_components_fashion_mnist.yaml")
     assert set(fashion.variants) == set(components.variants)
+
+
+def test_default_config_is_the_papers_where_stated_and_the_specs_reading_elsewhere():
+    config = GHDCCConfig()
+    stated = (config.epochs, config.batch_size, config.backbone, config.image_size)
+    assert stated == (500, 128, "resnet34", 64)
+    assert (config.optim.name, config.optim.lr, config.optim.weight_decay) == ("adam", 2e-4, 0.0)
+    assert (config.interp_lambda, config.lambda_mse, config.lambda_ce) == (0.7, 0.5, 0.5)
+    assert (config.tau_instance, config.tau_cluster) == (0.5, 1.0)
+    assert (config.projector, config.graph.mode, config.interpolation) == ("gcn", "mixed", True)
+    assert config.assign == "kmeans" and config.loss.enabled() == [
+        "instance",
+        "mse",
+        "cluster",
+        "entropy",
+        "ce",
+    ]
+    # the reconstruction's choices (methods-spec §5.3-5.6 and its errata)
+    assert (config.graph.k, config.graph.threshold, config.graph.weighting) == (
+        5,
+        0.8,
+        "similarity",
+    )
+    assert (config.mse.target, config.mse.reduction) == ("pair", "mean")
+    assert (config.ce.target, config.ce.direction) == ("mixture", "cross_entropy")
+    assert (config.stem, config.view_mode, config.eval_graph_batch) == ("imagenet", "cc", 128)
