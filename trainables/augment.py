@@ -61,7 +61,7 @@ class AugmentSettings:
             blur_p=config.blur_p if blur else 0.0,
             blur_kernel=blur_kernel_size(out_size),
             mean=tuple(info.mean) if config.normalize else None,
-            eval_center_crop=config.eval_center_crop,
+            eval_center_crop=1.0 if config.eval_center_crop is None else config.eval_center_crop,
         )
 
 

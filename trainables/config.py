@@ -56,12 +56,13 @@ class AugmentConfig(Closed):
     normalize: bool = Field(
         False, description="Normalise with the data set's mean/std (SCAN/GCC do, CC does not)."
     )
-    eval_center_crop: float = Field(
+    eval_center_crop: float | None = Field(
         1.0,
         gt=0,
         le=1,
         description="Share of the side the evaluation transform keeps, centred, before "
-        "resizing (1: the whole image; GCC resizes to 40 and centre-crops 32: 0.8).",
+        "resizing (1: the whole image; GCC's Resize(40)+CenterCrop(32) is 0.8). None: the "
+        "method's rule (GCC: its code's crop at each resolution).",
     )
 
     @model_validator(mode="after")

@@ -30,7 +30,8 @@ def contrastive_with_positives(
     - ``mean_of_logs`` (SupCon L_out):
       ``ℓ_i = −(1/|P(i)|) Σ_{p∈P(i)} log e^{s_ip} / Σ_{a≠i} e^{s_ia}``
 
-    Rows without a positive are not anchors. Returns the mean over anchors.
+    Rows without a positive are not anchors. Returns the mean over anchors, and zero (with a
+    graph) when no row has a positive, as a batch without any relation of NNCC's T = 0.
     """
     n = z.shape[0]
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
@@ -47,7 +48,7 @@ def contrastive_with_positives(
         per_row = -log_prob.sum(dim=1) / pos.sum(dim=1).clamp(min=1)
     else:
         raise ValueError(f"form must be 'sum_in_log' or 'mean_of_logs'; got {form!r}")
-    return per_row[anchors].mean()
+    return per_row[anchors].sum() / anchors.sum().clamp(min=1)  # no host sync when empty
 
 
 def nt_xent(

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-from trainables.config import MethodConfig, OptimConfig
+from trainables.config import AugmentConfig, MethodConfig, OptimConfig
 from trainables.lazy import lazy
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ class Stage:
     it, the data, the seed and the loop's settings). A stage that declares them may be
     trained once and found again by every later trial with the same key, as NNCC's pretext
     is by its ten variants; None: the stage is always trained by its own trial.
+
+    ``aug`` is the stage's own augmentation (NNCC's pretext is SCAN's, without the blur of
+    its clustering stage); None: the config's ``aug``.
     """
 
     name: str
@@ -71,6 +74,7 @@ class Stage:
     optim: OptimConfig
     batch_size: int
     shared: Mapping[str, Any] | None = None
+    aug: AugmentConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,15 @@ class Method(Generic[ConfigT]):
         self.num_clusters = data.num_clusters
         self.num_samples = data.num_samples
         self.image_size = config.image_size or data.native_size
-        self.augmenter = augment.ViewAugmenter(config.aug, data.info, self.image_size)
+        self.augmenters = {
+            stage.name: augment.ViewAugmenter(
+                self.fill_augmentation(stage.aug or config.aug), data.info, self.image_size
+            )
+            for stage in self.stages(config)
+        }
         self.network: nn.ModuleDict = torch.nn.ModuleDict()
         self.stage = self.stages(config)[0].name
+        self.augmenter = self.augmenters[self.stage]
 
     # -- stages -----------------------------------------------------------------------------
     @classmethod
@@ -119,6 +129,15 @@ class Method(Generic[ConfigT]):
     def start_stage(self, name: str) -> None:
         """Called by the loop when a stage begins (also on resume); methods may override."""
         self.stage = name
+        self.augmenter = self.augmenters[name]
+
+    def fill_augmentation(self, aug: AugmentConfig) -> AugmentConfig:
+        """The method's own defaults for augmentation keys a study left unset (None).
+
+        Keys set to None fall back to the data set's settings unless a method's paper ties
+        them to something else (GACL: jitter by resolution; GCC: its evaluation crop).
+        """
+        return aug
 
     @property
     def assignment(self) -> Literal["argmax", "kmeans", "spectral"]:

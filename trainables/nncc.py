@@ -3,8 +3,8 @@
 Two stages of one trial (Algorithm 1):
 
 1. **Pretext** (lines 1-2): SimCLR's NT-Xent on two views, τ = 0.1, with SCAN's pretext
-   recipe (SGD 0.4, batch 512, 500 epochs) [CHOICE: NNCC's "Pretext [43] + K-means" row is
-   SCAN's number]. The stage declares what it depends on, so the study's variants, which
+   recipe (SGD 0.4, batch 512, 500 epochs, A_SCAN without blur in ``pretext.aug``) [CHOICE:
+   NNCC's "Pretext [43] + K-means" row is SCAN's number]. The stage declares what it depends on, so the study's variants, which
    differ only afterwards, train it once and restore it (``run.share_stages``).
 2. **NNCC** (lines 3-12): each image of a batch of M = 128 appears as an anchor view (the
    evaluation transform [CHOICE]) and T = 9 augmented views. Its positives (Eq. 10) are its own
@@ -56,6 +56,11 @@ class NNCCLoss(LossSwitches):
     )
 
 
+def _scan_augmentation(blur: bool = True) -> AugmentConfig:
+    """A_SCAN (crop scale 0.2, jitter 0.4/0.4/0.4/0.1, normalised), with the blur of §1.3."""
+    return AugmentConfig(crop_scale=(0.2, 1.0), jitter_strength=0.5, blur=blur, normalize=True)
+
+
 class PretextConfig(Closed):
     """Stage 1, SimCLR with SCAN's pretext settings [CHOICE, §6.3]."""
 
@@ -69,6 +74,11 @@ class PretextConfig(Closed):
             name="sgd", lr=0.4, momentum=0.9, weight_decay=1e-4, schedule="cosine"
         ),
         description="SCAN's pretext optimiser: SGD 0.4, momentum 0.9, wd 1e-4, cosine to lr·1e-3.",
+    )
+    aug: AugmentConfig = Field(
+        default_factory=lambda: _scan_augmentation(blur=False),
+        description="SCAN's pretext augmentation A_SCAN: no blur (methods-spec erratum to "
+        "§6.3); the NNCC stage's own aug adds the blur of §1.3.",
     )
 
 
@@ -101,11 +111,6 @@ class NNCCOptions(Closed):
     )
 
 
-def _scan_augmentation() -> AugmentConfig:
-    """A_SCAN (crop scale 0.2, jitter 0.4/0.4/0.4/0.1, normalised) plus the blur of §1.3."""
-    return AugmentConfig(crop_scale=(0.2, 1.0), jitter_strength=0.5, blur=True, normalize=True)
-
-
 class NNCCConfig(MethodConfig):
     """NNCC's hyperparameters (methods-spec §6.6); ``epochs`` counts the NNCC stage."""
 
@@ -130,7 +135,13 @@ class NNCCConfig(MethodConfig):
     )
     aug: AugmentConfig = Field(default_factory=_scan_augmentation)
     pretext: PretextConfig = Field(default_factory=PretextConfig)
-    num_augs: int = Field(9, ge=1, description="Augmented views T per image (§4.4: 9; Fig. 4).")
+    num_augs: int = Field(
+        9,
+        ge=0,
+        description="Augmented views T per image (§4.4: 9; Fig. 4 sweeps 1..9). 0: the anchor "
+        "view alone, positives only from FINCH relations (a reading of Table 3's 'w/o "
+        "augmentations' row; its study uses T = 1).",
+    )
     tau: float = Field(0.1, gt=0, description="Temperature of the NNCC loss (§4.4: 0.1).")
     finch: FinchConfig = Field(default_factory=FinchConfig)
     nncc: NNCCOptions = Field(default_factory=NNCCOptions)
@@ -140,6 +151,16 @@ class NNCCConfig(MethodConfig):
     def _something_to_train(self) -> NNCCConfig:
         if self.epochs == 0 and self.pretext.epochs == 0:
             raise ValueError("epochs and pretext.epochs are both 0; at least one stage must train")
+        if self.num_augs == 0 and not self.finch.enabled:
+            raise ValueError(
+                "num_augs: 0 leaves only FINCH relations as positives, and finch.enabled is "
+                "false; set num_augs >= 1 or finch.enabled: true"
+            )
+        if self.num_augs == 0 and self.nncc.positives == "literal":
+            raise ValueError(
+                "num_augs: 0 with nncc.positives: literal has no positive (Eq. 10's are "
+                "augmented views); use nncc.positives: symmetric or num_augs >= 1"
+            )
         if self.finch.use_components and self.nncc.mining == "batch":
             raise ValueError(
                 "finch.use_components needs nncc.mining: global_per_epoch (components of the "
@@ -178,12 +199,21 @@ class NNCC(Method[NNCCConfig]):
             "stem": config.stem,
             "image_size": config.image_size,
             "proj_dim": config.proj_dim,
-            "aug": config.aug.model_dump(mode="json"),
+            "aug": pretext.aug.model_dump(mode="json"),
             "tau": pretext.tau,
         }
         out = []
         if pretext.epochs:
-            out.append(Stage("pretext", pretext.epochs, pretext.optim, pretext.batch_size, shared))
+            out.append(
+                Stage(
+                    "pretext",
+                    pretext.epochs,
+                    pretext.optim,
+                    pretext.batch_size,
+                    shared,
+                    aug=pretext.aug,
+                )
+            )
         if config.epochs:
             out.append(Stage("nncc", config.epochs, config.optim, config.batch_size))
         return tuple(out)

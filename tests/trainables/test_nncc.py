@@ -103,6 +103,29 @@ def test_step_loss_is_the_multi_positive_contrast_of_eq_7(synthetic, positives):
     assert torch.allclose(out.terms["contrast"].double(), expected, atol=1e-4)
 
 
+def test_zero_augmentations_keep_only_the_relations_as_positives(synthetic):
+    method = _method(synthetic, num_augs=0)
+    method.start_stage("nncc")
+    index = torch.arange(32)
+    views = method.make_views(
+        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
+    )
+    assert len(views) == 1  # the anchor view alone
+    out = method.training_step(Views(views=views, index=index))
+    with torch.no_grad():
+        z = method.encode(views[0]).double()
+    related = neighbours.first_neighbour_mask(index, method.kappa)
+    assert related.any()
+    assert torch.allclose(out.loss.double(), _loop_loss(z, related, 0.1), atol=1e-4)
+    lonely = torch.tensor([0])  # one image: no relation in the batch, nothing to contrast
+    out = method.training_step(Views(views=(views[0][:1],), index=lonely))
+    assert out.loss.item() == 0 and out.loss.requires_grad
+    with pytest.raises(ValueError, match="only FINCH relations"):
+        NNCCConfig(num_augs=0, finch={"enabled": False})
+    with pytest.raises(ValueError, match="has no positive"):
+        NNCCConfig(num_augs=0, nncc={"positives": "literal"})
+
+
 def test_mining_is_the_first_neighbour_of_the_current_model(synthetic):
     method = _method(synthetic)
     assert torch.equal(method.kappa, torch.arange(32))  # nothing related before mining
@@ -142,6 +165,23 @@ def test_stages_pretext_then_nncc_with_their_own_settings():
     assert a[0] == b[0]  # the NNCC stage's settings leave the pretext's key alone
     with pytest.raises(ValueError, match="at least one stage must train"):
         NNCCConfig(epochs=0, pretext={"epochs": 0})
+
+
+def test_pretext_augments_as_scan_without_the_nncc_stages_blur(synthetic):
+    """SCAN's pretext has no blur; §1.3's blur belongs to the NNCC stage only (erratum)."""
+    pretext, nncc = NNCC.stages(NNCCConfig())
+    assert pretext.aug is not None and pretext.aug.blur is False and nncc.aug is None
+    assert NNCCConfig().aug.blur is True
+    assert pretext.shared is not None and pretext.shared["aug"]["blur"] is False
+    # the NNCC stage's augmentation leaves the shared pretext alone; the pretext's does not
+    assert NNCC.stages(NNCCConfig(aug={"blur": False}))[0] == pretext
+    assert NNCC.stages(NNCCConfig(pretext={"aug": {"crop_scale": (0.5, 1.0)}}))[0] != pretext
+    trainer = Trainer(NNCC, NNCCConfig(**TWO_STAGE), synthetic, LoopSettings(steps_per_epoch=1))
+    assert trainer.method.stage == "pretext" and trainer.method.augmenter.settings.blur_p == 0
+    trainer.train_epoch()
+    trainer.train_epoch()
+    trainer.train_epoch()  # the first NNCC epoch
+    assert trainer.method.stage == "nncc" and trainer.method.augmenter.settings.blur_p == 0.5
 
 
 TWO_STAGE = {**TINY, "epochs": 1, "num_augs": 2, "pretext": {"epochs": 2, "batch_size": 16}}
