@@ -15,9 +15,10 @@ changes:
    (three per-view graphs, block-diagonal).
 3. **Two regularisers.** An MSE between the views' instance features next to NT-Xent (Eq. 2-3),
    the mean over all entries as ``F.mse_loss`` computes it (the spec's per-image sum over the
-   128 dimensions collapses training; ``mse.reduction: sum`` keeps it), and a cross-entropy that asks ``y_c`` to match the same mixture ``λ y_a + (1 − λ) y_b``
-   of the views' assignments (Eq. 6-8, "minimising the KL ... equals minimising the
-   cross-entropy") [CHOICE: targets and directions].
+   128 dimensions collapses training; ``mse.reduction: sum`` keeps it), and a cross-entropy
+   that asks ``y_c`` to match the same mixture ``λ y_a + (1 − λ) y_b`` of the views'
+   assignments (Eq. 6-8, "minimising the KL ... equals minimising the cross-entropy")
+   [CHOICE: targets and directions].
 
 ``L = L_ins + λ1 L_mse + L_clu + λ2 L_ce`` with λ1 = λ2 = 0.5, τ1 = 0.5, τ2 = 1 (Eq. 9).
 ResNet-34 at 64 px, batch 128, Adam 2e-4, 500 epochs. Clusters are read by k-means (faiss) on

@@ -28,6 +28,7 @@ import torch
 
 from trainables.datasets import ClusteringData
 from trainables.evaluation_order import content_order
+from trainables.fingerprint import method_fingerprint
 from trainables.method import Method, StepOutput, Views
 from trainables.metrics import (
     clustering_scores,
@@ -401,7 +402,10 @@ class Trainer:
         """What stage ``index``'s end state depends on, or None if it cannot be shared.
 
         A stage is shareable when it and every stage before it declare ``shared``: the
-        network it starts from is then fixed by the seed and those declarations.
+        network it starts from is then fixed by the seed and those declarations. The code that
+        trains it (:mod:`trainables.fingerprint`), the device type and the precision it ran
+        in are part of it, so neither an edited loss nor a bf16 GPU result is reused in their
+        place.
         """
         stages = []
         for stage in self.stages[: index + 1]:
@@ -419,10 +423,13 @@ class Trainer:
         return {
             "checkpoint_format": CHECKPOINT_FORMAT,
             "method": self.method.name,
+            "code": method_fingerprint(type(self.method).__module__.rsplit(".", 1)[-1]),
+            "torch": torch.__version__,
             "stages": stages,
             "seed": self.settings.seed,
             "steps_per_epoch": self.settings.steps_per_epoch,
-            "amp": self.settings.amp,
+            "device": self.device.type,
+            "precision": "bf16" if self.use_amp else "fp32",  # amp "auto" differs by device
             "workers": self.world_size,
         }
 

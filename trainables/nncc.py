@@ -4,8 +4,9 @@ Two stages of one trial (Algorithm 1):
 
 1. **Pretext** (lines 1-2): SimCLR's NT-Xent on two views, τ = 0.1, with SCAN's pretext
    recipe (SGD 0.4, batch 512, 500 epochs, A_SCAN without blur in ``pretext.aug``) [CHOICE:
-   NNCC's "Pretext [43] + K-means" row is SCAN's number]. The stage declares what it depends on, so the study's variants, which
-   differ only afterwards, train it once and restore it (``run.share_stages``).
+   NNCC's "Pretext [43] + K-means" row is SCAN's number]. The stage declares what it depends
+   on, so the study's variants, which differ only afterwards, train it once and restore it
+   (``run.share_stages``).
 2. **NNCC** (lines 3-12): each image of a batch of M = 128 appears as an anchor view (the
    evaluation transform [CHOICE]) and T = 9 augmented views. Its positives (Eq. 10) are its own
    other views and every view of its FINCH first-neighbour relations in the batch (Eq. 8-9:

@@ -13,8 +13,8 @@ from ablate.study import load_study
 from tests.trainables.conftest import TINY
 from tests.trainables.reference_losses import same_value_and_grads
 from trainables import augment, heads, losses, neighbours
-from trainables.ghdcc import GHDCC, GHDCCConfig
 from trainables.datasets import load_dataset
+from trainables.ghdcc import GHDCC, GHDCCConfig
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 
