@@ -110,9 +110,9 @@ class CCES(CC):
 
     def __init__(self, config: CCESConfig, data: TrainImages) -> None:
         super().__init__(config, data)
-        # random N(0, 1) rows, unit norm (lightly's initialisation), from a fixed seed
-        init = torch.Generator().manual_seed(0)
-        self.support = memory.FIFOQueue(config.support_size, self.feature_dim, generator=init)
+        # random N(0, 1) rows, unit norm (lightly's initialisation), drawn like the network's
+        # weights from torch's generator, which the loop seeds with the trial's seed
+        self.support = memory.FIFOQueue(config.support_size, self.feature_dim)
 
     def make_views(
         self, images: Tensor, index: Tensor, source: str, generator: torch.Generator

@@ -12,6 +12,7 @@ from ablate.study import load_study
 from tests.trainables.conftest import TINY
 from trainables import losses
 from trainables.cces import CCES, CCESConfig
+from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
@@ -49,14 +50,42 @@ def test_each_switch_replaces_view_one_only_where_it_says(synthetic, nn):
         assert torch.allclose(out.terms[term], expected[term], atol=1e-5), term
 
 
-def test_support_set_is_read_before_this_steps_features_join_it(synthetic):
-    method, _, _, xi_1, before = _step_with_expected(synthetic)
+def test_support_set_is_read_before_this_steps_features_join_it(synthetic, monkeypatch):
+    """The queue holds the same images' features from an earlier step (close, not equal);
+    had the step pushed before its look-up, every query would find its own feature."""
+    torch.manual_seed(0)
+    method = CCES(CCESConfig(**SMALL), synthetic.train)
+    index = torch.arange(16)
+    images = synthetic.train.images[index]
+    earlier = method.make_views(images, index, "main", torch.Generator().manual_seed(5))
+    method.training_step(Views(views=earlier, index=index))
+    before = method.support.bank.clone()
+    found = []
+    nearest = method.support.nearest
+    monkeypatch.setattr(
+        method.support, "nearest", lambda q, m: found.append(nearest(q, m)) or found[-1]
+    )
+    views = method.make_views(images, index, "main", torch.Generator().manual_seed(6))
+    method.training_step(Views(views=views, index=index))
+    with torch.no_grad():
+        xi_1 = method.network["backbone"](views[0])
+    (used,) = found
+    assert torch.equal(used, before[torch.cdist(xi_1, before).argmin(dim=1)])  # the old queue
+    assert torch.cdist(used, xi_1).diagonal().min() > 1e-3  # never the query's own feature
     after = method.support.bank
-    assert torch.allclose(after[:16], xi_1, atol=1e-5)  # the batch, pushed FIFO
-    assert torch.equal(after[16:], before[16:])
-    assert int(method.support.pointer) == 16
-    # nothing the look-up could return was this step's own feature
-    assert torch.cdist(xi_1, before).min() > 1e-3
+    assert torch.allclose(after[16:32], xi_1, atol=1e-5)  # then the batch is pushed, FIFO
+    assert torch.equal(after[:16], before[:16]) and torch.equal(after[32:], before[32:])
+    assert int(method.support.pointer) == 32
+
+
+def test_support_set_starts_from_the_trials_seed(synthetic):
+    def initial(seed):
+        trainer = Trainer(CCES, CCESConfig(**SMALL), synthetic, LoopSettings(seed=seed))
+        return trainer.method.support.bank
+
+    assert torch.equal(initial(1), initial(1))
+    assert not torch.allclose(initial(1), initial(2))  # replicates differ here too
+    assert torch.allclose(initial(2).norm(dim=1), torch.ones(40))
 
 
 def test_with_both_switches_the_backbone_learns_through_view_two_only(synthetic):
