@@ -66,7 +66,8 @@ class GACLLoss(LossSwitches):
 
 
 def _gacl_augment() -> AugmentConfig:
-    # SimCLR's five augmentations at native resolution, blur included, normalised (§2.3)
+    # SimCLR's five augmentations at native resolution, blur included, normalised (§2.3);
+    # the jitter strength (None) follows the resolution: GACL.fill_augmentation
     return AugmentConfig(blur=True, normalize=True)
 
 
@@ -107,7 +108,9 @@ class GACLConfig(MethodConfig):
         "images (GCC-style, §4.3; experimental).",
     )
     ema_per_view: bool = Field(
-        True, description="One moving-average bank per view (false: one shared)."
+        True,
+        description="One moving-average bank per view (false: one shared, view a's feature "
+        "folded in before view b's).",
     )
     tau_instance: float = Field(
         1.0, gt=0, description="Temperature of the instance NCE terms (§4.3: 1)."
@@ -282,6 +285,34 @@ class GACL(Method[GACLConfig]):
             mask = mask | mask.T  # a loaded neighbour's only neighbour is its anchor
         return knn, self.network["attention"](x, mask)
 
+    def smoothed(self, source: str, index: Tensor, x: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each view's moving average x̄ with this step's feature folded in (Eq. 3); no write.
+
+        One bank per view: each view folds into its own. One shared bank: view a folds in,
+        then view b folds into a's result, so both views' features count, a before b.
+        """
+        if self.config.ema_per_view:
+            return {v: self._bank(source, v).smooth(index, x[v]) for v in "ab"}
+        bank = self._bank(source, "a")
+        after_a = bank.smooth(index, x["a"])
+        return {"a": after_a, "b": bank.fold(after_a, x["b"])}
+
+    def draw_neighbours(self, attention: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
+        """r_v(i) ~ Categorical(att_v[i, ·]), drawn anew for each term (§2.5's pseudocode).
+
+        ``{"intra": {"a": r_a, "b": r_b}, "inter": {"a": r'_a, "b": r'_b}}``: L_intra and
+        L_inter each get their own independent draw per view.
+        """
+        return {
+            term: {v: sample_neighbours(attention[v]) for v in "ab"} for term in ("intra", "inter")
+        }
+
+    def fill_augmentation(self, aug: AugmentConfig) -> AugmentConfig:
+        """§2.3: SimCLR's jitter strength s = 0.5 at 32 px (CIFAR) and 1.0 above."""
+        if aug.jitter_strength is not None:
+            return aug
+        return aug.model_copy(update={"jitter_strength": 0.5 if self.image_size <= 32 else 1.0})
+
     def make_views(
         self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
     ) -> tuple[Tensor, ...]:
@@ -320,9 +351,9 @@ class GACL(Method[GACLConfig]):
         x = {v: x_all[v][:b] for v in "ab"}
         z = {v: z_all[v][:b] for v in "ab"}
         c = {v: _head_rows(c_all[v], b) for v in "ab"}
-        smoothed = {v: self._bank(batch.source, v).smooth(batch.index, x[v]) for v in "ab"}
+        smoothed = self.smoothed(batch.source, batch.index, x)
         graph_of = {v: self._graph(x_all[v], smoothed[v], b) for v in "ab"}
-        picked = {v: sample_neighbours(graph_of[v][1][:b]) for v in "ab"}
+        draws = self.draw_neighbours({v: graph_of[v][1][:b] for v in "ab"})
         tau = cfg.tau_instance
         terms: dict[str, Tensor] = {}
         if "aug" in on:
@@ -334,9 +365,11 @@ class GACL(Method[GACLConfig]):
             ]
             terms["near"] = 0.5 * (parts[0] + parts[1])
         if "intra" in on:
+            picked = draws["intra"]
             parts = [sampled_term(z[v], c[v], z_all[v], c_all[v], picked[v], tau) for v in "ab"]
             terms["intra"] = 0.5 * (parts[0] + parts[1])
-        if "inter" in on:
+        if "inter" in on:  # a's partner is b's draw in b's graph, and the other way round
+            picked = draws["inter"]
             term = sampled_term(z["a"], c["a"], z_all["b"], c_all["b"], picked["b"], tau)
             if cfg.inter_symmetric:
                 back = sampled_term(z["b"], c["b"], z_all["a"], c_all["a"], picked["a"], tau)
@@ -351,7 +384,7 @@ class GACL(Method[GACLConfig]):
             terms["graph"] = losses.cross_view_nce(g["a"], g["b"], cfg.tau_graph)
         if "entropy" in on and with_clusters and c["a"] is not None and c["b"] is not None:
             terms["entropy"] = cfg.w_ent * (losses.entropy_gap(c["a"]) + losses.entropy_gap(c["b"]))
-        for v in "ab":  # state changes last, after every term
+        for v in ("a", "b") if cfg.ema_per_view else ("b",):  # state last, after every term
             self._bank(batch.source, v).store(batch.index, smoothed[v])
         return StepOutput(loss=torch.stack(list(terms.values())).sum(), terms=terms)
 

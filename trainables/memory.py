@@ -51,11 +51,16 @@ class MovingAverageBank:
         self.seen = torch.zeros(size, dtype=torch.bool, device=device)
 
     @torch.no_grad()
+    def fold(self, previous: Tensor, features: Tensor) -> Tensor:
+        """``normalize(α·normalize(x) + (1−α)·previous)``: one moving-average update."""
+        fresh = F.normalize(features.detach().float(), dim=1)
+        return F.normalize(self.alpha * fresh + (1 - self.alpha) * previous, dim=1)
+
+    @torch.no_grad()
     def smooth(self, index: Tensor, features: Tensor) -> Tensor:
         """What the entries ``index`` become with ``features`` (B×d) folded in; no write."""
         fresh = F.normalize(features.detach().float(), dim=1)
-        old = self.features[index]
-        mixed = F.normalize(self.alpha * fresh + (1 - self.alpha) * old, dim=1)
+        mixed = self.fold(self.features[index], features)
         return torch.where(self.seen[index, None], mixed, fresh)
 
     @torch.no_grad()

@@ -1,4 +1,7 @@
-"""Deliberately slow loop implementations of the papers' equations, shared by the tests."""
+"""Deliberately slow loop implementations of the papers' equations (losses and the graphs
+they read), shared by the tests."""
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +16,57 @@ def same_value_and_grads(fast, slow, inputs):
         strict=True,
     ):
         assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def nt_xent(za, zb, tau):
+    """SimCLR/CC: for each of the 2B rows, -log e^{s(r,π(r))} / Σ_{c≠r} e^{s(r,c)}; mean."""
+    z = torch.cat([za, zb])
+    n = z.shape[0]
+    b = za.shape[0]
+    total = 0.0
+    for r in range(n):
+        partner = (r + b) % n
+        denom = sum(torch.exp(z[r] @ z[c] / tau) for c in range(n) if c != r)
+        total = total - torch.log(torch.exp(z[r] @ z[partner] / tau) / denom)
+    return total / n
+
+
+def multi_positive(z, pos, tau, form="sum_in_log"):
+    """Multi-positive InfoNCE, one anchor at a time: "sum in the log" (NNCC) or SupCon's mean
+    of logs; rows without a positive are not anchors."""
+    n = z.shape[0]
+    rows = []
+    for i in range(n):
+        members = [p for p in range(n) if p != i and pos[i, p]]
+        if not members:
+            continue
+        denom = sum(torch.exp(z[i] @ z[a] / tau) for a in range(n) if a != i)
+        if form == "sum_in_log":
+            rows.append(-torch.log(sum(torch.exp(z[i] @ z[p] / tau) for p in members) / denom))
+        else:
+            rows.append(
+                -sum(torch.log(torch.exp(z[i] @ z[p] / tau) / denom) for p in members)
+                / len(members)
+            )
+    return sum(rows) / len(rows)
+
+
+def entropy_gap(p):
+    """log C − H(q), q the cluster sizes Σ_i p_i / Σ_ik p_ik (CC Eq. 8)."""
+    c = p.shape[1]
+    total = p.sum()
+    h = 0.0
+    for k in range(c):
+        q = p[:, k].sum() / total
+        h = h - q * torch.log(q)
+    return math.log(c) - h
+
+
+def cluster_contrastive(p_a, p_b, tau):
+    """CC's cluster-level contrast: NT-Xent over the L2-normalised assignment columns."""
+    columns_a = torch.stack([p_a[:, k] / p_a[:, k].norm() for k in range(p_a.shape[1])])
+    columns_b = torch.stack([p_b[:, k] / p_b[:, k].norm() for k in range(p_b.shape[1])])
+    return nt_xent(columns_a, columns_b, tau)
 
 
 def cross_view_nce(q, p, tau):
@@ -97,3 +151,16 @@ def column_contrast(p, q, tau):
         sims = [F.cosine_similarity(p[:, k], q[:, j], dim=0) / tau for j in range(c)]
         total = total - torch.log(torch.exp(sims[k]) / sum(torch.exp(s) for s in sims))
     return total / c
+
+
+def thresholded_adjacency(x, k, threshold):
+    """§5.3 steps 1-4 one pair at a time: top-k by cosine, ≥ θ, symmetric by max."""
+    n = x.shape[0]
+    sims = [[F.cosine_similarity(x[i], x[j], dim=0).item() for j in range(n)] for i in range(n)]
+    a = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        others = sorted((j for j in range(n) if j != i), key=lambda j: -sims[i][j])[:k]
+        for j in others:
+            if sims[i][j] >= threshold:
+                a[i, j] = a[j, i] = sims[i][j]
+    return a

@@ -1,53 +1,20 @@
-"""CCES: each neighbour switch changes exactly the pairs it names, the support set is read
-before it is written, ContrastiveCrop views, and its studies' sizes. The losses themselves are
-CC's, tested against loop references in test_losses.py."""
+"""CCES: the support set is read before it is written and starts from the trial's seed,
+ContrastiveCrop views, and its studies. Each neighbour switch's pairs, in value and gradient,
+are in test_whole_steps.py; the losses themselves (CC's) in test_losses.py."""
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from ablate.planner import expand
 from ablate.study import load_study
 from tests.trainables.conftest import TINY
-from trainables import losses
 from trainables.cces import CCES, CCESConfig
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 SMALL = {**TINY, "support_size": 40}
-
-
-def _step_with_expected(synthetic, **nn):
-    """One step, and its terms recomputed by hand from a snapshot of the support set."""
-    torch.manual_seed(0)
-    method = CCES(CCESConfig(**SMALL, nn=nn), synthetic.train)
-    index = torch.arange(16)
-    views = method.make_views(
-        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
-    )
-    before = method.support.bank.clone()
-    out = method.training_step(Views(views=views, index=index))
-    net = method.network
-    with torch.no_grad():
-        xi_1, xi_2 = net["backbone"](views[0]), net["backbone"](views[1])
-        nearest = before[torch.cdist(xi_1, before).argmin(dim=1)]  # brute force, old queue
-        src_r = nearest if nn.get("instance", True) else xi_1
-        src_c = nearest if nn.get("cluster", True) else xi_1
-        instance = losses.nt_xent(net["instance_head"](src_r), net["instance_head"](xi_2), 0.2)
-        p_1, p_2 = net["cluster_head"](src_c), net["cluster_head"](xi_2)
-        cluster = losses.cluster_contrastive(p_1, p_2, 1.0)
-    return method, out, {"instance": instance, "cluster": cluster}, xi_1, before
-
-
-@pytest.mark.parametrize(
-    "nn", [{}, {"instance": False}, {"cluster": False}, {"instance": False, "cluster": False}]
-)
-def test_each_switch_replaces_view_one_only_where_it_says(synthetic, nn):
-    _, out, expected, _, _ = _step_with_expected(synthetic, **nn)
-    for term in ("instance", "cluster"):
-        assert torch.allclose(out.terms[term], expected[term], atol=1e-5), term
 
 
 def test_support_set_is_read_before_this_steps_features_join_it(synthetic, monkeypatch):

@@ -12,6 +12,7 @@ from ablate.study import load_study
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import gacl, graphs, neighbours
+from trainables.datasets import load_dataset
 from trainables.gacl import GACL, GACLConfig
 from trainables.method import Views
 
@@ -197,3 +198,17 @@ def test_dataset_scope_loads_neighbours_and_resumes_with_its_lists(synthetic):
     again = GACL(config, synthetic.train)
     again.load_extra_state(method.extra_state())
     assert torch.equal(again.dataset_neighbours["main"], lists)
+
+
+def test_jitter_strength_follows_the_resolution_as_simclr_sets_it():
+    """§2.3: s = 0.5 at 32 px (CIFAR), 1.0 otherwise, whatever the data set's CC setting."""
+    data = load_dataset("synthetic", options={"n": 24, "classes": 4, "size": 16})  # CC's s: 0.5
+    for size, s in ((16, 0.5), (32, 0.5), (64, 1.0)):
+        method = GACL(GACLConfig(**{**TINY, "image_size": size}), data.train)
+        assert method.augmenter.settings.jitter == pytest.approx(
+            (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
+        )
+    chosen = GACL(
+        GACLConfig(**{**TINY, "image_size": 64, "aug": {"jitter_strength": 0.3}}), data.train
+    )
+    assert chosen.augmenter.settings.jitter[0] == pytest.approx(0.24)  # a study's value stands

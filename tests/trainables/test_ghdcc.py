@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ablate.planner import expand
 from ablate.study import load_study
+from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from tests.trainables.reference_losses import same_value_and_grads
 from trainables import augment, heads, losses, neighbours
@@ -21,24 +22,11 @@ from trainables.method import Views
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
-def _brute_force_adjacency(x, k, threshold):
-    """§5.3 steps 1-4 one pair at a time: top-k by cosine, ≥ θ, symmetric by max."""
-    n = x.shape[0]
-    sims = [[F.cosine_similarity(x[i], x[j], dim=0).item() for j in range(n)] for i in range(n)]
-    a = torch.zeros(n, n, dtype=torch.float64)
-    for i in range(n):
-        others = sorted((j for j in range(n) if j != i), key=lambda j: -sims[i][j])[:k]
-        for j in others:
-            if sims[i][j] >= threshold:
-                a[i, j] = a[j, i] = sims[i][j]
-    return a
-
-
 @pytest.mark.parametrize(("k", "threshold"), [(3, 0.0), (5, 0.3), (2, 0.6), (30, 0.2)])
 def test_adjacency_keeps_top_k_pairs_above_the_threshold_symmetric(k, threshold):
     x = torch.randn(24, 6, generator=torch.Generator().manual_seed(k), dtype=torch.float64)
     got = neighbours.thresholded_knn_adjacency(x, k, threshold)
-    expected = _brute_force_adjacency(x, k, threshold)
+    expected = reference_losses.thresholded_adjacency(x, k, threshold)
     assert torch.allclose(got.double(), expected, atol=1e-6)
     assert torch.equal(got, got.T) and torch.all(got.diagonal() == 0)
     kept = got[got > 0]
@@ -143,38 +131,6 @@ def test_mse_and_soft_cross_entropy_against_loops():
     same_value_and_grads(losses.soft_target_cross_entropy(y, t), ce, [y, t])
     kl = sum(t[i, k] * torch.log(t[i, k] / y[i, k]) for i in range(6) for k in range(3)) / 6
     same_value_and_grads(losses.soft_target_cross_entropy(y, t, kl=True), kl, [y, t])
-
-
-def _terms_by_hand(method, views):
-    """Eq. 9 as §5.5 writes it, from the network's own outputs: mixed graph over 3B nodes."""
-    net, cfg = method.network, method.config
-    with torch.no_grad():
-        h = net["backbone"](torch.cat(views))
-        a = neighbours.gcn_normalize(neighbours.thresholded_knn_adjacency(h, 5, 0.8))
-        z = F.normalize(net["instance_head"](h, a), dim=1).chunk(3)
-        y = net["cluster_head"](h, a).softmax(dim=1).chunk(3)
-    lam = cfg.interp_lambda
-    target = lam * y[0] + (1 - lam) * y[1]
-    return {
-        "instance": losses.nt_xent(z[0], z[1], 0.5),
-        "mse": 0.5 * ((z[0] - z[1]) ** 2).mean(),  # over all B·d entries
-        "cluster": losses.cluster_contrastive(y[0], y[1], 1.0),
-        "entropy": losses.entropy_gap(y[0]) + losses.entropy_gap(y[1]),
-        "ce": 0.5 * -(target * torch.log(y[2])).sum(dim=1).mean(),
-    }
-
-
-def test_step_terms_are_equation_nine_as_reconstructed(synthetic):
-    method = _method(synthetic)
-    index = torch.arange(16)
-    views = method.make_views(
-        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
-    )
-    out = method.training_step(Views(views=views, index=index))
-    expected = _terms_by_hand(method, views)
-    assert set(out.terms) == set(expected)
-    for name, value in expected.items():
-        assert torch.allclose(out.terms[name], value, atol=1e-5), name
 
 
 def _instance_loss_after_a_short_run(reduction):

@@ -1,9 +1,9 @@
-"""NNCC: Eq. 10's positive set, T distinct views, the step's loss against a loop, mining from
-the current model, the two stages, and a shared pretext restored exactly by a second trial.
+"""NNCC: Eq. 10's positive set, T distinct views, T = 0, mining from the current model, the
+two stages and their augmentations, and a shared pretext restored exactly by a second trial.
 
 FINCH's first-neighbour adjacency and its batch mask are tested against the brute-force rule
 (including the "same first neighbour" case) in test_neighbours.py; the multi-positive loss
-itself against a loop in test_losses.py.
+itself against a loop in test_losses.py; the whole step against a loop in test_whole_steps.py.
 """
 
 import threading
@@ -16,6 +16,7 @@ import torch
 from ablate.planner import expand
 from ablate.stage_cache import StageCache
 from ablate.study import load_study
+from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import neighbours
 from trainables.loop import LoopSettings, Trainer
@@ -70,39 +71,6 @@ def test_views_are_an_anchor_and_t_distinct_draws(synthetic):
     assert not torch.allclose(views[0], augmented.augmenter.evaluation(images))
 
 
-def _loop_loss(z, positives, tau):
-    """Eq. 7 with the positives' sum inside the log, one row at a time, mean over anchors."""
-    total, anchors = 0.0, 0
-    n = z.shape[0]
-    for r in range(n):
-        pos = [q for q in range(n) if q != r and positives[r, q]]
-        if not pos:
-            continue
-        numerator = sum(torch.exp(z[r] @ z[q] / tau) for q in pos)
-        denominator = sum(torch.exp(z[r] @ z[q] / tau) for q in range(n) if q != r)
-        total = total - torch.log(numerator / denominator)
-        anchors += 1
-    return total / anchors
-
-
-@pytest.mark.parametrize("positives", ["symmetric", "literal"])
-def test_step_loss_is_the_multi_positive_contrast_of_eq_7(synthetic, positives):
-    method = _method(synthetic, nncc={"positives": positives})
-    method.start_stage("nncc")  # mines κ from the current model
-    index = torch.arange(4, 20)
-    views = method.make_views(
-        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
-    )
-    out = method.training_step(Views(views=views, index=index))
-    with torch.no_grad():
-        z = method.encode(torch.cat(views)).double()
-        related = neighbours.first_neighbour_mask(index, method.kappa)
-        mask = method.positive_mask(related, 3)
-    assert related.any()  # some relations fall inside this batch of half the data set
-    expected = _loop_loss(z, mask, 0.1)
-    assert torch.allclose(out.terms["contrast"].double(), expected, atol=1e-4)
-
-
 def test_zero_augmentations_keep_only_the_relations_as_positives(synthetic):
     method = _method(synthetic, num_augs=0)
     method.start_stage("nncc")
@@ -116,7 +84,9 @@ def test_zero_augmentations_keep_only_the_relations_as_positives(synthetic):
         z = method.encode(views[0]).double()
     related = neighbours.first_neighbour_mask(index, method.kappa)
     assert related.any()
-    assert torch.allclose(out.loss.double(), _loop_loss(z, related, 0.1), atol=1e-4)
+    assert torch.allclose(
+        out.loss.double(), reference_losses.multi_positive(z, related, 0.1), atol=1e-4
+    )
     lonely = torch.tensor([0])  # one image: no relation in the batch, nothing to contrast
     out = method.training_step(Views(views=(views[0][:1],), index=lonely))
     assert out.loss.item() == 0 and out.loss.requires_grad
