@@ -10,13 +10,39 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 
 class Closed(BaseModel):
-    """Base of every config model: frozen, no unknown keys, validated defaults."""
+    """Base of every config model: frozen, no unknown keys, validated defaults.
+
+    A nested section given in part (``optim: {lr: 0.05}``, a study's ``optim.lr``) is merged
+    into the method's own default for that section, not into the section class's defaults:
+    GACL's SGD stays SGD when a study changes only its learning rate.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _merge_into_the_default(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, dict) or info.field_name is None:
+            return value
+        default = cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        if not isinstance(default, BaseModel):
+            return value
+        return _deep_merge(default.model_dump(), value)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``, section by section."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class OptimConfig(Closed):

@@ -142,10 +142,19 @@ def _gcc_optim() -> OptimConfig:
 
 
 def _gcc_augment() -> AugmentConfig:
-    # A_SCAN without blur, normalised; evaluation Resize(40)+CenterCrop(32) (methods-spec §1.3)
+    # A_SCAN without blur, normalised; the evaluation crop follows the resolution (below)
     return AugmentConfig(
-        crop_scale=(0.2, 1.0), jitter_strength=0.5, blur=False, normalize=True, eval_center_crop=0.8
+        crop_scale=(0.2, 1.0),
+        jitter_strength=0.5,
+        blur=False,
+        normalize=True,
+        eval_center_crop=None,
     )
+
+
+#: GCC's evaluation transform, Resize(r) then CenterCrop(size) (methods-spec §1.3): the share
+#: of the side it keeps, by training resolution. Other sizes take CIFAR's 0.8 [CHOICE].
+EVAL_CENTER_CROP = {32: 32 / 40, 64: 64 / 80, 96: 96 / 112}
 
 
 class GCCConfig(MethodConfig):
@@ -407,6 +416,13 @@ class GCC(Method[GCCConfig]):
         return rgc, cfg.loss.agc
 
     # -- views ------------------------------------------------------------------------------
+    def fill_augmentation(self, aug: AugmentConfig) -> AugmentConfig:
+        """The evaluation crop of GCC's code at this resolution, unless a study sets one."""
+        if aug.eval_center_crop is not None:
+            return aug
+        share = EVAL_CENTER_CROP.get(self.image_size, 0.8)
+        return aug.model_copy(update={"eval_center_crop": share})
+
     def make_views(
         self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
     ) -> tuple[Tensor, ...]:

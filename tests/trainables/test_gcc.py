@@ -330,6 +330,15 @@ def test_default_config_is_the_codes_reading_of_the_paper():
     assert not config.self_label.enabled and config.eval_assign == "argmax"
 
 
+def test_evaluation_crop_is_the_codes_at_each_resolution(synthetic):
+    """Resize(40)+CenterCrop(32), Resize(80)+CenterCrop(64), Resize(112)+CenterCrop(96)."""
+    for size, share in ((32, 0.8), (64, 0.8), (96, 96 / 112), (16, 0.8)):
+        method = GCC(GCCConfig(**{**TINY, "image_size": size}), synthetic.train)
+        assert method.augmenter.settings.eval_center_crop == pytest.approx(share), size
+    whole = GCC(GCCConfig(**{**TINY, "aug": {"eval_center_crop": 1.0}}), synthetic.train)
+    assert whole.augmenter.settings.eval_center_crop == 1.0  # a study's value stands
+
+
 def test_self_labelling_is_a_second_stage_with_its_own_optimiser(synthetic):
     post = {"enabled": True, "epochs": 2, "batch_size": 8, "threshold": 0.3}
     config = GCCConfig(**{**EAGER, "epochs": 1, "self_label": post})

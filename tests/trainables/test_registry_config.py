@@ -79,3 +79,29 @@ def test_listing_methods_imports_no_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["gacl", "gcc", "nncc", "ghdcc", "cces", "cc"])
+def test_a_partly_given_section_keeps_the_methods_own_defaults(name):
+    """A study's ``optim.lr`` changes the learning rate, never the optimiser: each section
+    given in part is merged into the method's default for it, at every depth."""
+    config_class = get_method(name).config_class
+    default = config_class()
+    changed = config_class(optim={"lr": 0.0123}, aug={"flip_p": 0.25})
+    assert changed.optim == default.optim.model_copy(update={"lr": 0.0123})
+    assert changed.aug == default.aug.model_copy(update={"flip_p": 0.25})
+    assert changed.flat().keys() == default.flat().keys()
+    differing = {k for k, v in changed.flat().items() if default.flat()[k] != v}
+    assert differing == {"optim.lr", "aug.flip_p"}
+
+
+def test_nested_sections_merge_at_every_depth():
+    from trainables.gacl import GACLConfig
+    from trainables.nncc import NNCCConfig
+
+    nncc = NNCCConfig(pretext={"optim": {"lr": 0.1}})
+    assert nncc.pretext.optim.name == "sgd" and nncc.pretext.optim.weight_decay == 1e-4
+    assert nncc.pretext.epochs == 500 and nncc.pretext.aug.blur is False
+    unflattened = GACLConfig(**unflatten({"optim.lr": 0.05, "loss.graph": False}))
+    assert unflattened.optim.name == "sgd" and unflattened.optim.schedule == "cosine"
+    assert unflattened.loss.enabled() == ["aug", "near", "intra", "inter", "entropy"]
