@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
 from trainables.config import MethodConfig, flatten, unflatten
-from trainables.datasets import CATALOGUE
+from trainables.datasets import CATALOGUE, storage_size
 from trainables.registry import get_method, registered_methods
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
@@ -388,6 +388,20 @@ def _build(
         raise doc.error(path, _describe_error(first)) from None
 
 
+def _check_storage_sizes(doc: YamlDocument, study: Study, variant: str, config: Any) -> None:
+    """Refuse an image-folder set stored below the method's resolution (it would upsample)."""
+    resolution = config.image_size
+    for i, entry in enumerate(study.datasets):
+        stored = storage_size(entry.name, entry.options, resolution)
+        if stored is not None and resolution is not None and stored < resolution:
+            raise doc.error(
+                ("datasets", i, "size"),
+                f"{entry.name} stored at size {stored} would be upsampled to the "
+                f"{resolution} px that variant {variant!r} trains at; remove 'size' (the "
+                f"images are then decoded at {resolution}) or set size: {resolution}",
+            )
+
+
 def validate_study(doc: YamlDocument) -> Study:
     """Validate a parsed study completely; :class:`StudyFileError` on the first problem."""
     if not isinstance(doc.data, dict):
@@ -401,7 +415,8 @@ def validate_study(doc: YamlDocument) -> Study:
     for variant, overrides in study.variants.items():
         flat = flatten(overrides)
         _check_keys(doc, study, flat, ("variants", variant))
-        _build(doc, study, [(("base",), base), (("variants", variant), flat)])
+        config = _build(doc, study, [(("base",), base), (("variants", variant), flat)])
+        _check_storage_sizes(doc, study, variant, config)
     if study.search is not None:
         space = study.search.space
         _check_keys(doc, study, dict.fromkeys(space), ("search", "space"))

@@ -66,7 +66,11 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
         ) from None
     entry = spec.dataset_entry
     data = load_dataset(
-        entry.name, entry.root or run.data_root, download=entry.download, options=entry.options
+        entry.name,
+        entry.root or run.data_root,
+        download=entry.download,
+        options=entry.options,
+        resolution=method_config.image_size,
     )
     settings = LoopSettings(
         seed=spec.seed,

@@ -360,6 +360,9 @@ def make_synthetic(n: int, classes: int, size: int, seed: int = 0) -> tuple[np.n
 class _Entry:
     info: DatasetInfo
     options: frozenset[str]
+    #: Decoded from larger originals at this size unless ``size`` says otherwise: such a set
+    #: is stored at the method's resolution when that is larger (no 96 → 224 upsampling).
+    decoded_size: int | None = None
 
 
 def _info(
@@ -387,8 +390,12 @@ CATALOGUE: dict[str, _Entry] = {
         frozenset(),
     ),
     "stl10": _Entry(_info("stl10", 10, 96, s=1.0), frozenset({"unlabeled"})),
-    "imagenet10": _Entry(_info("imagenet10", 10, 96, s=1.0, blur=True), frozenset({"size"})),
-    "imagenet_dogs": _Entry(_info("imagenet_dogs", 15, 96, s=1.0, blur=True), frozenset({"size"})),
+    "imagenet10": _Entry(
+        _info("imagenet10", 10, 96, s=1.0, blur=True), frozenset({"size"}), decoded_size=96
+    ),
+    "imagenet_dogs": _Entry(
+        _info("imagenet_dogs", 15, 96, s=1.0, blur=True), frozenset({"size"}), decoded_size=96
+    ),
     "tiny_imagenet": _Entry(_info("tiny_imagenet", 200, 64), frozenset()),
     "fashion_mnist": _Entry(
         _info("fashion_mnist", 10, 28, 1, mean=(0.2860,), std=(0.3530,)), frozenset()
@@ -406,17 +413,34 @@ def default_data_root() -> Path:
     return Path(os.environ.get("ABLATE_DATA", "data"))
 
 
+def storage_size(name: str, options: dict[str, Any], resolution: int | None) -> int | None:
+    """The size an image-folder data set is decoded at; None for the other data sets.
+
+    ``size`` if the study gives it, else the larger of the default (96) and the method's
+    training ``resolution``.
+    """
+    decoded = CATALOGUE[name].decoded_size
+    if decoded is None:
+        return None
+    if "size" in options:
+        return int(options["size"])
+    return max(decoded, resolution or 0)
+
+
 def load_dataset(
     name: str,
     root: str | Path | None = None,
     *,
     download: bool = False,
     options: dict[str, Any] | None = None,
+    resolution: int | None = None,
 ) -> ClusteringData:
     """Load data set ``name`` from ``root`` in its official format.
 
     ``options`` are per-data-set: ``stl10: {unlabeled}``, ``imagenet10/imagenet_dogs/digits:
-    {size}``, ``synthetic: {n, classes, size, seed}``.
+    {size}``, ``synthetic: {n, classes, size, seed}``. ``resolution`` is the method's
+    training size: the ImageNet subsets are decoded at it when it exceeds their default 96
+    and ``size`` is not given, so a 224-px method never trains on upsampled 96-px images.
     """
     if name not in CATALOGUE:
         raise KeyError(f"unknown data set {name!r}; known: {', '.join(CATALOGUE)}")
@@ -445,7 +469,8 @@ def load_dataset(
                 if name == "imagenet10"
                 else ("imagenet_dogs", IMAGENET_DOGS_WNIDS)
             )
-            return load_imagenet_subset(base, name, folder, wnids, int(opts.get("size", 96)))
+            size = storage_size(name, opts, resolution)
+            return load_imagenet_subset(base, name, folder, wnids, size or 96)
         if name == "tiny_imagenet":
             return load_tiny_imagenet(base)
         if name == "fashion_mnist":

@@ -167,6 +167,15 @@ CASES = {
     ),
     "bad name": (GOOD.replace("name: demo", "name: my/study"), 1, "name", ["should match pattern"]),
     "repeated seeds": (GOOD.replace("[0, 1]", "[1, 1]"), 4, "seeds", ["seeds repeat"]),
+    "image folders stored below the training resolution": (
+        GOOD.replace("datasets: [synthetic]", "datasets:\n  - {name: imagenet10, size: 96}"),
+        4,
+        "datasets[0].size",
+        [
+            "imagenet10 stored at size 96 would be upsampled to the 224 px that variant 'full'",
+            "remove 'size'",
+        ],
+    ),
 }
 
 

@@ -61,6 +61,19 @@ def test_imagenet_subsets_read_image_folders_by_wnid(tmp_path, name, folder, wni
     assert (tmp_path / folder / ".ablate-cache-24.npz").exists()
 
 
+def test_imagenet_subsets_are_decoded_at_the_methods_resolution_when_larger(tmp_path):
+    """CC and CCES train at 224 px: decoding at 96 and upsampling would blur every image."""
+    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
+    shapes = {
+        resolution: load_dataset("imagenet10", tmp_path, resolution=resolution).train.native_size
+        for resolution in (None, 64, 224)
+    }
+    assert shapes == {None: 96, 64: 96, 224: 224}
+    given = load_dataset("imagenet10", tmp_path, options={"size": 128}, resolution=224)
+    assert given.train.native_size == 128  # a study's size stands (validation refuses it)
+    assert datasets.storage_size("cifar10", {}, 224) is None  # stored as distributed
+
+
 def test_imagenet_subset_names_missing_class_folders(tmp_path):
     fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS[:3])
     with pytest.raises(DatasetNotFoundError, match="lacks class folders"):
