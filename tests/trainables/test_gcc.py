@@ -15,7 +15,7 @@ from ablate.planner import expand
 from ablate.study import load_study
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
-from trainables import gcc, losses, neighbours
+from trainables import gcc, losses, metrics, neighbours
 from trainables.gcc import GCC, GCCConfig
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
@@ -264,16 +264,23 @@ def test_graph_state_survives_a_checkpoint(synthetic):
 
 
 def test_without_graphs_agc_contrasts_the_anchor_with_itself_and_rgc_loads_nothing(synthetic):
-    config = _identity_views(**{"rgc": {"use_graph": False}, "agc": {"use_graph": False}})
-    method = GCC(config, synthetic.train)
+    """The partner is the anchor's own image (identity views show which image), drawn as a
+    third augmentation (random views show it is not a copy of view a or b)."""
+    switches = {"rgc": {"use_graph": False}, "agc": {"use_graph": False}}
+    index = torch.tensor([2, 5, 11, 17, 23, 29, 30, 31])
+    images = synthetic.train.images[index]
+    method = GCC(_identity_views(**switches), synthetic.train)
     method.bank.update(torch.arange(32), _features(32, 128))
     method.on_epoch_end(0)
     assert method.graph is None  # nothing reads a graph, so none is mined
-    index = torch.arange(8)
-    views = method.make_views(
-        synthetic.train.images[index], index, "main", torch.Generator().manual_seed(0)
-    )
-    assert len(views) == 3 and torch.allclose(views[2], views[0])
+    views = method.make_views(images, index, "main", torch.Generator().manual_seed(0))
+    assert len(views) == 3  # a, b and the AGC partner: no RGC neighbour images
+    assert torch.allclose(views[2], method.augmenter.evaluation(images), atol=1e-5)
+    augmented = GCC(GCCConfig(**{**EAGER, **switches}), synthetic.train)
+    views = augmented.make_views(images, index, "main", torch.Generator().manual_seed(0))
+    assert len(views) == 3
+    for earlier in views[:2]:
+        assert not torch.allclose(views[2], earlier)  # a fresh draw, not view a or b again
 
 
 def test_bank_is_written_after_the_losses(synthetic):
@@ -361,12 +368,23 @@ def test_self_labelling_is_a_second_stage_with_its_own_optimiser(synthetic):
 
 
 def test_feature_assignments_cluster_z(synthetic):
+    """Table 5 clusters z (the 128-d contrastive head), not the 512-d backbone feature h."""
     for rule in ("kmeans", "spectral"):
         trainer = Trainer(
             GCC, GCCConfig(**{**TINY, "eval_assign": rule}), synthetic, LoopSettings(seed=0)
         )
-        assignments = trainer.assign()
-        assert assignments.shape == (32,) and len(np.unique(assignments)) > 1
+        features, _ = trainer.embed_dataset()
+        net = trainer.method.network.eval()
+        with torch.no_grad():
+            z = net["instance_head"](
+                net["backbone"](trainer.method.augmenter.evaluation(synthetic.train.images))
+            )
+        assert features.shape == (32, 128) and torch.allclose(features, z, atol=1e-5)
+        order = trainer.evaluation_order.numpy()
+        cluster = metrics.kmeans_assign if rule == "kmeans" else metrics.spectral_assign
+        expected = np.empty(32, dtype=np.int64)
+        expected[order] = cluster(z.numpy()[order], 4, seed=0)
+        assert np.array_equal(trainer.assign(), expected)
 
 
 def test_studies_expand_to_the_papers_tables():
