@@ -6,8 +6,6 @@ from pathlib import Path
 
 import torch
 
-from ablate.planner import expand
-from ablate.study import load_study
 from tests.trainables.conftest import TINY
 from trainables.cces import CCES, CCESConfig
 from trainables.loop import LoopSettings, Trainer
@@ -96,15 +94,3 @@ def test_default_config_is_the_papers():
     assert (config.optim.name, config.optim.lr) == ("adam", 1e-4)
     assert config.nn.instance and config.nn.cluster and config.nn.metric == "l2"
     assert config.ccrop.box == (0.25, 0.25, 0.75, 0.75) and config.ccrop.alpha == 0.6
-
-
-def test_studies_expand_to_the_papers_grids():
-    cross = expand(load_study(STUDIES / "cces_crop_nn.yaml"))
-    cells = {(t.method_config().crop, t.variant, t.dataset_entry.name) for t in cross}
-    assert len({(c, d) for c, _, d in cells}) == 6 and len(cells) == 24
-    temperature = load_study(STUDIES / "cces_temperature.yaml")
-    trials = expand(temperature)
-    seeds = len(temperature.seeds)
-    assert len(trials) == 20 * seeds
-    taus = {(t.method_config().tau_instance, t.method_config().tau_cluster) for t in trials}
-    assert len(taus) == 19  # (0.2, 1.0) is on both sweeps, run once per sweep

@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.planner import expand, trial_count
-from ablate.study import load_study
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import gacl, graphs, neighbours
@@ -165,16 +163,6 @@ def test_default_config_is_the_papers():
         1e-3,
     )
     assert c.backbone == "resnet18" and c.image_size is None and math.isclose(c.ema_alpha, 0.5)
-
-
-def test_study_trial_counts():
-    ablation = load_study(STUDIES / "gacl_loss_ablation.yaml")
-    assert len(ablation.variants) == 7 and trial_count(ablation) == 7 * len(ablation.seeds)
-    knn = load_study(STUDIES / "gacl_knn.yaml")
-    assert trial_count(knn) == 5 * len(knn.seeds)
-    assert sorted({t.method_config().knn_k for t in expand(knn)}) == [1, 3, 5, 8, 12]
-    fashion = load_study(STUDIES / "gacl_loss_ablation_fashion_mnist.yaml")
-    assert set(fashion.variants) == set(ablation.variants)
 
 
 def test_dataset_scope_loads_neighbours_and_resumes_with_its_lists(synthetic):

@@ -11,8 +11,6 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ablate.planner import expand
-from ablate.study import load_study
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import gcc, losses, metrics, neighbours
@@ -385,20 +383,3 @@ def test_feature_assignments_cluster_z(synthetic):
         expected = np.empty(32, dtype=np.int64)
         expected[order] = cluster(z.numpy()[order], 4, seed=0)
         assert np.array_equal(trainer.assign(), expected)
-
-
-def test_studies_expand_to_the_papers_tables():
-    graph = load_study(STUDIES / "gcc_graph_ablation.yaml")
-    trials = expand(graph)
-    variants = {t.variant for t in trials}
-    assert {"full", "no_rgc_graph", "no_agc_graph", "no_graph", "no_cr", "multi_positive"} <= (
-        variants
-    )
-    assert {t.dataset_entry.name for t in trials} == {"cifar10", "cifar100", "imagenet10"}
-    selflabel = expand(load_study(STUDIES / "gcc_self_label.yaml"))
-    assert {t.method_config().self_label.enabled for t in selflabel} == {False, True}
-    quality = expand(load_study(STUDIES / "gcc_feature_quality.yaml"))
-    assert {t.method_config().eval_assign for t in quality} == {"kmeans", "spectral"}
-    for trial in quality:
-        config = trial.method_config()
-        assert config.loss.enabled() == ["rgc"]

@@ -8,8 +8,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.planner import expand
-from ablate.study import load_study
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from tests.trainables.reference_losses import same_value_and_grads
@@ -241,19 +239,6 @@ def test_config_refuses_readings_that_need_the_missing_view():
         )
     plain = GHDCCConfig(interpolation=False)  # the ce switch may stay on: the term is dropped
     assert plain.loss.ce and not plain.interpolation
-
-
-def test_studies_expand_to_the_papers_rows():
-    components = load_study(STUDIES / "ghdcc_components.yaml")
-    assert components.method == "ghdcc"
-    assert {"full", "concatenated", "mlp", "no_interpolation"} <= set(components.variants)
-    assert components.reference["full"]["imagenet10"]["acc"] == 0.913
-    assert components.reference["concatenated"]["imagenet10"]["acc"] == 0.812
-    lam = expand(load_study(STUDIES / "ghdcc_lambda.yaml"))
-    values = sorted({t.method_config().interp_lambda for t in lam})
-    assert values == [0.5, 0.6, 0.7, 0.8, 0.9]
-    fashion = load_study(STUDIES / "ghdcc_components_fashion_mnist.yaml")
-    assert set(fashion.variants) == set(components.variants)
 
 
 def test_default_config_is_the_papers_where_stated_and_the_specs_reading_elsewhere():

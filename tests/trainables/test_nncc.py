@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.planner import expand
 from ablate.stage_cache import StageCache
-from ablate.study import load_study
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import neighbours
@@ -224,14 +222,3 @@ def test_a_stale_claim_is_taken_over(tmp_path):
     late = StageCache(tmp_path, {}, trial="late", poll_s=0.01, stale_after_s=60)
     assert late.acquire(material) is None  # took the claim over
     assert "late" in claim.read_text()
-
-
-def test_studies_expand_to_the_papers_rows():
-    mining = load_study(STUDIES / "nncc_mining.yaml")
-    rows = {v: load_study(STUDIES / "nncc_mining.yaml").variants[v] for v in mining.variants}
-    assert rows["pretext_kmeans"] == {"epochs": 0}
-    assert mining.reference["nncc"]["cifar10"] == {"acc": 0.819, "nmi": 0.737}
-    augs = expand(load_study(STUDIES / "nncc_num_augs.yaml"))
-    assert sorted({t.method_config().num_augs for t in augs}) == list(range(1, 10))
-    fashion = load_study(STUDIES / "nncc_mining_fashion_mnist.yaml")
-    assert set(fashion.variants) == set(mining.variants)
