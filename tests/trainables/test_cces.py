@@ -2,8 +2,6 @@
 ContrastiveCrop views, and its studies. Each neighbour switch's pairs, in value and gradient,
 are in test_whole_steps.py; the losses themselves (CC's) in test_losses.py."""
 
-from pathlib import Path
-
 import torch
 
 from tests.trainables.conftest import TINY
@@ -11,7 +9,6 @@ from trainables.cces import CCES, CCESConfig
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
 SMALL = {**TINY, "support_size": 40}
 
 

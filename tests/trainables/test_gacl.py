@@ -2,7 +2,6 @@
 support, the assignment rule of the "w/o L_instance" row, and its studies' trial counts."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,8 +12,6 @@ from trainables import gacl, graphs, neighbours
 from trainables.datasets import load_dataset
 from trainables.gacl import GACL, GACLConfig
 from trainables.method import Views
-
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def _rand(*shape, seed, grad=True):

@@ -3,7 +3,6 @@ its data-set graph and schedule, its presets, and its self-labelling stage."""
 
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from trainables.gcc import GCC, GCCConfig
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
 #: Past the warm-up from the first epoch, a graph from the end of epoch 1, rebuilt each epoch.
 EAGER = {**TINY, "warmup_epochs": 0, "graph_every": 1, "knn_k": 3}
 

@@ -2,7 +2,6 @@
 the MSE and cross-entropy terms against loops, the per-chunk evaluation graph, its studies."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +15,6 @@ from trainables.datasets import load_dataset
 from trainables.ghdcc import GHDCC, GHDCCConfig
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
-
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 @pytest.mark.parametrize(("k", "threshold"), [(3, 0.0), (5, 0.3), (2, 0.6), (30, 0.2)])

@@ -8,7 +8,6 @@ itself against a loop in test_losses.py; the whole step against a loop in test_w
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,7 +20,6 @@ from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 from trainables.nncc import NNCC, NNCCConfig
 
-STUDIES = Path(__file__).resolve().parents[2] / "studies"
 NNCC_ONLY = {**TINY, "pretext": {"epochs": 0}, "num_augs": 2}
 
 
