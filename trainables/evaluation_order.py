@@ -18,10 +18,15 @@ from torch import Tensor
 WEIGHT_BITS = 20  # 255 · 2^20 · (3·224·224) < 2^53: every key is an exact integer
 
 
-def content_keys(images: Tensor, seed: int, chunk: int = 4096) -> Tensor:
-    """One float64 key per image: ``Σ_p pixel_p · w_p`` with integer weights drawn from ``seed``."""
+def content_keys(images: Tensor, seed: int, entries: int = 2**24) -> Tensor:
+    """One float64 key per image: ``Σ_p pixel_p · w_p`` with integer weights drawn from ``seed``.
+
+    Images are hashed in chunks of about ``entries`` pixels (128 MB in float64), so 224-px
+    images cost no more memory than 32-px ones.
+    """
     generator = torch.Generator().manual_seed(seed)
     size = images[0].numel()
+    chunk = max(1, entries // size)
     weights = torch.randint(0, 2**WEIGHT_BITS, (size,), generator=generator, dtype=torch.int64)
     weights = weights.to(device=images.device, dtype=torch.float64)
     parts = [
