@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ablate.methods_listing import render_methods
 from ablate.yaml_source import StudyFileError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -74,6 +78,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     runs = load_sources(args.sources, args.tracking_uri)
     if runs.empty or args.metric not in runs:
         raise ValueError(f"no values of metric {args.metric!r} in {', '.join(args.sources)}")
+    if args.paired:
+        return _paired_stats(args, runs)
     scores = aggregate(runs, (args.metric,)).score_table(args.metric)
     result = compare(
         scores, args.metric, alpha=args.alpha, control=args.control, missing=args.missing
@@ -87,6 +93,29 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
+    from pathlib import Path
+
+    from analysis.paired import describe_paired, paired_analysis, paired_to_json
+
+    if args.control is None:
+        raise ValueError("--paired compares against a control: name it with --control")
+    result = paired_analysis(
+        runs,
+        args.metric,
+        args.control,
+        alpha=args.alpha,
+        test=args.test,
+        rope=args.rope,
+        seed=args.seed,
+    )
+    sys.stdout.write(describe_paired(result))
+    if args.json:
+        Path(args.json).write_text(paired_to_json(result), encoding="utf-8")
+        print(f"JSON: {args.json}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -96,6 +125,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     target = args.study_or_experiment
     uri: str | None
     searched: tuple[str, ...]
+    settings: dict[str, Any] = {}
     if target.endswith(".csv"):
         from analysis.loading import load_published
 
@@ -110,6 +140,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         name, experiment = study.name, study.experiment
         reference = dict(study.reference)
         searched = tuple(study.search.searched_keys()) if study.search else ()
+        settings = study.analysis.model_dump()
     else:
         uri = args.tracking_uri or "sqlite:///mlflow.db"
         name = experiment = target
@@ -120,7 +151,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if runs.empty:
         raise ValueError(f"{target}: no results to report yet")
     out = Path(args.out or Path("ablate_reports") / name)
-    report = ReportInput(name, runs, reference, searched, uri)
+    report = ReportInput(name, runs, reference, searched, uri, **settings)
     for path in write_report(report, out, args.format, ["acc", "nmi", "ari"]):
         print(path)
     failed = int((runs["status"] != "FINISHED").sum())
@@ -198,10 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser(
         "stats",
-        help="Friedman / Iman-Davenport / Nemenyi statistics and a CD diagram",
-        description="Rank methods over data sets (seeds averaged) from MLflow experiments "
-        "and/or CSV files of published numbers; print the Friedman and Iman-Davenport tests, "
-        "the Nemenyi critical difference and, with --control, Bonferroni-Dunn and Holm.",
+        help="paired tests over seeds against a control, or Friedman/Nemenyi ranks and a CD "
+        "diagram",
+        description="From MLflow experiments and/or CSV files of published numbers. With "
+        "--paired: compare every row with --control on each data set over seeds (mean paired "
+        "difference with a bootstrap interval, Wilcoxon and t-test p-values, Holm, a verdict; "
+        "--rope adds the Bayesian signed-rank test). Without: rank methods over data sets "
+        "(seeds averaged) with the Friedman and Iman-Davenport tests, the Nemenyi critical "
+        "difference and, with --control, Bonferroni-Dunn and Holm.",
     )
     stats.add_argument(
         "sources", nargs="+", help="MLflow experiment names and/or results .csv files"
@@ -216,6 +251,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="policy for missing method x data set cells",
     )
     stats.add_argument("--cd-diagram", metavar="FILE", help="write the CD diagram (.pdf/.png/.svg)")
+    stats.add_argument(
+        "--paired",
+        action="store_true",
+        help="paired comparisons against --control over seeds, per data set",
+    )
+    stats.add_argument(
+        "--test",
+        choices=["wilcoxon", "ttest"],
+        default="wilcoxon",
+        help="with --paired: the test whose Holm-adjusted p gives the verdict (default wilcoxon)",
+    )
+    stats.add_argument(
+        "--rope",
+        type=float,
+        metavar="R",
+        help="with --paired: the Bayesian signed-rank test with a region of practical "
+        "equivalence of +-R (baycomp)",
+    )
+    stats.add_argument("--json", metavar="FILE", help="with --paired: write every number as JSON")
+    stats.add_argument(
+        "--seed", type=int, default=0, help="with --paired: seed of the bootstrap and baycomp"
+    )
     stats.add_argument(
         "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"
     )

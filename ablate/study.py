@@ -226,6 +226,16 @@ class RunSettings(Closed):
     stage_store: str | None = None
 
 
+class Analysis(Closed):
+    """How ``ablate report`` tests the study's rows: paired tests over seeds against a control."""
+
+    control: str | None = Field(
+        None, description="the variant every other is tested against; default full, else the first"
+    )
+    alpha: float = Field(0.05, gt=0, lt=1)
+    test: Literal["wilcoxon", "ttest"] = "wilcoxon"
+
+
 Reference = dict[str, dict[str, dict[str, float | None]]]
 
 
@@ -248,6 +258,7 @@ class Study(Closed):
     resources: Resources = Field(default_factory=Resources)
     tracking: Tracking = Field(default_factory=Tracking)
     run: RunSettings = Field(default_factory=RunSettings)
+    analysis: Analysis = Field(default_factory=Analysis)
     reference: Reference = Field(default_factory=dict)
 
     @field_validator("method")
@@ -440,6 +451,11 @@ def validate_study(doc: YamlDocument) -> Study:
             for value in domain.candidates():
                 layer: tuple[KeyPath, dict[str, Any]] = (("search", "space"), {key: value})
                 _build(doc, study, [(("base",), base), layer])
+    control = study.analysis.control
+    if control is not None and control not in study.variants:
+        raise doc.error(
+            ("analysis", "control"), f"no such variant; variants: {', '.join(study.variants)}"
+        )
     for variant, per_dataset in study.reference.items():
         if variant not in study.variants:
             raise doc.error(

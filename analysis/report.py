@@ -13,6 +13,14 @@ import pandas as pd
 
 from analysis import tables
 from analysis.aggregate import aggregate
+from analysis.paired import (
+    Test,
+    default_control,
+    describe_paired,
+    paired_analysis,
+    paired_to_json,
+    table_significance,
+)
 from analysis.stats import Comparison, compare
 
 FORMATS = {
@@ -24,13 +32,28 @@ FORMATS = {
 
 @dataclass(frozen=True)
 class ReportInput:
-    """Runs of one study, with its searched keys and the paper's numbers when known."""
+    """Runs of one study, with its searched keys and the paper's numbers when known.
+
+    ``control`` is the row ablation tables test every other against (None: a variant named
+    ``full``, else the first); ``alpha`` and ``test`` are the paired tests' settings.
+    """
 
     name: str
     runs: pd.DataFrame
     reference: dict[str, dict[str, dict[str, float | None]]]
     searched: tuple[str, ...] = ()
     tracking_uri: str | None = None
+    control: str | None = None
+    alpha: float = 0.05
+    test: Test = "wilcoxon"
+
+    @property
+    def variants(self) -> list[str]:
+        return [str(v) for v in dict.fromkeys(self.runs["variant"])]
+
+    @property
+    def control_row(self) -> str:
+        return self.control or default_control(self.variants)
 
 
 def describe_comparison(result: Comparison) -> str:
@@ -87,10 +110,12 @@ def study_tables(report: ReportInput, metrics: list[str]) -> dict[str, tables.Ta
     """Every table the study supports, by file stem."""
     agg = aggregate(report.runs, tuple(metrics))
     out: dict[str, tables.Table] = {}
-    variants = list(dict.fromkeys(report.runs["variant"]))
-    if len(variants) > 1:
+    if len(report.variants) > 1:
+        significance = table_significance(
+            report.runs, metrics, report.control_row, alpha=report.alpha, test=report.test
+        )
         out["ablation"] = tables.ablation_table(
-            agg, report.runs, metrics, f"{report.name}: ablation"
+            agg, report.runs, metrics, f"{report.name}: ablation", significance
         )
     out["comparison"] = tables.comparison_table(agg, metrics, f"{report.name}: results")
     for key in report.searched:
@@ -116,6 +141,22 @@ def write_report(report: ReportInput, out: Path, fmt: str, metrics: list[str]) -
         path = out / f"{stem}.{suffix}"
         path.write_text(render(table), encoding="utf-8")
         written.append(path)
+    if len(report.variants) > 1:
+        analyses = [
+            paired_analysis(
+                report.runs, m, report.control_row, alpha=report.alpha, test=report.test
+            )
+            for m in metrics
+            if m in report.runs
+        ]
+        (out / "paired.txt").write_text(
+            "\n".join(describe_paired(a) for a in analyses), encoding="utf-8"
+        )
+        (out / "paired.json").write_text(
+            "[\n" + ",\n".join(paired_to_json(a).rstrip() for a in analyses) + "\n]\n",
+            encoding="utf-8",
+        )
+        written += [out / "paired.txt", out / "paired.json"]
     agg = aggregate(report.runs, tuple(metrics))
     scores = agg.score_table(metrics[0])
     if scores.shape[0] >= 2 and scores.shape[1] >= 2:

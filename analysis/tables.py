@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -25,7 +25,9 @@ CHECK = "✓"
 class Cell:
     """One number: a mean (``None`` when missing), its std and n, and its column place.
 
-    ``place`` is 1 for the best of its column, 2 for the second, else ``None``.
+    ``place`` is 1 for the best of its column, 2 for the second, else ``None``. ``mark`` is a
+    paired verdict against the control (▲ better, ▼ worse, ≈ no detectable difference);
+    ``significantly_best`` is None without paired tests, else whether the cell may be bold.
     """
 
     mean: float | None
@@ -33,6 +35,25 @@ class Cell:
     n: int = 1
     place: int | None = None
     signed: bool = False  # print a sign (differences)
+    mark: str = ""
+    significantly_best: bool | None = None
+
+
+@dataclass(frozen=True)
+class Significance:
+    """Paired verdicts for the cells of a table built from runs.
+
+    ``marks`` and ``best`` are keyed by (row label, data set, metric); ``note`` names the
+    test, α and the number of pairs.
+    """
+
+    marks: dict[tuple[str, str, str], str]
+    best: frozenset[tuple[str, str, str]]
+    note: str
+
+    def decorate(self, cell: Cell, label: str, dataset: str, metric: str) -> Cell:
+        key = (label, dataset, metric)
+        return replace(cell, mark=self.marks.get(key, ""), significantly_best=key in self.best)
 
 
 @dataclass(frozen=True)
@@ -70,10 +91,14 @@ def _places(values: list[float | None], direction: str) -> list[int | None]:
 
 
 def _rank_columns(cells: list[list[Cell]], metrics: list[str]) -> tuple[tuple[Cell, ...], ...]:
+    """Places per column; with paired tests only a significantly best cell is placed (bold)."""
     for j, metric in enumerate(metrics):
         places = _places([row[j].mean for row in cells], metric_direction(metric))
+        tested = any(row[j].significantly_best is not None for row in cells)
         for row, place in zip(cells, places, strict=True):
-            row[j] = Cell(row[j].mean, row[j].std, row[j].n, place, row[j].signed)
+            if tested:
+                place = 1 if place == 1 and row[j].significantly_best else None
+            row[j] = replace(row[j], place=place)
     return tuple(tuple(row) for row in cells)
 
 
@@ -126,11 +151,19 @@ def _std_note(cells: list[list[Cell]]) -> tuple[str, ...]:
     return ()
 
 
-def ablation_table(agg: Aggregate, runs: pd.DataFrame, metrics: list[str], caption: str) -> Table:
+def ablation_table(
+    agg: Aggregate,
+    runs: pd.DataFrame,
+    metrics: list[str],
+    caption: str,
+    significance: Significance | None = None,
+) -> Table:
     """Variants × (data set → metrics) with a ✓ column per switch that differs.
 
     The switches are read from the runs' resolved parameters: boolean keys whose value
-    differs between variants, like the check-mark columns of CCES's Table 4.
+    differs between variants, like the check-mark columns of CCES's Table 4. With
+    ``significance`` each cell carries its paired verdict against the control and only a
+    significantly best value is bold.
     """
     frame = agg.frame
     variants = list(dict.fromkeys(frame["variant"]))
@@ -150,6 +183,18 @@ def ablation_table(agg: Aggregate, runs: pd.DataFrame, metrics: list[str], capti
         [_cell(by_key.get((v, d)), metric) for d in datasets for metric in metrics]
         for v in variants
     ]
+    notes = _std_note(cells)
+    if significance is not None:
+        row_label = {str(r["variant"]): agg.label(r) for _, r in frame.iterrows()}
+        keys = [(d, metric) for d in datasets for metric in metrics]
+        cells = [
+            [
+                significance.decorate(cell, row_label.get(v, v), d, metric)
+                for cell, (d, metric) in zip(row, keys, strict=True)
+            ]
+            for v, row in zip(variants, cells, strict=True)
+        ]
+        notes = (*notes, significance.note)
     headers = ("Variant", *(name.removeprefix("loss.") for name, _ in switches))
     flat = [metric for _ in datasets for metric in metrics]
     return Table(
@@ -158,7 +203,7 @@ def ablation_table(agg: Aggregate, runs: pd.DataFrame, metrics: list[str], capti
         tuple(labels),
         tuple((d, tuple(metrics)) for d in datasets),
         _rank_columns(cells, flat),
-        _std_note(cells),
+        notes,
     )
 
 
@@ -267,6 +312,10 @@ _LATEX_SPECIAL = {
     "±": r"$\pm$",
     "Δ": r"$\Delta$",
     "−": "-",
+    "▲": r"$^{\blacktriangle}$",
+    "▼": r"$^{\blacktriangledown}$",
+    "≈": r"$^{\approx}$",
+    "α": r"$\alpha$",
 }
 
 
@@ -315,7 +364,7 @@ def to_latex(table: Table, digits: int = 3) -> str:
                 text = rf"\textbf{{{text}}}"
             elif cell.place == 2:
                 text = rf"\underline{{{text}}}"
-            values.append(text)
+            values.append(text + latex_escape(cell.mark))
         lines.append(" & ".join([latex_escape(x) for x in labels] + values) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     for note in table.notes:
@@ -337,9 +386,8 @@ def to_markdown(table: Table, digits: int = 3) -> str:
         values = []
         for cell in row:
             text = _number(cell, digits)
-            values.append(
-                f"**{text}**" if cell.place == 1 else f"_{text}_" if cell.place == 2 else text
-            )
+            text = f"**{text}**" if cell.place == 1 else f"_{text}_" if cell.place == 2 else text
+            values.append(f"{text} {cell.mark}" if cell.mark else text)
         lines.append("| " + " | ".join([*labels, *values]) + " |")
     lines += ["", *table.notes] if table.notes else []
     return "\n".join(lines) + "\n"
@@ -352,7 +400,9 @@ def to_csv(table: Table) -> str:
     for labels, row in zip(table.row_labels, table.cells, strict=True):
         for (group, column), cell in zip(table.columns, row, strict=True):
             record: dict[str, object] = dict(zip(table.label_headers, labels, strict=True))
-            record.update(group=group, column=column, mean=cell.mean, std=cell.std, n=cell.n)
+            record.update(
+                group=group, column=column, mean=cell.mean, std=cell.std, n=cell.n, mark=cell.mark
+            )
             rows.append(record)
     pd.DataFrame(rows).to_csv(buffer, index=False)
     return buffer.getvalue()

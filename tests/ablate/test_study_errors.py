@@ -167,6 +167,12 @@ CASES = {
     ),
     "bad name": (GOOD.replace("name: demo", "name: my/study"), 1, "name", ["should match pattern"]),
     "repeated seeds": (GOOD.replace("[0, 1]", "[1, 1]"), 4, "seeds", ["seeds repeat"]),
+    "analysis control that is no variant": (
+        GOOD + "analysis:\n  control: fulll\n",
+        11,
+        "analysis.control",
+        ["no such variant; variants: full, no_cluster"],
+    ),
     "image folders stored below the training resolution": (
         GOOD.replace("datasets: [synthetic]", "datasets:\n  - {name: imagenet10, size: 96}"),
         4,

@@ -1,6 +1,7 @@
 """`ablate report` on a real MLflow store filled by a small real study, and `ablate stats`
 on a CSV of published numbers."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,28 @@ def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
         row.count("+") + row.count(" -0.") >= 2
     )  # a signed difference per metric with a reference
     assert main(["report", str(path), "--out", str(tmp_path / "md"), "--format", "md"]) == 0
-    assert "| Variant | cluster | entropy |" in (tmp_path / "md" / "ablation.md").read_text()
+    markdown = (tmp_path / "md" / "ablation.md").read_text()
+    assert "| Variant | cluster | entropy |" in markdown
+    # two seeds: no_cluster's cells carry a verdict against full, and none can be significant
+    row = next(line for line in markdown.splitlines() if line.startswith("| no_cluster"))
+    assert row.count("≈") == 6 and "**" not in markdown.split("\n", 1)[1]
+    assert "no detectable difference from cc:full" in markdown
+    assert "With at most 2 pairs no p-value can fall below α" in markdown
+    paired = json.loads((out / "paired.json").read_text())
+    assert [a["metric"] for a in paired] == ["acc", "nmi", "ari"]
+    assert {r["n"] for a in paired for r in a["rows"]} == {2}
+
+    capsys.readouterr()
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    table = tmp_path / "paired.json"
+    args = ["stats", "report", "--paired", "--control", "full", "--tracking-uri", uri]
+    assert main([*args, "--rope", "0.01", "--json", str(table)]) == 0
+    printed = capsys.readouterr().out
+    assert "paired comparisons against cc:full" in printed
+    assert "cc:no_cluster: n = 2" in printed and "P(worse/equiv/better)" in printed
+    assert "never below alpha = 0.05 (6 pairs needed)" in printed
+    rows = json.loads(table.read_text())["rows"]
+    assert len(rows) == 2 and all(r["verdict"] == "no detectable difference" for r in rows)
 
 
 def test_stats_on_published_numbers(tmp_path, capsys):

@@ -89,7 +89,7 @@ def test_markdown_and_csv():
     assert "| Method | cifar_10 ACC | stl ACC |" in md
     assert "**0.810 ± 0.014**" in md and "_0.700_" in md
     csv = pd.read_csv(__import__("io").StringIO(tables.to_csv(table)))
-    assert set(csv.columns) == {"Method", "group", "column", "mean", "std", "n"}
+    assert set(csv.columns) == {"Method", "group", "column", "mean", "std", "n", "mark"}
     assert len(csv) == 3 * 2
 
 
@@ -136,6 +136,13 @@ def test_latex_table_compiles(tmp_path):
     body += tables.to_latex(
         tables.ablation_table(aggregate(RUNS, ("acc",)), RUNS, ["acc"], "ablation_1")
     )
+    from analysis.paired import table_significance
+
+    seeded = _seeded_runs({"full": [0.8, 0.82, 0.81], "worse": [0.5, 0.52, 0.51]})
+    marked = table_significance(seeded, ["acc"], "full")
+    body += tables.to_latex(
+        tables.ablation_table(aggregate(seeded, ("acc",)), seeded, ["acc"], "marks", marked)
+    )
     document = (
         "\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
         "\\usepackage{booktabs}\n\\usepackage{amssymb}\n\\begin{document}\n\\tiny\n"
@@ -151,3 +158,54 @@ def test_latex_table_compiles(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-3000:]
     assert (tmp_path / "t.pdf").stat().st_size > 1000
+
+
+def _seeded_runs(per_variant):
+    """Seeds per variant on one data set, with a switch that differs between them."""
+    rows = []
+    for variant, values in per_variant.items():
+        for seed, value in enumerate(values):
+            switch = "True" if variant == "full" else "False"
+            rows.append(("cc", variant, "c10", seed, value, "FINISHED", switch))
+    columns = ["method", "variant", "dataset", "seed", "acc", "status", "param.loss.cluster"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_ablation_cells_carry_paired_verdicts_and_only_a_significant_best_is_bold():
+    from analysis.paired import table_significance
+
+    full = [0.80, 0.82, 0.79, 0.81, 0.83, 0.80, 0.78, 0.82]  # 8 seeds: Holm over 2 can reach α
+    runs = _seeded_runs(
+        {
+            "full": full,
+            "worse": [v - 0.05 + 0.002 * i for i, v in enumerate(full)],
+            "same": [v + 0.004 * (-1) ** i for i, v in enumerate(full)],
+        }
+    )
+    significance = table_significance(runs, ["acc"], "full")
+    table = tables.ablation_table(aggregate(runs, ("acc",)), runs, ["acc"], "a", significance)
+    full_cell, worse_cell, same_cell = (row[0] for row in table.cells)
+    assert (full_cell.mark, worse_cell.mark, same_cell.mark) == ("", "▼", "≈")
+    assert full_cell.place is None  # best mean, but not better than `same` beyond noise
+    assert "Wilcoxon signed-rank test, n = 8 paired seeds" in table.notes[-1]
+    markdown = tables.to_markdown(table)
+    assert "▼" in markdown and "**" not in markdown.split("\n", 1)[1]  # nothing bold
+    latex = tables.to_latex(table)
+    assert r"$^{\blacktriangledown}$" in latex and r"$^{\approx}$" in latex
+    clear = _seeded_runs({"full": full, "worse": [v - 0.05 for v in full]})
+    clear_sig = table_significance(clear, ["acc"], "full")
+    bold = tables.ablation_table(aggregate(clear, ("acc",)), clear, ["acc"], "b", clear_sig)
+    assert bold.cells[0][0].place == 1  # significantly better than every other row
+
+
+def test_tables_of_one_or_two_seeds_say_no_test_could_decide():
+    from analysis.paired import table_significance
+
+    two = _seeded_runs({"full": [0.8, 0.82], "worse": [0.5, 0.52]})
+    note = table_significance(two, ["acc"], "full").note
+    assert "With at most 2 pairs no p-value can fall below α" in note
+    one = _seeded_runs({"full": [0.8], "worse": [0.5]})
+    significance = table_significance(one, ["acc"], "full")
+    assert significance.note.startswith("One seed per cell: no paired test was possible")
+    table = tables.ablation_table(aggregate(one, ("acc",)), one, ["acc"], "c", significance)
+    assert all(cell.place is None and cell.mark == "" for row in table.cells for cell in row)

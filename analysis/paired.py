@@ -1,0 +1,469 @@
+"""Paired comparisons against a control, per data set, over seeds: the ablation question.
+
+Demšar's ranking (:mod:`analysis.stats`) asks whether methods differ across many data sets;
+an ablation table asks something else: on this data set, does removing this term change the
+result beyond seed noise? Two runs of the same seed are a pair (same initialisation, same data
+order), so every other row is compared with the control through its paired differences
+``d_s = other_s − control_s``:
+
+- the mean difference with a seeded bootstrap interval (``scipy.stats.bootstrap``, BCa, or
+  the percentile method where BCa is undefined: the method used is recorded);
+- the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``: two-sided, ``zero_method="wilcox"``
+  and ``method="auto"``, its defaults) and the paired t-test (``scipy.stats.ttest_rel``);
+- Holm's adjustment over the comparisons of one data set (``statsmodels``' ``multipletests``),
+  of the chosen test's p-values, and a verdict at α: better, worse or no detectable difference;
+- optionally the Bayesian signed-rank test with a region of practical equivalence
+  (``baycomp``): the probabilities of worse, equivalent and better.
+
+Nothing is dropped silently: seeds run for one side only are listed, and a comparison that
+can never reach α (Wilcoxon's smallest two-sided p with n pairs is 2^(1−n)) says so.
+:func:`paired_analysis` returns a frozen :class:`PairedAnalysis`; :func:`describe_paired` and
+:func:`paired_to_json` render it without changing it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.stats import Direction, metric_direction
+from analysis.tables import Significance
+
+Test = Literal["wilcoxon", "ttest"]
+Verdict = Literal["better", "worse", "no detectable difference", "untested"]
+WILCOXON = (
+    "Wilcoxon signed-rank (scipy.stats.wilcoxon: two-sided, zero_method='wilcox', method='auto')"
+)
+TTEST = "paired t-test (scipy.stats.ttest_rel, two-sided)"
+BOOTSTRAP_RESAMPLES = 9999
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """One row against the control on one data set."""
+
+    dataset: str
+    control: str
+    other: str
+    n: int  # pairs: seeds finished by both
+    seeds: tuple[int, ...]
+    only_control: tuple[int, ...]  # seeds the other row lacks
+    only_other: tuple[int, ...]  # seeds the control lacks
+    control_mean: float | None
+    other_mean: float | None
+    mean_difference: float | None  # other − control
+    ci_low: float | None
+    ci_high: float | None
+    ci_method: str | None
+    wilcoxon_p: float | None
+    ttest_p: float | None
+    p_adjusted: float | None  # Holm over the data set's comparisons, of the chosen test
+    verdict: Verdict
+    p_worse: float | None = None  # baycomp, with --rope
+    p_equivalent: float | None = None
+    p_better: float | None = None
+    smallest_p: float | None = None  # the smallest p the chosen test can give with n pairs
+
+
+@dataclass(frozen=True)
+class PairedAnalysis:
+    """Every number and every decision of a paired analysis."""
+
+    metric: str
+    direction: Direction
+    alpha: float
+    test: Test
+    test_description: str
+    correction: str
+    confidence_level: float
+    bootstrap_resamples: int
+    seed: int
+    rope: float | None
+    control: str
+    rows: tuple[PairedRow, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    def row(self, dataset: str, other: str) -> PairedRow:
+        for row in self.rows:
+            if row.dataset == dataset and row.other == other:
+                return row
+        raise KeyError(f"no comparison of {other!r} on {dataset!r}")
+
+
+def run_label(method: str, variant: str) -> str:
+    """A row's name: the method, plus the variant when it has one (as the tables write it)."""
+    return method if variant in ("", "default") else f"{method}:{variant}"
+
+
+def resolve_control(labels: list[str], control: str) -> str:
+    """``control`` as given, or the one label whose variant (``method:variant``) it names."""
+    if control in labels:
+        return control
+    matches = [label for label in labels if label.split(":", 1)[-1] == control]
+    if len(matches) == 1:
+        return matches[0]
+    raise ValueError(
+        f"control {control!r} is not among the rows: {', '.join(labels)}"
+        + (" (it names several; give method:variant)" if matches else "")
+    )
+
+
+def per_seed(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Finished runs as ``label, dataset, seed, value`` (one value per seed)."""
+    if metric not in runs:
+        raise ValueError(f"no values of metric {metric!r} in these runs")
+    frame = runs.copy()
+    for column, default in (("variant", ""), ("status", "FINISHED"), ("seed", 0)):
+        if column not in frame:
+            frame[column] = default
+    frame = frame[(frame["status"] == "FINISHED") & frame[metric].notna()]
+    labels = [
+        run_label(str(m), str(v)) for m, v in zip(frame["method"], frame["variant"], strict=True)
+    ]
+    out = pd.DataFrame(
+        {
+            "label": labels,
+            "dataset": frame["dataset"].astype(str).to_numpy(),
+            "seed": pd.to_numeric(frame["seed"]).astype(int).to_numpy(),
+            "value": frame[metric].astype(float).to_numpy(),
+        }
+    )
+    repeated = out[out.duplicated(["label", "dataset", "seed"], keep=False)]
+    if not repeated.empty:
+        first = repeated.iloc[0]
+        raise ValueError(
+            f"{first['label']} on {first['dataset']} has several runs of seed {first['seed']}; "
+            "a pair needs one run per seed"
+        )
+    return out
+
+
+def smallest_p(test: Test, n: int) -> float:
+    """The smallest two-sided p the test can give with n pairs (Wilcoxon exact: 2^(1−n))."""
+    if n < 2:
+        return 1.0
+    return 2.0 * 0.5**n if test == "wilcoxon" else 0.0
+
+
+def _wilcoxon(d: np.ndarray) -> float | None:
+    """None below two pairs (no test); 1 when every difference is zero (scipy refuses)."""
+    if len(d) < 2:
+        return None
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
+
+
+def _ttest(other: np.ndarray, control: np.ndarray) -> float | None:
+    d = other - control
+    if len(d) < 2:
+        return None
+    if np.all(d == d[0]):  # no spread: the t statistic is undefined
+        return 1.0 if d[0] == 0 else 0.0
+    with warnings.catch_warnings():  # near-identical values: scipy warns, the p stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_rel(other, control).pvalue)
+
+
+def _bootstrap(
+    d: np.ndarray, level: float, seed: int
+) -> tuple[float | None, float | None, str | None]:
+    """A bootstrap interval of the mean difference: BCa, percentile where BCa is undefined."""
+    if len(d) < 2:
+        return None, None, None
+    if np.all(d == d[0]):
+        return float(d[0]), float(d[0]), "degenerate (no spread)"
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"):
+            result = stats.bootstrap(
+                (d,),
+                np.mean,
+                confidence_level=level,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                method=method,
+                random_state=np.random.default_rng(seed),
+            )
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high), method
+    return None, None, None
+
+
+def _verdict(
+    p: float | None, difference: float | None, alpha: float, direction: Direction
+) -> Verdict:
+    if p is None or difference is None:
+        return "untested"
+    if p >= alpha or difference == 0:
+        return "no detectable difference"
+    improves = difference > 0 if direction == "max" else difference < 0
+    return "better" if improves else "worse"
+
+
+def _rope(other: np.ndarray, control: np.ndarray, rope: float, seed: int,
+          direction: Direction) -> tuple[float, float, float]:  # fmt: skip
+    """The Bayesian signed-rank posterior (baycomp): P(worse), P(equivalent), P(better)."""
+    from baycomp import SignedRankTest
+
+    left, middle, right = SignedRankTest.probs(control, other, rope=rope, random_state=seed)
+    # baycomp: left = P(control − other > rope), right = P(other − control > rope)
+    higher, lower = float(right), float(left)
+    return (lower, float(middle), higher) if direction == "max" else (higher, float(middle), lower)
+
+
+def paired_analysis(
+    runs: pd.DataFrame,
+    metric: str,
+    control: str,
+    *,
+    alpha: float = 0.05,
+    test: Test = "wilcoxon",
+    confidence_level: float = 0.95,
+    rope: float | None = None,
+    seed: int = 0,
+    direction: Direction | None = None,
+) -> PairedAnalysis:
+    """Compare every row with ``control`` on every data set, pairing runs by seed."""
+    from statsmodels.stats.multitest import multipletests
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    if rope is not None and rope <= 0:
+        raise ValueError(f"--rope must be positive; got {rope}")
+    direction = direction or metric_direction(metric)
+    values = per_seed(runs, metric)
+    labels = list(dict.fromkeys(values["label"]))
+    control = resolve_control(labels, control)
+    others = [label for label in labels if label != control]
+    if not others:
+        raise ValueError(f"nothing to compare with {control!r}: it is the only row")
+    rows: list[PairedRow] = []
+    notices: list[str] = []
+    for dataset in dict.fromkeys(values["dataset"]):
+        here = values[values["dataset"] == dataset]
+        base = here[here["label"] == control].set_index("seed")["value"]
+        pending: list[dict[str, Any]] = []
+        for other in others:
+            side = here[here["label"] == other].set_index("seed")["value"]
+            if side.empty and base.empty:
+                continue
+            seeds = sorted(set(base.index) & set(side.index))
+            c, o = base.loc[seeds].to_numpy(float), side.loc[seeds].to_numpy(float)
+            d = o - c
+            low, high, method = _bootstrap(d, confidence_level, seed)
+            entry: dict[str, Any] = dict(
+                dataset=str(dataset),
+                control=control,
+                other=other,
+                n=len(seeds),
+                seeds=tuple(int(s) for s in seeds),
+                only_control=tuple(int(s) for s in sorted(set(base.index) - set(side.index))),
+                only_other=tuple(int(s) for s in sorted(set(side.index) - set(base.index))),
+                control_mean=float(c.mean()) if len(c) else None,
+                other_mean=float(o.mean()) if len(o) else None,
+                mean_difference=float(d.mean()) if len(d) else None,
+                ci_low=low,
+                ci_high=high,
+                ci_method=method,
+                wilcoxon_p=_wilcoxon(d),
+                ttest_p=_ttest(o, c),
+                smallest_p=smallest_p(test, len(seeds)),
+            )
+            if rope is not None and len(d) >= 2:
+                entry["p_worse"], entry["p_equivalent"], entry["p_better"] = _rope(
+                    o, c, rope, seed, direction
+                )
+            pending.append(entry)
+            if entry["only_control"] or entry["only_other"]:
+                notices.append(
+                    f"{dataset}: missing pairs for {other}: seeds {list(entry['only_control'])} "
+                    f"ran only for {control}, seeds {list(entry['only_other'])} only for {other}"
+                )
+            if len(d) and not np.any(d != 0):
+                notices.append(f"{dataset}: {other} equals {control} on every seed")
+        key = "wilcoxon_p" if test == "wilcoxon" else "ttest_p"
+        tested = [e for e in pending if e[key] is not None]
+        if tested:
+            adjusted = multipletests([e[key] for e in tested], alpha=alpha, method="holm")[1]
+            for entry, p in zip(tested, adjusted, strict=True):
+                entry["p_adjusted"] = float(p)
+        family = len(tested)
+        for entry in pending:
+            entry.setdefault("p_adjusted", None)
+            entry["verdict"] = _verdict(
+                entry["p_adjusted"], entry["mean_difference"], alpha, direction
+            )
+            reachable = min(1.0, family * entry["smallest_p"]) if family else 1.0
+            if entry["n"] and reachable >= alpha:
+                notices.append(
+                    f"{dataset}: {entry['other']} has {entry['n']} pair(s): the smallest "
+                    f"Holm-adjusted p over {family} comparison(s) is {reachable:.3g}, never below "
+                    f"alpha = {alpha} ({_pairs_needed(test, family, alpha)} pairs needed)"
+                )
+            rows.append(PairedRow(**entry))
+    return PairedAnalysis(
+        metric=metric,
+        direction=direction,
+        alpha=alpha,
+        test=test,
+        test_description=WILCOXON if test == "wilcoxon" else TTEST,
+        correction="Holm over the comparisons against the control on each data set "
+        "(statsmodels.stats.multitest.multipletests, method='holm')",
+        confidence_level=confidence_level,
+        bootstrap_resamples=BOOTSTRAP_RESAMPLES,
+        seed=seed,
+        rope=rope,
+        control=control,
+        rows=tuple(rows),
+        warnings=tuple(notices),
+    )
+
+
+def _pairs_needed(test: Test, family: int, alpha: float) -> int:
+    """The fewest pairs with which the test can reach α after Holm over ``family`` tests."""
+    if test != "wilcoxon":
+        return 2
+    n = 2
+    while family * smallest_p(test, n) >= alpha:
+        n += 1
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# Renderers
+
+
+def _number(value: float | None, digits: int = 4, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}g}"
+
+
+def describe_paired(result: PairedAnalysis) -> str:
+    """The analysis as text: one block per data set, then the decisions and warnings."""
+    better = "higher" if result.direction == "max" else "lower"
+    lines = [
+        f"paired comparisons against {result.control}: metric {result.metric} ({better} is "
+        f"better), alpha = {result.alpha}",
+        f"test: {result.test_description}; {result.correction}",
+        f"interval: {result.confidence_level:.0%} bootstrap of the mean paired difference "
+        f"(scipy.stats.bootstrap, {result.bootstrap_resamples} resamples, seed {result.seed}; "
+        "method per row)",
+    ]
+    if result.rope is not None:
+        lines.append(
+            f"Bayesian signed-rank test (baycomp), ROPE ±{result.rope}: P(worse) / "
+            "P(equivalent) / P(better)"
+        )
+    for dataset in dict.fromkeys(r.dataset for r in result.rows):
+        lines.append(f"{dataset}:")
+        for r in (row for row in result.rows if row.dataset == dataset):
+            interval = (
+                f"[{_number(r.ci_low, 4, True)}, {_number(r.ci_high, 4, True)}] {r.ci_method}"
+                if r.ci_method
+                else "no interval (n < 2)"
+            )
+            line = (
+                f"  {r.other}: n = {r.n}, Δ = {_number(r.mean_difference, 4, True)} {interval}; "
+                f"Wilcoxon p = {_number(r.wilcoxon_p)}, t-test p = {_number(r.ttest_p)}, "
+                f"Holm p = {_number(r.p_adjusted)} -> {r.verdict}"
+            )
+            if r.p_better is not None:
+                line += (
+                    f"; P(worse/equiv/better) = {r.p_worse:.3f}/{r.p_equivalent:.3f}/"
+                    f"{r.p_better:.3f}"
+                )
+            lines.append(line)
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def paired_to_json(result: PairedAnalysis) -> str:
+    """Every number and decision as JSON (the structure README documents)."""
+    data = asdict(result)
+    data["rows"] = [
+        {
+            **row,
+            "seeds": list(row["seeds"]),
+            "only_control": list(row["only_control"]),
+            "only_other": list(row["only_other"]),
+        }  # fmt: skip
+        for row in data["rows"]
+    ]
+    data["warnings"] = list(result.warnings)
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Significance marks for tables
+
+MARKS = {"better": "▲", "worse": "▼", "no detectable difference": "≈"}
+
+
+def default_control(variants: list[str]) -> str:
+    """The row ablation tables compare against: a variant named ``full``, else the first."""
+    return "full" if "full" in variants else variants[0]
+
+
+def table_significance(
+    runs: pd.DataFrame,
+    metrics: list[str],
+    control: str,
+    *,
+    alpha: float = 0.05,
+    test: Test = "wilcoxon",
+) -> Significance | None:
+    """Every cell's paired verdict against ``control``, and which values are significantly best.
+
+    A value is significantly best when the paired test, run against it, finds every other row
+    of its data set worse (Holm over those comparisons). None when there is one row only.
+    """
+    frames = {metric: per_seed(runs, metric) for metric in metrics if metric in runs}
+    if not frames or all(f["label"].nunique() < 2 for f in frames.values()):
+        return None
+    marks: dict[tuple[str, str, str], str] = {}
+    best: set[tuple[str, str, str]] = set()
+    pairs: set[int] = set()
+    resolved = control
+    for metric, values in frames.items():
+        against = paired_analysis(runs, metric, control, alpha=alpha, test=test)
+        resolved = against.control
+        for row in against.rows:
+            marks[(row.other, row.dataset, metric)] = MARKS.get(row.verdict, "")
+            pairs.add(row.n)
+        for dataset, here in values.groupby("dataset", sort=False):
+            means = here.groupby("label")["value"].mean()
+            if len(means) < 2:
+                continue
+            top = str(means.idxmax() if against.direction == "max" else means.idxmin())
+            subset = runs[runs["dataset"].astype(str) == str(dataset)]
+            from_top = paired_analysis(subset, metric, top, alpha=alpha, test=test)
+            if all(row.verdict == "worse" for row in from_top.rows):
+                best.add((top, str(dataset), metric))
+    return Significance(marks, frozenset(best), _significance_note(resolved, pairs, alpha, test))
+
+
+def _significance_note(control: str, pairs: set[int], alpha: float, test: Test) -> str:
+    if max(pairs, default=0) < 2:
+        return "One seed per cell: no paired test was possible, so no value is marked or bold."
+    name = "Wilcoxon signed-rank test" if test == "wilcoxon" else "paired t-test"
+    counts = "n = " + ", ".join(str(n) for n in sorted(pairs)) + " paired seeds"
+    note = (
+        f"▲ / ▼ / ≈: better than / worse than / no detectable difference from {control} "
+        f"({name}, {counts}, Holm-adjusted per data set, α = {alpha}); bold: significantly "
+        "better than every other row by the same test."
+    )
+    reachable = [n for n in pairs if smallest_p(test, n) < alpha]
+    if test == "wilcoxon" and not reachable:
+        note += (
+            f" With at most {max(pairs)} pairs no p-value can fall below α: the Wilcoxon test "
+            "needs at least 6."
+        )
+    return note
