@@ -43,7 +43,27 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from ablate.planner import describe_plan
     from ablate.study import load_study
 
-    sys.stdout.write(describe_plan(load_study(args.study), verbose=args.full))
+    study = load_study(args.study)
+    sys.stdout.write(describe_plan(study, verbose=args.full))
+    if args.pilot:
+        from ablate.runner import absolute_uri
+        from analysis.loading import load_mlflow
+        from analysis.paired import default_control, paired_analysis
+        from analysis.power import study_power_lines
+
+        uri = absolute_uri(args.tracking_uri or study.tracking.uri)
+        pilot_runs = load_mlflow(uri, [args.pilot], best_epoch=False)
+        if pilot_runs.empty:
+            raise ValueError(f"pilot experiment {args.pilot!r} at {uri} has no runs")
+        variants = [str(v) for v in dict.fromkeys(pilot_runs["variant"])]
+        pilot = paired_analysis(
+            pilot_runs,
+            args.metric,
+            study.analysis.control or default_control(variants),
+            alpha=study.analysis.alpha,
+            difference=args.difference,
+        )
+        print("\n".join(study_power_lines(pilot, len(study.seeds))))
     return 0
 
 
@@ -108,6 +128,8 @@ def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
         test=args.test,
         rope=args.rope,
         seed=args.seed,
+        power=args.power,
+        difference=args.difference,
     )
     sys.stdout.write(describe_paired(result))
     if args.json:
@@ -193,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("study", help="path to a study YAML file")
     plan.add_argument("--full", action="store_true", help="print every key of each resolved config")
+    plan.add_argument(
+        "--pilot",
+        metavar="EXPERIMENT",
+        help="an MLflow experiment of earlier runs of these rows: print the smallest paired "
+        "difference the study's seeds can detect, from the pilot's seed spread",
+    )
+    plan.add_argument("--metric", default="acc", help="with --pilot: the metric (default acc)")
+    plan.add_argument(
+        "--difference", type=float, help="with --pilot: also print the seeds this difference needs"
+    )
+    plan.add_argument(
+        "--tracking-uri", help="with --pilot: MLflow URI (default: the study's tracking.uri)"
+    )
     plan.set_defaults(handler=_cmd_plan)
 
     run = commands.add_parser(
@@ -272,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", metavar="FILE", help="with --paired: write every number as JSON")
     stats.add_argument(
         "--seed", type=int, default=0, help="with --paired: seed of the bootstrap and baycomp"
+    )
+    stats.add_argument(
+        "--difference",
+        type=float,
+        help="with --paired: print the seeds a paired difference this large needs (power 0.8)",
+    )
+    stats.add_argument(
+        "--power", type=float, default=0.8, help="with --paired: the power of the seed figures"
     )
     stats.add_argument(
         "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.power import detectable_difference, difference_spread, seeds_needed
 from analysis.stats import Direction, metric_direction
 from analysis.tables import Significance
 
@@ -70,6 +71,9 @@ class PairedRow:
     p_equivalent: float | None = None
     p_better: float | None = None
     smallest_p: float | None = None  # the smallest p the chosen test can give with n pairs
+    sd_difference: float | None = None  # spread of the paired differences
+    detectable_difference: float | None = None  # at power, α/m, with these n pairs
+    seeds_needed: int | None = None  # for the difference asked for, at power and α/m
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class PairedAnalysis:
     rope: float | None
     control: str
     rows: tuple[PairedRow, ...]
+    power: float = 0.8
+    difference: float | None = None  # the difference the user asked seeds for
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def row(self, dataset: str, other: str) -> PairedRow:
@@ -229,8 +235,14 @@ def paired_analysis(
     rope: float | None = None,
     seed: int = 0,
     direction: Direction | None = None,
+    power: float = 0.8,
+    difference: float | None = None,
 ) -> PairedAnalysis:
-    """Compare every row with ``control`` on every data set, pairing runs by seed."""
+    """Compare every row with ``control`` on every data set, pairing runs by seed.
+
+    Each row also carries the power figures of :mod:`analysis.power` at Holm's strictest
+    level: the difference detectable with its pairs, and the seeds ``difference`` needs.
+    """
     from statsmodels.stats.multitest import multipletests
 
     if not 0 < alpha < 1:
@@ -275,6 +287,7 @@ def paired_analysis(
                 wilcoxon_p=_wilcoxon(d),
                 ttest_p=_ttest(o, c),
                 smallest_p=smallest_p(test, len(seeds)),
+                sd_difference=difference_spread(d),
             )
             if rope is not None and len(d) >= 2:
                 entry["p_worse"], entry["p_equivalent"], entry["p_better"] = _rope(
@@ -295,6 +308,15 @@ def paired_analysis(
             for entry, p in zip(tested, adjusted, strict=True):
                 entry["p_adjusted"] = float(p)
         family = len(tested)
+        strictest = alpha / max(family, 1)  # Holm's first step
+        for entry in pending:
+            sd = entry["sd_difference"]
+            if sd is not None:
+                entry["detectable_difference"] = detectable_difference(
+                    sd, entry["n"], strictest, power
+                )
+                if difference is not None:
+                    entry["seeds_needed"] = seeds_needed(sd, difference, strictest, power)
         for entry in pending:
             entry.setdefault("p_adjusted", None)
             entry["verdict"] = _verdict(
@@ -322,6 +344,8 @@ def paired_analysis(
         rope=rope,
         control=control,
         rows=tuple(rows),
+        power=power,
+        difference=difference,
         warnings=tuple(notices),
     )
 
@@ -381,8 +405,34 @@ def describe_paired(result: PairedAnalysis) -> str:
                     f"{r.p_better:.3f}"
                 )
             lines.append(line)
+    lines += describe_power(result)
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
+
+
+def describe_power(result: PairedAnalysis) -> list[str]:
+    """Lines on the seeds: the difference each comparison can detect, the seeds one needs."""
+    rows = [r for r in result.rows if r.sd_difference is not None]
+    if not rows:
+        return []
+    asked = (
+        f"; seeds for a difference of {result.difference:g}"
+        if result.difference is not None
+        else ""
+    )
+    lines = [
+        f"seeds: paired t-test power {result.power:.0%} at Holm's strictest level alpha/m "
+        f"(statsmodels TTestPower; Wilcoxon needs ~5 % more and at least 6){asked}:"
+    ]
+    for r in rows:
+        line = (
+            f"  {r.dataset} {r.other}: sd of differences {r.sd_difference:.4f}; with n = {r.n} "
+            f"the smallest detectable difference is {_number(r.detectable_difference)}"
+        )
+        if r.seeds_needed is not None:
+            line += f"; {r.seeds_needed} seeds for {result.difference:g}"
+        lines.append(line)
+    return lines
 
 
 def paired_to_json(result: PairedAnalysis) -> str:

@@ -79,6 +79,18 @@ def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
     assert "never below alpha = 0.05 (6 pairs needed)" in printed
     rows = json.loads(table.read_text())["rows"]
     assert len(rows) == 2 and all(r["verdict"] == "no detectable difference" for r in rows)
+    spread = [(r["sd_difference"], r["detectable_difference"]) for r in rows]
+    assert all(sd is not None and delta >= 0 for sd, delta in spread), spread
+
+    # the finished study as the pilot of a bigger one: what 8 seeds could detect
+    bigger = write_study(
+        tmp_path, "bigger", STUDY.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3, 4, 5, 6, 7]")
+    )
+    capsys.readouterr()
+    assert main(["plan", str(bigger), "--pilot", "report", "--difference", "0.05"]) == 0
+    planned = capsys.readouterr().out
+    assert "with the study's 8 seed(s):" in planned
+    assert planned.count("smallest detectable difference") == 2 and "seeds for 0.05" in planned
 
 
 def test_stats_on_published_numbers(tmp_path, capsys):
