@@ -234,14 +234,15 @@ def run_study(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     from ray import tune
 
-    from ablate.tracking import MLflowTrialLogger, provenance
+    from ablate.tracking import MLflowTrialLogger, provenance, selection_tags
     from ablate.trainable import tune_trial
 
     storage = Path(study.run.storage).resolve()
     experiment_dir = storage / study.name
     _check_unchanged(study, study_file, experiment_dir)
-    metric = study.search.metric if study.search else "acc"
-    mode = study.search.mode if study.search else "max"
+    metric, mode = study.objective or (
+        (study.search.metric, study.search.mode) if study.search else ("acc", "max")
+    )  # without an objective, metric only names the "best" of the progress lines
     total = trial_count(study)
     uri = absolute_uri(study.tracking.uri)
     _connect(address, printer, uri, dashboard=study.resources.workers > 1)
@@ -252,7 +253,9 @@ def run_study(
     trainable = tune.with_resources(tune_trial, trial_resources)
 
     callbacks = [
-        MLflowTrialLogger(uri, study.experiment, study.name, provenance()),
+        MLflowTrialLogger(
+            uri, study.experiment, study.name, {**provenance(), **selection_tags(study)}
+        ),
         ProgressCallback(total, metric, mode, printer),
     ]
     restored = tune.Tuner.can_restore(str(experiment_dir))

@@ -179,12 +179,29 @@ class Search(Closed):
 
 
 class Scheduler(Closed):
-    """Trial scheduling on the reported ``epoch``: FIFO, or ASHA early stopping."""
+    """Trial scheduling on the reported ``epoch``: FIFO, or ASHA early stopping.
+
+    ASHA stops trials by ``metric`` (``mode``): a study with ``search`` may give it there.
+    """
 
     type: Literal["fifo", "asha"] = "fifo"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3.0, gt=1)
     max_t: int | None = Field(None, ge=1)
+    metric: str | None = None
+    mode: Literal["max", "min"] | None = None
+
+
+#: Metrics computed from the ground-truth labels: selecting or stopping trials by them is
+#: selection by labels, which unsupervised clustering papers may not do unnoticed.
+LABEL_METRICS = ("acc", "nmi", "ari", "knn_label_acc")
+#: Label-free objectives the loop reports, with their direction.
+LABEL_FREE_OBJECTIVES = {"loss": "min", "cluster_entropy": "max", "silhouette": "max"}
+
+
+def reads_labels(metric: str) -> bool:
+    """Whether ``metric`` (or its ``final_``/``best_`` form) is computed from the labels."""
+    return metric.removeprefix("final_").removeprefix("best_") in LABEL_METRICS
 
 
 class Resources(Closed):
@@ -239,6 +256,10 @@ class Analysis(Closed):
 Reference = dict[str, dict[str, dict[str, float | None]]]
 
 
+def _default_mode(metric: str) -> str:
+    return LABEL_FREE_OBJECTIVES.get(metric, "max")
+
+
 def _one_variant() -> dict[str, dict[str, Any]]:
     return {"default": {}}
 
@@ -288,6 +309,30 @@ class Study(Closed):
     @property
     def experiment(self) -> str:
         return self.tracking.experiment or self.name
+
+    @property
+    def objective(self) -> tuple[str, str] | None:
+        """(metric, mode) by which trials are picked (optuna, random) or stopped (ASHA).
+
+        None when nothing selects: every trial of a grid runs to the end.
+        """
+        search, scheduler = self.search, self.scheduler
+        if scheduler.type == "asha" and scheduler.metric is not None:
+            return scheduler.metric, scheduler.mode or _default_mode(scheduler.metric)
+        selects = scheduler.type == "asha" or (
+            search is not None and search.algorithm in ("random", "optuna")
+        )
+        if not selects or search is None:
+            return None
+        return search.metric, search.mode
+
+    @property
+    def selection(self) -> str:
+        """``labels``, ``label-free`` or ``none``: what picks or stops this study's trials."""
+        objective = self.objective
+        if objective is None:
+            return "none"
+        return "labels" if reads_labels(objective[0]) else "label-free"
 
     def method_config_class(self) -> type[MethodConfig]:
         return get_method(self.method).config_class
@@ -413,6 +458,30 @@ def _check_storage_sizes(doc: YamlDocument, study: Study, variant: str, config: 
             )
 
 
+def _check_objective(doc: YamlDocument, study: Study) -> None:
+    """Whatever picks or stops trials names its metric: no silent default of ``acc``."""
+    free = ", ".join(f"{m} ({d})" for m, d in LABEL_FREE_OBJECTIVES.items())
+    hint = (
+        f"a label-free objective ({free}) or, knowingly, one that reads the labels "
+        f"({', '.join(LABEL_METRICS)}: the runs are then tagged ablate.selection: labels)"
+    )
+    search, scheduler = study.search, study.scheduler
+    if search is not None and search.algorithm in ("random", "optuna"):
+        if "metric" not in search.model_fields_set:
+            raise doc.error(
+                ("search",),
+                f"search.algorithm {search.algorithm} picks trials by search.metric, which has "
+                f"no default: set it to {hint}",
+            )
+    if scheduler.type == "asha" and scheduler.metric is None:
+        if search is None or "metric" not in search.model_fields_set:
+            raise doc.error(
+                ("scheduler", "type"),
+                f"ASHA stops trials by a metric, which has no default: set scheduler.metric "
+                f"(or search.metric) to {hint}",
+            )
+
+
 def validate_study(doc: YamlDocument) -> Study:
     """Validate a parsed study completely; :class:`StudyFileError` on the first problem."""
     if not isinstance(doc.data, dict):
@@ -451,6 +520,7 @@ def validate_study(doc: YamlDocument) -> Study:
             for value in domain.candidates():
                 layer: tuple[KeyPath, dict[str, Any]] = (("search", "space"), {key: value})
                 _build(doc, study, [(("base",), base), layer])
+    _check_objective(doc, study)
     control = study.analysis.control
     if control is not None and control not in study.variants:
         raise doc.error(

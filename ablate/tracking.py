@@ -18,6 +18,7 @@ from typing import Any
 from ray.tune import Callback
 
 from ablate.planner import TrialSpec
+from ablate.study import Study
 
 #: Keys Tune adds to every result; they are bookkeeping, not our metrics.
 TUNE_KEYS = frozenset(
@@ -55,6 +56,14 @@ def provenance() -> dict[str, str]:
         tags[f"{TAG}git_dirty"] = str(bool(dirty.stdout.strip())).lower()
     except (OSError, subprocess.CalledProcessError):
         tags[f"{TAG}git_commit"] = "unknown (not a git checkout)"
+    return tags
+
+
+def selection_tags(study: Study) -> dict[str, str]:
+    """``ablate.selection`` (labels, label-free, none) and the metric that selects, if any."""
+    tags = {f"{TAG}selection": study.selection}
+    if study.objective is not None:
+        tags[f"{TAG}selection_metric"] = study.objective[0]
     return tags
 
 

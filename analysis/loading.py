@@ -71,6 +71,7 @@ def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = Tr
     """One row per trial run of the named experiments (studies).
 
     Columns: ``experiment, run_id, run_name, method, variant, dataset, seed, status, error``,
+    ``selection`` and ``selection_metric`` (what picked or stopped the trials, from the tags),
     the final ``acc/nmi/ari`` (last epoch), ``best_<metric>`` and ``best_<metric>_epoch``
     (diagnostics: choosing by them reads labels), ``epochs``, and every resolved
     hyperparameter as ``param.<key>``.
@@ -102,6 +103,8 @@ def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = Tr
                 "seed": int(tags.get("ablate.seed", params.get("seed", 0))),
                 "status": run.info.status,
                 "error": tags.get("ablate.error", ""),
+                "selection": tags.get("ablate.selection", ""),
+                "selection_metric": tags.get("ablate.selection_metric", ""),
                 "epochs": metrics.get("epoch", np.nan),
             }
             for metric in METRICS:

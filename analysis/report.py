@@ -6,7 +6,7 @@ figures; :func:`write_report` renders them into a folder and returns the paths i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -127,7 +127,24 @@ def study_tables(report: ReportInput, metrics: list[str]) -> dict[str, tables.Ta
         out["reproduction"] = tables.reproduction_table(
             agg, report.reference, metrics, f"{report.name}: reproduction"
         )
+    note = selection_note(report.runs)
+    if note:
+        out = {stem: replace(table, notes=(*table.notes, note)) for stem, table in out.items()}
     return out
+
+
+def selection_note(runs: pd.DataFrame) -> str | None:
+    """A footnote when a search or scheduler picked or stopped trials by a labelled metric."""
+    if "selection" not in runs:
+        return None
+    chosen = runs[runs["selection"] == "labels"]
+    if chosen.empty:
+        return None
+    metrics = ", ".join(sorted({str(m) for m in chosen["selection_metric"] if m}))
+    return (
+        f"Trials were selected or stopped early by {metrics}, which is computed from the "
+        "ground-truth labels: these numbers are optimistic for an unsupervised method."
+    )
 
 
 def write_report(report: ReportInput, out: Path, fmt: str, metrics: list[str]) -> list[Path]:

@@ -40,6 +40,30 @@ from trainables.metrics import (
 CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
 
 
+SILHOUETTE_SAMPLE = 2000  # images the silhouette is estimated on (it is O(n²))
+
+
+def silhouette_of(features: np.ndarray, assignments: np.ndarray, seed: int) -> float | None:
+    """Mean silhouette (cosine) of the clusters on the evaluation features: label-free.
+
+    Estimated on a seeded sample of :data:`SILHOUETTE_SAMPLE` images; None when there is one
+    cluster only (or every image is its own).
+    """
+    from sklearn.metrics import silhouette_score
+
+    found = len(np.unique(assignments))
+    if found < 2 or found >= assignments.shape[0]:
+        return None
+    sample = min(SILHOUETTE_SAMPLE, assignments.shape[0])
+    try:
+        score = silhouette_score(
+            features, assignments, metric="cosine", sample_size=sample, random_state=seed
+        )
+    except ValueError:  # the sample fell in one cluster
+        return None
+    return float(score)
+
+
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the epoch, step and terms."""
 
@@ -332,12 +356,15 @@ class Trainer:
         return torch.cat(features)[back], torch.cat(probs)[back] if probs else None
 
     def assign(self) -> np.ndarray:
-        """Cluster every training image by the method's rule, on the evaluation transform.
+        """Cluster every training image by the method's rule, on the evaluation transform."""
+        return self._cluster(*self.embed_dataset())
+
+    def _cluster(self, features: torch.Tensor, probs: torch.Tensor | None) -> np.ndarray:
+        """The method's rule on embedded images (in data-set order).
 
         k-means and spectral clustering run on the points in :attr:`evaluation_order`, so
         their initialisation does not depend on the data set's order either.
         """
-        features, probs = self.embed_dataset()
         if self.method.assignment == "argmax":
             if probs is None:
                 raise RuntimeError(f"{self.method.name}: argmax assignment needs cluster_probs")
@@ -356,11 +383,15 @@ class Trainer:
         return assignments
 
     def evaluate(self) -> tuple[dict[str, float], np.ndarray]:
-        assignments = self.assign()
+        features, probs = self.embed_dataset()
+        assignments = self._cluster(features, probs)
         scores = self.evaluator.score(assignments)
         sizes = np.bincount(assignments, minlength=self.method.num_clusters) / assignments.shape[0]
         nonzero = sizes[sizes > 0]
         scores["cluster_entropy"] = float(-(nonzero * np.log(nonzero)).sum())  # label-free
+        silhouette = silhouette_of(features.numpy(), assignments, self.settings.seed)
+        if silhouette is not None:
+            scores["silhouette"] = silhouette  # label-free
         lists = self.method.neighbour_lists()
         if lists is not None:
             scores["knn_label_acc"] = self.evaluator.neighbour_accuracy(lists)

@@ -63,7 +63,8 @@ def test_variant_overrides_reach_the_resolved_config(tmp_path):
 def test_random_search_is_reproducible_and_seeds_are_replicates(tmp_path):
     body = (
         BASE.format(datasets="[synthetic]", seeds="[0, 1]")
-        + "search:\n  algorithm: random\n  num_samples: 5\n  seed: 7\n  space:\n"
+        + "search:\n  algorithm: random\n  num_samples: 5\n  seed: 7\n  metric: loss\n"
+        "  mode: min\n  space:\n"
         "    optim.lr: {distribution: loguniform, low: 0.0001, high: 0.1}\n"
         "    batch_size: {distribution: int, low: 16, high: 64, step: 16}\n"
         "    tau_instance: {values: [0.2, 0.5]}\n"
@@ -101,7 +102,7 @@ def test_sample_domain_bounds_and_steps():
 def test_optuna_count_is_samples_times_seeds(tmp_path):
     body = (
         "name: opt\nmethod: cc\ndatasets: [synthetic]\nseeds: [0, 1, 2]\n"
-        "search:\n  algorithm: optuna\n  num_samples: 4\n  space:\n"
+        "search:\n  algorithm: optuna\n  num_samples: 4\n  metric: silhouette\n  space:\n"
         "    optim.lr: {distribution: loguniform, low: 0.0001, high: 0.01}\n"
     )
     study = load_study(write_study(tmp_path, "opt", body.replace("{", "{{").replace("}", "}}")))

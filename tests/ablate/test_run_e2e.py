@@ -141,6 +141,7 @@ base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
 search:
   algorithm: optuna
   num_samples: 2
+  metric: acc
   space:
     optim.lr: {{distribution: loguniform, low: 0.0001, high: 0.01}}
     tau_instance: {{values: [0.2, 0.5]}}
@@ -163,6 +164,9 @@ def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, local_ray, capsy
         assert 1e-4 <= lr <= 1e-2 and tau in ("0.2", "0.5")
         points.setdefault((lr, tau), set()).add(run.data.params["seed"])
     assert len(points) == 2 and all(seeds == {"0", "1"} for seeds in points.values())
+    for run in trials:  # TPE and ASHA chose by ACC: the runs say they were selected by labels
+        assert run.data.tags["ablate.selection"] == "labels"
+        assert run.data.tags["ablate.selection_metric"] == "acc"
 
 
 DATA_PARALLEL = """\

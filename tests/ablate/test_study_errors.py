@@ -167,6 +167,18 @@ CASES = {
     ),
     "bad name": (GOOD.replace("name: demo", "name: my/study"), 1, "name", ["should match pattern"]),
     "repeated seeds": (GOOD.replace("[0, 1]", "[1, 1]"), 4, "seeds", ["seeds repeat"]),
+    "random search without a metric": (
+        GOOD + "search:\n  algorithm: random\n  space:\n    tau_instance: {values: [0.2]}\n",
+        10,
+        "search",
+        ["picks trials by search.metric, which has no default", "loss (min)", "ablate.selection"],
+    ),
+    "asha without a metric": (
+        GOOD + "scheduler: {type: asha}\n",
+        10,
+        "scheduler.type",
+        ["ASHA stops trials by a metric", "set scheduler.metric"],
+    ),
     "analysis control that is no variant": (
         GOOD + "analysis:\n  control: fulll\n",
         11,

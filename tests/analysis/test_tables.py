@@ -209,3 +209,18 @@ def test_tables_of_one_or_two_seeds_say_no_test_could_decide():
     assert significance.note.startswith("One seed per cell: no paired test was possible")
     table = tables.ablation_table(aggregate(one, ("acc",)), one, ["acc"], "c", significance)
     assert all(cell.place is None and cell.mark == "" for row in table.cells for cell in row)
+
+
+def test_every_table_footnotes_selection_by_labels():
+    from analysis.report import ReportInput, study_tables
+
+    runs = RUNS.assign(selection="labels", selection_metric="acc")
+    report = ReportInput("s", runs, {}, ())
+    notes = [t.notes[-1] for t in study_tables(report, ["acc"]).values()]
+    assert notes and all("selected or stopped early by acc" in n for n in notes)
+    label_free = ReportInput("s", RUNS.assign(selection="label-free", selection_metric="loss"), {})
+    assert not any(
+        "selected or stopped" in n
+        for t in study_tables(label_free, ["acc"]).values()
+        for n in t.notes
+    )

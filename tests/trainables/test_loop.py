@@ -120,6 +120,23 @@ def test_cluster_loss_off_assigns_by_kmeans(synthetic):
     assert assignments.shape == (32,) and assignments.max() < 4
 
 
+def test_evaluation_reports_label_free_scores_beside_the_labelled_ones(synthetic):
+    """cluster_entropy and silhouette (the label-free objectives a search may select by)."""
+    from sklearn.metrics import silhouette_score
+
+    trainer = Trainer(
+        CC, CCConfig(**TINY, loss={"cluster": False, "entropy": False}), synthetic, LoopSettings()
+    )
+    scores, assignments = trainer.evaluate()
+    features, _ = trainer.embed_dataset()
+    expected = silhouette_score(features.numpy(), assignments, metric="cosine")  # all 32 images
+    assert scores["silhouette"] == pytest.approx(expected)
+    sizes = np.bincount(assignments) / 32
+    sizes = sizes[sizes > 0]
+    assert scores["cluster_entropy"] == pytest.approx(-(sizes * np.log(sizes)).sum())
+    assert {"acc", "nmi", "ari"} <= set(scores)
+
+
 @pytest.mark.slow
 def test_cc_learns_synthetic_clusters():
     """A few CPU epochs: the loss falls and ACC beats chance clearly."""
