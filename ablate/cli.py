@@ -18,6 +18,8 @@ from ablate.yaml_source import StudyFileError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analysis.stats import Comparison, PairwiseComparison
+
 
 def _cmd_methods(args: argparse.Namespace) -> int:
     from trainables.registry import UnknownMethodError
@@ -100,11 +102,22 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         raise ValueError(f"no values of metric {args.metric!r} in {', '.join(args.sources)}")
     if args.paired:
         return _paired_stats(args, runs)
-    scores = aggregate(runs, (args.metric,)).score_table(args.metric)
-    result = compare(
-        scores, args.metric, alpha=args.alpha, control=args.control, missing=args.missing
-    )
-    sys.stdout.write(describe_comparison(result))
+    result: Comparison | PairwiseComparison
+    if args.posthoc == "wilcoxon-holm":
+        from analysis.paired import block_table
+        from analysis.report import describe_pairwise
+        from analysis.stats import pairwise_wilcoxon_holm
+
+        result = pairwise_wilcoxon_holm(
+            block_table(runs, args.metric), args.metric, alpha=args.alpha
+        )
+        sys.stdout.write(describe_pairwise(result))
+    else:
+        scores = aggregate(runs, (args.metric,)).score_table(args.metric)
+        result = compare(
+            scores, args.metric, alpha=args.alpha, control=args.control, missing=args.missing
+        )
+        sys.stdout.write(describe_comparison(result))
     if args.cd_diagram:
         from analysis.plots import plot_cd
 
@@ -286,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="policy for missing method x data set cells",
     )
     stats.add_argument("--cd-diagram", metavar="FILE", help="write the CD diagram (.pdf/.png/.svg)")
+    stats.add_argument(
+        "--posthoc",
+        choices=["nemenyi", "wilcoxon-holm"],
+        default="nemenyi",
+        help="the CD diagram's groups: Nemenyi's CD over data sets (default), or Holm-adjusted "
+        "pairwise Wilcoxon tests over (data set, seed) blocks, which keeps power with few "
+        "data sets",
+    )
     stats.add_argument(
         "--paired",
         action="store_true",

@@ -151,6 +151,13 @@ def per_seed(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out
 
 
+def block_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """(data set, seed) blocks × row labels of ``metric``, NaN where a row did not run."""
+    values = per_seed(runs, metric)
+    table = values.pivot_table(index=["dataset", "seed"], columns="label", values="value")
+    return table.reindex(columns=list(dict.fromkeys(values["label"])))
+
+
 def smallest_p(test: Test, n: int) -> float:
     """The smallest two-sided p the test can give with n pairs (Wilcoxon exact: 2^(1−n))."""
     if n < 2:

@@ -13,14 +13,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis.stats import Comparison  # noqa: E402
+from analysis.stats import Comparison, PairwiseComparison  # noqa: E402
 
 
-def plot_cd(result: Comparison, best_left: bool = True, width: float = 6.0) -> Figure:
+def plot_cd(
+    result: Comparison | PairwiseComparison, best_left: bool = True, width: float = 6.0
+) -> Figure:
     """Demšar's critical-difference diagram.
 
-    A rank axis, methods on both sides, a CD ruler, and thick bars joining groups of methods
-    that are not significantly different (Nemenyi).
+    A rank axis, methods on both sides, a CD ruler (Nemenyi only), and thick bars joining
+    groups of methods that are not significantly different (by the CD, or by the
+    Holm-adjusted pairwise Wilcoxon tests).
     """
     k = result.k
     order = sorted(range(k), key=lambda i: result.average_ranks[i])
@@ -45,16 +48,22 @@ def plot_cd(result: Comparison, best_left: bool = True, width: float = 6.0) -> F
     for r in range(1, k + 1):
         ax.plot([x_of(r)] * 2, [axis_y, axis_y + 0.08], color="black", lw=1)
         ax.text(x_of(r), axis_y + 0.12, str(r), ha="center", va="bottom", fontsize=8)
-    cd = result.nemenyi_cd
-    ruler_y = height - 0.22
-    start = x_of(1)
-    end = x_of(1 + cd) if 1 + cd <= k else x_of(k)
-    ax.plot([start, end], [ruler_y, ruler_y], color="black", lw=1.2)
-    for x in (start, end):
-        ax.plot([x, x], [ruler_y - 0.05, ruler_y + 0.05], color="black", lw=1.2)
-    ax.text(
-        (start + end) / 2, ruler_y + 0.05, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=8
-    )
+    cd = result.ruler
+    if cd is not None:
+        ruler_y = height - 0.22
+        start = x_of(1)
+        end = x_of(1 + cd) if 1 + cd <= k else x_of(k)
+        ax.plot([start, end], [ruler_y, ruler_y], color="black", lw=1.2)
+        for x in (start, end):
+            ax.plot([x, x], [ruler_y - 0.05, ruler_y + 0.05], color="black", lw=1.2)
+        ax.text(
+            (start + end) / 2,
+            ruler_y + 0.05,
+            f"CD = {cd:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     for i, (name, rank) in enumerate(zip(names, ranks, strict=True)):
         on_left = i < half
         slot = i if on_left else k - 1 - i

@@ -21,7 +21,7 @@ from analysis.paired import (
     paired_to_json,
     table_significance,
 )
-from analysis.stats import Comparison, compare
+from analysis.stats import Comparison, PairwiseComparison, compare
 
 FORMATS = {
     "latex": ("tex", tables.to_latex),
@@ -102,6 +102,34 @@ def describe_comparison(result: Comparison) -> str:
                 f"  {row.method}: z = {row.z:+.3f}, p = {row.p:.4f}, "
                 f"threshold {row.threshold:.4f} -> {verdict}"
             )
+    lines += [f"warning: {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def describe_pairwise(result: PairwiseComparison) -> str:
+    """Pairwise Wilcoxon-Holm as text: ranks over blocks, each pair's p, the groups."""
+    lines = [
+        f"metric {result.metric} ({'higher' if result.direction == 'max' else 'lower'} is "
+        f"better), k = {result.k} methods over {result.blocks} complete (data set, seed) blocks, "
+        f"alpha = {result.alpha}",
+        "post-hoc: Wilcoxon signed-rank per pair over the blocks both ran (scipy, two-sided), "
+        "Holm over all pairs (statsmodels)",
+        "average ranks (1 = best):",
+    ]
+    for method, rank in sorted(
+        zip(result.methods, result.average_ranks, strict=True), key=lambda x: x[1]
+    ):
+        lines.append(f"  {rank:6.3f}  {method}")
+    for i in range(result.k):
+        for j in range(i + 1, result.k):
+            verdict = "differ" if result.adjusted[i, j] < result.alpha else "not significant"
+            lines.append(
+                f"  {result.methods[i]} vs {result.methods[j]}: {result.pairs[i, j]} blocks, "
+                f"p = {result.p_values[i, j]:.4g}, Holm p = {result.adjusted[i, j]:.4g} "
+                f"-> {verdict}"
+            )
+    groups = "; ".join(", ".join(g) for g in result.groups) or "none"
+    lines.append(f"groups not significantly different: {groups}")
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines) + "\n"
 

@@ -97,6 +97,11 @@ class Comparison:
     def n(self) -> int:
         return len(self.datasets)
 
+    @property
+    def ruler(self) -> float | None:
+        """The critical difference the diagram's ruler shows (Nemenyi's)."""
+        return self.nemenyi_cd
+
     def rank_of(self, method: str) -> float:
         return self.average_ranks[self.methods.index(method)]
 
@@ -309,5 +314,120 @@ def compare(
         bonferroni_dunn_q=bd_q,
         bonferroni_dunn_cd=bd_cd,
         holm=holm,
+        warnings=tuple(warnings),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Pairwise Wilcoxon-Holm over (data set, seed) blocks: a CD diagram for few data sets
+
+
+@dataclass(frozen=True)
+class PairwiseComparison:
+    """Every pair of methods by the Wilcoxon signed-rank test over (data set, seed) blocks.
+
+    Demšar's Nemenyi test ranks over data sets only, so with one to four data sets it cannot
+    separate anything; pairing over seeds as well keeps power. p-values are Holm-adjusted
+    over all k(k−1)/2 pairs; ``groups`` are the maximal cliques of methods no pair of which
+    differs (the diagram's bars). Average ranks are over the blocks every method ran.
+    """
+
+    metric: str
+    direction: Direction
+    alpha: float
+    methods: tuple[str, ...]
+    average_ranks: tuple[float, ...]
+    blocks: int  # complete (data set, seed) blocks the ranks are taken over
+    p_values: np.ndarray  # k×k, raw two-sided Wilcoxon p (1 on the diagonal)
+    adjusted: np.ndarray  # k×k, Holm-adjusted over the pairs
+    pairs: np.ndarray  # k×k, blocks each pair was tested on
+    groups: tuple[tuple[str, ...], ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def k(self) -> int:
+        return len(self.methods)
+
+    @property
+    def ruler(self) -> float | None:
+        """No critical difference: significance comes from the pairwise tests."""
+        return None
+
+    def rank_of(self, method: str) -> float:
+        return self.average_ranks[self.methods.index(method)]
+
+
+def maximal_cliques(methods: tuple[str, ...], differ: np.ndarray) -> tuple[tuple[str, ...], ...]:
+    """Maximal groups (≥ 2) of methods no two of which differ (Bron-Kerbosch, networkx)."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(methods)))
+    graph.add_edges_from(
+        (i, j) for i in range(len(methods)) for j in range(i + 1, len(methods)) if not differ[i, j]
+    )
+    cliques = [sorted(c) for c in nx.find_cliques(graph) if len(c) > 1]
+    return tuple(tuple(methods[i] for i in c) for c in sorted(cliques))
+
+
+def pairwise_wilcoxon_holm(
+    blocks: pd.DataFrame, metric: str, *, direction: Direction | None = None, alpha: float = 0.05
+) -> PairwiseComparison:
+    """Test every pair over the (data set, seed) blocks (rows) of ``blocks`` (methods × ...).
+
+    ``blocks``: one row per (data set, seed), one column per method, NaN where a method did
+    not run. Pairs are tested on the blocks both ran; ranks use the complete blocks.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+    direction = direction or metric_direction(metric)
+    methods = tuple(str(m) for m in blocks.columns)
+    k = len(methods)
+    if k < 2:
+        raise ValueError(f"pairwise tests need at least 2 methods; got {k}")
+    values = blocks.to_numpy(dtype=float)
+    complete = values[~np.isnan(values).any(axis=1)]
+    if len(complete) == 0:
+        raise ValueError("no (data set, seed) block holds every method: nothing to rank")
+    average = tuple(float(r) for r in rank_scores(complete, direction).mean(axis=0))
+    p = np.ones((k, k))
+    pairs = np.zeros((k, k), dtype=int)
+    index = [(i, j) for i in range(k) for j in range(i + 1, k)]
+    raw = []
+    for i, j in index:
+        both = ~np.isnan(values[:, i]) & ~np.isnan(values[:, j])
+        d = values[both, i] - values[both, j]
+        pairs[i, j] = pairs[j, i] = int(both.sum())
+        raw.append(1.0 if len(d) < 2 or not np.any(d != 0) else float(stats.wilcoxon(d).pvalue))
+    adjusted_list = multipletests(raw, alpha=alpha, method="holm")[1]
+    adjusted = np.ones((k, k))
+    for (i, j), pv, pa in zip(index, raw, adjusted_list, strict=True):
+        p[i, j] = p[j, i] = pv
+        adjusted[i, j] = adjusted[j, i] = float(pa)
+    warnings = []
+    if len(complete) < len(values):
+        warnings.append(
+            f"{len(values) - len(complete)} of {len(values)} blocks miss a method: ranks use the "
+            f"{len(complete)} complete blocks, each pair the blocks both ran"
+        )
+    fewest = int(pairs[np.triu_indices(k, 1)].min())
+    if len(index) * 2 * 0.5**fewest >= alpha:
+        warnings.append(
+            f"a pair with {fewest} blocks cannot reach alpha = {alpha} after Holm over "
+            f"{len(index)} pairs"
+        )
+    return PairwiseComparison(
+        metric=metric,
+        direction=direction,
+        alpha=alpha,
+        methods=methods,
+        average_ranks=average,
+        blocks=len(complete),
+        p_values=p,
+        adjusted=adjusted,
+        pairs=pairs,
+        groups=maximal_cliques(methods, adjusted < alpha),
         warnings=tuple(warnings),
     )

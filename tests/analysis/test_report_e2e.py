@@ -82,6 +82,14 @@ def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
     spread = [(r["sd_difference"], r["detectable_difference"]) for r in rows]
     assert all(sd is not None and delta >= 0 for sd, delta in spread), spread
 
+    figure = tmp_path / "pairwise.svg"
+    posthoc = ["stats", "report", "--posthoc", "wilcoxon-holm", "--tracking-uri", uri]
+    assert main([*posthoc, "--cd-diagram", str(figure)]) == 0
+    printed = capsys.readouterr().out
+    assert "k = 2 methods over 4 complete (data set, seed) blocks" in printed
+    pair = ("cc:full vs cc:no_cluster: 4 blocks", "cc:no_cluster vs cc:full: 4 blocks")
+    assert any(p in printed for p in pair) and figure.exists()
+
     # the finished study as the pilot of a bigger one: what 8 seeds could detect
     bigger = write_study(
         tmp_path, "bigger", STUDY.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3, 4, 5, 6, 7]")

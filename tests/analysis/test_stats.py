@@ -175,3 +175,62 @@ def test_comparison_is_frozen_and_rejects_bad_input():
         compare(DEMSAR, "auc", control="x")
     with pytest.raises(ValueError, match="missing policy"):
         compare(GAPPY, "acc", missing="ignore")
+
+
+def _blocks(seed=0, n=12):
+    """A ≈ B and B ≈ C within noise, A clearly above C: two overlapping groups."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0.7, 0.05, n)
+    return pd.DataFrame(
+        {
+            "A": base + 0.02 + rng.normal(0, 0.004, n),
+            "B": base + 0.01 + rng.normal(0, 0.02, n),
+            "C": base + rng.normal(0, 0.004, n),
+        },
+        index=pd.MultiIndex.from_tuples([(f"d{i // 4}", i % 4) for i in range(n)]),
+    )
+
+
+def test_pairwise_wilcoxon_holm_is_scipys_with_statsmodels_holm_and_clique_groups():
+    from scipy import stats as scipy_stats
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.stats import pairwise_wilcoxon_holm
+
+    blocks = _blocks()
+    result = pairwise_wilcoxon_holm(blocks, "acc")
+    pairs = [("A", "B"), ("A", "C"), ("B", "C")]
+    raw = [scipy_stats.wilcoxon(blocks[a] - blocks[b]).pvalue for a, b in pairs]
+    holm = multipletests(raw, method="holm")[1]
+    index = {m: i for i, m in enumerate(result.methods)}
+    for (a, b), p, h in zip(pairs, raw, holm, strict=True):
+        assert result.p_values[index[a], index[b]] == pytest.approx(p)
+        assert result.adjusted[index[a], index[b]] == pytest.approx(h)
+        assert result.pairs[index[a], index[b]] == 12
+    assert result.adjusted[index["A"], index["C"]] < 0.05  # A above C on every block
+    differ = result.adjusted < 0.05
+    expected = tuple(
+        tuple(g)
+        for g in (["A", "B"], ["B", "C"], ["A", "B", "C"])
+        if all(not differ[index[x], index[y]] for x in g for y in g if x != y)
+        and len(g) > 1
+    )
+    maximal = tuple(g for g in expected if not any(set(g) < set(h) for h in expected))
+    assert set(result.groups) == set(maximal)
+    assert result.rank_of("A") < result.rank_of("C") and result.ruler is None
+
+
+def test_pairwise_blocks_with_missing_cells_are_said_and_the_diagram_draws():
+    from analysis.plots import plot_cd
+    from analysis.stats import pairwise_wilcoxon_holm
+
+    blocks = _blocks()
+    blocks.iloc[0, 1] = np.nan
+    result = pairwise_wilcoxon_holm(blocks, "acc")
+    assert result.blocks == 11 and any("1 of 12 blocks miss a method" in w for w in result.warnings)
+    index = {m: i for i, m in enumerate(result.methods)}
+    assert result.pairs[index["A"], index["B"]] == 11 and result.pairs[index["A"], index["C"]] == 12
+    few = pairwise_wilcoxon_holm(_blocks(n=4), "acc")
+    assert any("cannot reach alpha" in w for w in few.warnings)
+    figure = plot_cd(result)
+    assert figure.axes and not any(t.get_text().startswith("CD =") for t in figure.axes[0].texts)
