@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.power import detectable_difference, difference_spread, seeds_needed
-from analysis.stats import Direction, metric_direction
+from analysis.stats import Direction, metric_direction, smallest_p
 from analysis.tables import Significance
 
 Test = Literal["wilcoxon", "ttest"]
@@ -156,13 +156,6 @@ def block_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     values = per_seed(runs, metric)
     table = values.pivot_table(index=["dataset", "seed"], columns="label", values="value")
     return table.reindex(columns=list(dict.fromkeys(values["label"])))
-
-
-def smallest_p(test: Test, n: int) -> float:
-    """The smallest two-sided p the test can give with n pairs (Wilcoxon exact: 2^(1−n))."""
-    if n < 2:
-        return 1.0
-    return 2.0 * 0.5**n if test == "wilcoxon" else 0.0
 
 
 def _wilcoxon(d: np.ndarray) -> float | None:

@@ -357,6 +357,13 @@ class PairwiseComparison:
         return self.average_ranks[self.methods.index(method)]
 
 
+def smallest_p(test: str, n: int) -> float:
+    """The smallest two-sided p a paired test can give with n pairs (Wilcoxon exact: 2^(1−n))."""
+    if n < 2:
+        return 1.0
+    return 2.0 * 0.5**n if test == "wilcoxon" else 0.0
+
+
 def maximal_cliques(methods: tuple[str, ...], differ: np.ndarray) -> tuple[tuple[str, ...], ...]:
     """Maximal groups (≥ 2) of methods no two of which differ (Bron-Kerbosch, networkx)."""
     import networkx as nx
@@ -413,7 +420,7 @@ def pairwise_wilcoxon_holm(
             f"{len(complete)} complete blocks, each pair the blocks both ran"
         )
     fewest = int(pairs[np.triu_indices(k, 1)].min())
-    if len(index) * 2 * 0.5**fewest >= alpha:
+    if len(index) * smallest_p("wilcoxon", fewest) >= alpha:
         warnings.append(
             f"a pair with {fewest} blocks cannot reach alpha = {alpha} after Holm over "
             f"{len(index)} pairs"

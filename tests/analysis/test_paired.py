@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis.paired import describe_paired, paired_analysis, paired_to_json, smallest_p
+from analysis.paired import describe_paired, paired_analysis, paired_to_json
+from analysis.stats import smallest_p
 
 
 def _runs(values, dataset="cifar10", method="cc"):

@@ -212,8 +212,7 @@ def test_pairwise_wilcoxon_holm_is_scipys_with_statsmodels_holm_and_clique_group
     expected = tuple(
         tuple(g)
         for g in (["A", "B"], ["B", "C"], ["A", "B", "C"])
-        if all(not differ[index[x], index[y]] for x in g for y in g if x != y)
-        and len(g) > 1
+        if all(not differ[index[x], index[y]] for x in g for y in g if x != y) and len(g) > 1
     )
     maximal = tuple(g for g in expected if not any(set(g) < set(h) for h in expected))
     assert set(result.groups) == set(maximal)
