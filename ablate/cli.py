@@ -161,6 +161,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     uri: str | None
     searched: tuple[str, ...]
     settings: dict[str, Any] = {}
+    order: dict[str, int] = {}
     if target.endswith(".csv"):
         from analysis.loading import load_published
 
@@ -176,6 +177,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         reference = dict(study.reference)
         searched = tuple(study.search.searched_keys()) if study.search else ()
         settings = study.analysis.model_dump()
+        order = {
+            variant: i for i, variant in enumerate(study.variants)
+        }  # rows as the study lists them
     else:
         uri = args.tracking_uri or "sqlite:///mlflow.db"
         name = experiment = target
@@ -183,6 +187,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not target.endswith(".csv"):
         assert uri is not None
         runs = load_mlflow(uri, [experiment])
+        if target.endswith((".yaml", ".yml")) and not runs.empty:
+            rank = runs["variant"].map(order).fillna(len(order))
+            runs = runs.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
     if runs.empty:
         raise ValueError(f"{target}: no results to report yet")
     out = Path(args.out or Path("ablate_reports") / name)

@@ -301,6 +301,11 @@ def paired_analysis(
                 )
             if len(d) and not np.any(d != 0):
                 notices.append(f"{dataset}: {other} equals {control} on every seed")
+            elif 2 <= len(d) < 5:
+                notices.append(
+                    f"{dataset}: {other}'s interval rests on {len(d)} pairs: the bootstrap only "
+                    "describes them and covers the true difference far less often than 95 %"
+                )
         key = "wilcoxon_p" if test == "wilcoxon" else "ttest_p"
         tested = [e for e in pending if e[key] is not None]
         if tested:

@@ -59,6 +59,7 @@ def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
     assert main(["report", str(path), "--out", str(tmp_path / "md"), "--format", "md"]) == 0
     markdown = (tmp_path / "md" / "ablation.md").read_text()
     assert "| Variant | cluster | entropy |" in markdown
+    assert markdown.index("| full |") < markdown.index("| no_cluster |")  # the study's order
     # two seeds: no_cluster's cells carry a verdict against full, and none can be significant
     row = next(line for line in markdown.splitlines() if line.startswith("| no_cluster"))
     assert row.count("≈") == 6 and "**" not in markdown.split("\n", 1)[1]
