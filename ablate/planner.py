@@ -18,7 +18,7 @@ import numpy as np
 
 from ablate.study import DatasetEntry, Domain, Study
 from ablate.yaml_source import StudyFileError
-from trainables.config import MethodConfig, unflatten
+from trainables.config import MethodConfig, flatten, unflatten
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,43 @@ def expand(study: Study) -> list[TrialSpec]:
                             sample=n if with_search else None,
                         )
                     )
+    trials += baseline_trials(study)
     keys = [t.key for t in trials]
     if len(set(keys)) != len(keys):
         duplicate = next(k for k in keys if keys.count(k) > 1)
         raise StudyFileError(
             "<study>", ("datasets",), None, f"two trials share the name {duplicate!r}"
         )
+    return trials
+
+
+#: The method and overrides of each baseline row, from the study's method and base.
+BASELINE_METHOD = {"pixels": "kmeans"}
+
+
+def baseline_trials(study: Study) -> list[TrialSpec]:
+    """The study's baseline rows on every data set and seed.
+
+    ``pixels``: k-means on the raw pixels (method ``kmeans``) at the study's ``image_size``;
+    ``untrained``: the study's method with ``base`` but zero epochs (NNCC: no pretext either),
+    clustered by k-means on its initial features.
+    """
+    base = flatten(study.base)
+    trials = []
+    for baseline in study.baselines:
+        if baseline == "pixels":
+            method = BASELINE_METHOD[baseline]
+            params = {k: v for k, v in base.items() if k == "image_size"}
+        else:
+            method = study.method
+            params = {**base, "epochs": 0}
+            if method == "nncc":
+                params["pretext.epochs"] = 0
+        for dataset in study.datasets:
+            for seed in study.seeds:
+                trials.append(
+                    TrialSpec(study.name, method, baseline, dataset.model_dump(), seed, params)
+                )
     return trials
 
 
@@ -167,7 +198,7 @@ def trial_count(study: Study) -> int:
     if study.search is not None and study.search.algorithm == "optuna":
         return study.search.num_samples * len(study.seeds)
     points = sum(len(search_points(study, variant)) for variant in study.variants)
-    return points * len(study.datasets) * len(study.seeds)
+    return (points + len(study.baselines)) * len(study.datasets) * len(study.seeds)
 
 
 def gpu_hours(study: Study) -> float | None:
@@ -180,7 +211,6 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
     """The text ``ablate plan`` prints: trials with their resolved configs, count, GPU-hours."""
     from trainables.registry import get_method
 
-    defaults = get_method(study.method).config_class().flat()
     lines = [f"study {study.name!r}: method {study.method}, {trial_count(study)} trials"]
     if study.description:
         lines.append(f"  {study.description}")
@@ -195,6 +225,7 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
         trials = expand(study)
     for trial in trials:
         resolved = trial.method_config().flat()
+        defaults = get_method(trial.method).config_class().flat()
         shown = resolved if verbose else {k: v for k, v in resolved.items() if v != defaults[k]}
         body = ", ".join(f"{k}={v}" for k, v in shown.items()) or "(method defaults)"
         lines.append(f"  {trial.key}: {body}")

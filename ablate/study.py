@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
 from trainables.config import MethodConfig, flatten, unflatten
-from trainables.datasets import CATALOGUE, storage_size
+from trainables.datasets import CATALOGUE, COMMON_OPTIONS, storage_size
 from trainables.registry import get_method, registered_methods
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
@@ -61,7 +61,7 @@ class DatasetEntry(Closed):
 
     @model_validator(mode="after")
     def _options_known(self) -> DatasetEntry:
-        allowed = CATALOGUE[self.name].options
+        allowed = CATALOGUE[self.name].options | COMMON_OPTIONS
         unknown = sorted(set(self.options) - allowed)
         if unknown:
             raise ValueError(
@@ -279,6 +279,7 @@ class Study(Closed):
     resources: Resources = Field(default_factory=Resources)
     tracking: Tracking = Field(default_factory=Tracking)
     run: RunSettings = Field(default_factory=RunSettings)
+    baselines: list[Literal["pixels", "untrained"]] = Field(default_factory=list)
     analysis: Analysis = Field(default_factory=Analysis)
     reference: Reference = Field(default_factory=dict)
 
@@ -293,6 +294,13 @@ class Study(Closed):
                 f"unknown method {method!r}{extra} Registered methods: {', '.join(known)}"
             )
         return method
+
+    @field_validator("baselines")
+    @classmethod
+    def _once_each(cls, baselines: list[str]) -> list[str]:
+        if len(set(baselines)) != len(baselines):
+            raise ValueError(f"baselines repeat: {baselines}")
+        return baselines
 
     @field_validator("seeds")
     @classmethod
@@ -458,6 +466,23 @@ def _check_storage_sizes(doc: YamlDocument, study: Study, variant: str, config: 
             )
 
 
+def _check_baselines(doc: YamlDocument, study: Study) -> None:
+    """Baseline rows take their own variant names and run beside a fixed set of trials."""
+    if not study.baselines:
+        return
+    taken = sorted(set(study.baselines) & set(study.variants))
+    if taken:
+        raise doc.error(
+            ("variants", taken[0]),
+            f"variant name {taken[0]!r} is the name of a baseline row; rename the variant",
+        )
+    if study.search is not None and study.search.algorithm == "optuna":
+        raise doc.error(
+            ("baselines",),
+            "optuna adapts its trials one by one; run the baselines in a study of their own",
+        )
+
+
 def _check_objective(doc: YamlDocument, study: Study) -> None:
     """Whatever picks or stops trials names its metric: no silent default of ``acc``."""
     free = ", ".join(f"{m} ({d})" for m, d in LABEL_FREE_OBJECTIVES.items())
@@ -521,6 +546,7 @@ def validate_study(doc: YamlDocument) -> Study:
                 layer: tuple[KeyPath, dict[str, Any]] = (("search", "space"), {key: value})
                 _build(doc, study, [(("base",), base), layer])
     _check_objective(doc, study)
+    _check_baselines(doc, study)
     control = study.analysis.control
     if control is not None and control not in study.variants:
         raise doc.error(

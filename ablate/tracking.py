@@ -138,7 +138,7 @@ class MLflowTrialLogger(Callback):
         if found:
             run_id = found[0].info.run_id
             history = self._client.get_metric_history(run_id, "epoch")
-            self._last_epoch[trial_id] = max((m.value for m in history), default=0.0)
+            self._last_epoch[trial_id] = max((m.value for m in history), default=-1.0)
             self._client.update_run(run_id, status="RUNNING")
         else:
             spec = trial_spec(trial.config)
@@ -162,7 +162,7 @@ class MLflowTrialLogger(Callback):
             self._client.log_dict(
                 run_id, spec.method_config().model_dump(mode="json"), "config.yaml"
             )
-            self._last_epoch[trial_id] = 0.0
+            self._last_epoch[trial_id] = -1.0  # a zero-epoch baseline reports at epoch 0
         self._runs[trial_id] = run_id
         return str(run_id)
 
@@ -176,7 +176,7 @@ class MLflowTrialLogger(Callback):
 
         run_id = self._run_for(trial)
         epoch = float(result.get("epoch", 0))
-        if epoch <= self._last_epoch.get(trial.trial_id, 0.0):
+        if epoch <= self._last_epoch.get(trial.trial_id, -1.0):
             return  # already logged before an interruption
         now = int(time.time() * 1000)
         metrics = [
@@ -187,7 +187,11 @@ class MLflowTrialLogger(Callback):
             and not isinstance(v, bool)
             and math.isfinite(v)
         ]
-        tags = [RunTag(f"{TAG}{k}", str(result[k])) for k in ("device", "node") if k in result]
+        tags = [
+            RunTag(f"{TAG}{k}", str(result[k]))
+            for k in ("device", "node", "assignment")
+            if k in result
+        ]
         tags += [RunTag(f"{TAG}{k}", str(v)) for k, v in result.items() if k.startswith(STAGE_NOTE)]
         self._client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_epoch[trial.trial_id] = epoch

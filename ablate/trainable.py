@@ -89,6 +89,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             "epoch": float(result.epoch),
             "device": str(trainer.device),
             "node": _node_id(),
+            "assignment": trainer.assignment_rule,
             **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
         last = result.epoch == trainer.total_epochs

@@ -170,7 +170,7 @@ def ablation_table(
     datasets = list(dict.fromkeys(frame["dataset"]))
     switches = []
     for column in sorted(c for c in runs.columns if c.startswith("param.")):
-        per_variant = runs.groupby("variant")[column].first()
+        per_variant = runs.groupby("variant")[column].first().dropna()  # baselines lack switches
         values = set(per_variant.astype(str))
         if values <= {"True", "False"} and len(values) == 2:
             switches.append((column.removeprefix("param."), per_variant))

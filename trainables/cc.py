@@ -51,9 +51,11 @@ class CCLoss(LossSwitches):
 class CCConfig(MethodConfig):
     """CC's hyperparameters; defaults from CC's config/config.yaml."""
 
-    epochs: int = Field(1000, ge=1, description="Training epochs (CC: 1000).")
+    epochs: int = Field(
+        1000, ge=0, description="Training epochs (CC: 1000); 0: the untrained network."
+    )
     batch_size: int = Field(256, ge=2, description="Batch size (CC: 256).")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet34", description="CC: ResNet-34."
     )
     image_size: int | None = Field(224, ge=8, description="CC upsamples every data set to 224 px.")

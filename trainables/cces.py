@@ -74,9 +74,11 @@ class ContrastiveCropConfig(Closed):
 class CCESConfig(CCConfig):
     """CCES's hyperparameters (methods-spec §3.6); its loss terms are CC's three (Eq. 10)."""
 
-    epochs: int = Field(1200, ge=1, description="Training epochs (§4.2: 1200).")
+    epochs: int = Field(
+        1200, ge=0, description="Training epochs (§4.2: 1200); 0: the untrained network."
+    )
     batch_size: int = Field(256, ge=2, description="Never stated; CC's 256 [CHOICE].")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet34", description="A 512-d ResNet; CC's ResNet-34 [CHOICE]."
     )
     image_size: int | None = Field(

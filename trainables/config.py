@@ -127,10 +127,17 @@ class MethodConfig(Closed):
     ``loss`` is a model of named booleans, one per loss term, in each subclass.
     """
 
-    epochs: int = Field(1000, ge=1, description="Training epochs.")
+    epochs: int = Field(
+        1000,
+        ge=0,
+        description="Training epochs; 0: the untrained network, clustered by k-means on its "
+        "initial features (a baseline row).",
+    )
     batch_size: int = Field(256, ge=2, description="Images per mini-batch (drop_last).")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
-        "resnet34", description="ResNet depth (torchvision definition, random init)."
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
+        "resnet34",
+        description="ResNet depth (torchvision definition, random init); cnn4: a four-layer "
+        "CNN, 256-d, the CPU proxy backbone (not a paper's).",
     )
     stem: Literal["auto", "cifar", "stl", "imagenet"] = Field(
         "auto",

@@ -356,6 +356,10 @@ def make_synthetic(n: int, classes: int, size: int, seed: int = 0) -> tuple[np.n
 # The catalogue
 
 
+#: Options every data set takes: a seeded random subset of its images, drawn without labels.
+COMMON_OPTIONS = frozenset({"subset", "subset_seed"})
+
+
 @dataclass(frozen=True)
 class _Entry:
     info: DatasetInfo
@@ -408,6 +412,21 @@ CATALOGUE: dict[str, _Entry] = {
 }
 
 
+def _subset(
+    name: str, images: np.ndarray, labels: np.ndarray, opts: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``subset`` images drawn uniformly (seed ``subset_seed``), kept in data-set order.
+
+    The draw never looks at the labels, so class proportions vary as a random sample's do.
+    """
+    size, total = int(opts["subset"]), images.shape[0]
+    if not 2 <= size <= total:
+        raise ValueError(f"data set {name!r}: subset must be in 2..{total}; got {size}")
+    rng = np.random.default_rng(int(opts.get("subset_seed", 0)))
+    keep = np.sort(rng.choice(total, size=size, replace=False))
+    return images[keep], labels[keep]
+
+
 def default_data_root() -> Path:
     """``$ABLATE_DATA`` if set, else ``./data``."""
     return Path(os.environ.get("ABLATE_DATA", "data"))
@@ -446,9 +465,9 @@ def load_dataset(
         raise KeyError(f"unknown data set {name!r}; known: {', '.join(CATALOGUE)}")
     entry = CATALOGUE[name]
     opts = dict(options or {})
-    unknown = set(opts) - entry.options
+    unknown = set(opts) - entry.options - COMMON_OPTIONS
     if unknown:
-        allowed = ", ".join(sorted(entry.options)) or "none"
+        allowed = ", ".join(sorted(entry.options | COMMON_OPTIONS))
         raise KeyError(f"data set {name!r} has no option(s) {sorted(unknown)}; allowed: {allowed}")
     base = Path(root) if root is not None else default_data_root()
     info = entry.info
@@ -491,6 +510,8 @@ def load_dataset(
             raise
         _torchvision_download(name, base)
         images, labels = read()
+    if "subset" in opts:
+        images, labels = _subset(name, images, labels, opts)
     if name == "synthetic":
         info = replace(info, num_classes=int(opts.get("classes", 4)))
     info = replace(info, native_size=int(images.shape[-1]))

@@ -81,10 +81,12 @@ class GACLConfig(MethodConfig):
     """GACL's hyperparameters (methods-spec §2.6)."""
 
     epochs: int = Field(
-        1000, ge=1, description="Training epochs (not given; CC's and GCC's 1000) [CHOICE]."
+        1000,
+        ge=0,
+        description="Training epochs (not given; CC's and GCC's 1000) [CHOICE]; 0: untrained.",
     )
     batch_size: int = Field(256, ge=2, description="Batch size (§4.3: 256).")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet18", description="§3.1: ResNet-18."
     )
     image_size: int | None = Field(

@@ -165,11 +165,13 @@ class GCCConfig(MethodConfig):
         description="Fills every preset-dependent key not set explicitly: code (official "
         "repository) or paper (equations and Algorithm 1).",
     )
-    epochs: int = Field(1000, ge=1, description="Training epochs (GCC's configs: 1000).")
+    epochs: int = Field(
+        1000, ge=0, description="Training epochs (GCC's configs: 1000); 0: untrained."
+    )
     batch_size: int = Field(
         256, ge=2, description="Batch size (256; the code uses 96 on STL/ImageNet, 128 on Tiny)."
     )
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet18", description="ResNet-18 (the code uses ResNet-34 on Tiny-ImageNet)."
     )
     image_size: int | None = Field(None, ge=8, description="Native resolution (§4.2).")

@@ -115,9 +115,9 @@ class CEConfig(Closed):
 class GHDCCConfig(MethodConfig):
     """GHDCC's hyperparameters (methods-spec §5.7)."""
 
-    epochs: int = Field(500, ge=1, description="Training epochs (500).")
+    epochs: int = Field(500, ge=0, description="Training epochs (500); 0: untrained.")
     batch_size: int = Field(128, ge=2, description="Batch size (128).")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet34", description="ResNet-34 (the paper's complexity section)."
     )
     stem: Literal["auto", "cifar", "stl", "imagenet"] = Field(

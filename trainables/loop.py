@@ -229,6 +229,8 @@ class Trainer:
 
     def _build_optimizer(self, optim: Any) -> torch.optim.Optimizer:
         params = [p for p in self.method.network.parameters() if p.requires_grad]
+        if not params:  # a baseline without a network: an optimiser with nothing to move
+            params = [torch.nn.Parameter(torch.zeros(0))]
         if optim.name == "adam":
             return torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
         return torch.optim.SGD(
@@ -359,20 +361,30 @@ class Trainer:
         """Cluster every training image by the method's rule, on the evaluation transform."""
         return self._cluster(*self.embed_dataset())
 
+    @property
+    def assignment_rule(self) -> str:
+        """The method's rule; k-means on the initial features for an untrained network.
+
+        A trial of zero epochs is a baseline row: its cluster head (if any) is random, so its
+        argmax would say nothing; k-means on what the untrained network computes does.
+        """
+        return "kmeans" if self.total_epochs == 0 else self.method.assignment
+
     def _cluster(self, features: torch.Tensor, probs: torch.Tensor | None) -> np.ndarray:
-        """The method's rule on embedded images (in data-set order).
+        """The rule of :attr:`assignment_rule` on embedded images (in data-set order).
 
         k-means and spectral clustering run on the points in :attr:`evaluation_order`, so
         their initialisation does not depend on the data set's order either.
         """
-        if self.method.assignment == "argmax":
+        rule = self.assignment_rule
+        if rule == "argmax":
             if probs is None:
                 raise RuntimeError(f"{self.method.name}: argmax assignment needs cluster_probs")
             return probs.argmax(dim=1).numpy()
         order = self.evaluation_order.cpu().numpy()
         points = features.numpy()[order]
         seed, clusters = self.settings.seed, self.method.num_clusters
-        if self.method.assignment == "spectral":
+        if rule == "spectral":
             in_order = spectral_assign(points, clusters, seed=seed)
         else:
             in_order = kmeans_assign(
@@ -405,6 +417,8 @@ class Trainer:
         epoch is evaluated, so a pretext's own score is on record in every trial.
         """
         report = EpochReport(self.epoch, {}, evaluated=False)
+        if self.total_epochs == 0:  # a baseline: the untrained network, evaluated once
+            return self._evaluate_untrained(on_epoch)
         try:
             while self.epoch < self.total_epochs:
                 notes = self._reuse_shared_stage()
@@ -426,6 +440,15 @@ class Trainer:
             if self._claimed is not None and self.stage_store is not None:
                 self.stage_store.release(self._claimed)
                 self._claimed = None
+        return report
+
+    def _evaluate_untrained(
+        self, on_epoch: Callable[[EpochReport, Trainer], None] | None
+    ) -> EpochReport:
+        scores, clusters = self.evaluate()
+        report = EpochReport(0, {**scores, "stage": 0.0}, True, clusters)
+        if on_epoch is not None:
+            on_epoch(report, self)
         return report
 
     # -- shared stages ----------------------------------------------------------------------

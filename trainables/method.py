@@ -96,6 +96,9 @@ class Method(Generic[ConfigT]):
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    #: False for a baseline that trains nothing (k-means on pixels): the contract suite's
+    #: training checks skip it.
+    trains: ClassVar[bool] = True
     #: Network modules each loss term uses (keys: the config's loss switches). The contract
     #: tests check that exactly the modules of enabled terms receive gradients.
     term_modules: ClassVar[dict[str, tuple[str, ...]]] = {}

@@ -116,10 +116,13 @@ class NNCCConfig(MethodConfig):
     """NNCC's hyperparameters (methods-spec §6.6); ``epochs`` counts the NNCC stage."""
 
     epochs: int = Field(
-        500, ge=0, description="NNCC-stage epochs (not given; 500 [CHOICE]); 0: pretext only."
+        500,
+        ge=0,
+        description="NNCC-stage epochs (not given; 500 [CHOICE]); 0: pretext only (with "
+        "pretext.epochs 0 too: the untrained network).",
     )
     batch_size: int = Field(128, ge=2, description="Images M per NNCC batch (§4.4: 128).")
-    backbone: Literal["resnet18", "resnet34", "resnet50"] = Field(
+    backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet18", description="ResNet-18 (§4.4)."
     )
     image_size: int | None = Field(None, ge=8, description="Native resolution (§6.7).")
@@ -149,9 +152,7 @@ class NNCCConfig(MethodConfig):
     loss: NNCCLoss = Field(default_factory=NNCCLoss)
 
     @model_validator(mode="after")
-    def _something_to_train(self) -> NNCCConfig:
-        if self.epochs == 0 and self.pretext.epochs == 0:
-            raise ValueError("epochs and pretext.epochs are both 0; at least one stage must train")
+    def _readings_consistent(self) -> NNCCConfig:
         if self.num_augs == 0 and not self.finch.enabled:
             raise ValueError(
                 "num_augs: 0 leaves only FINCH relations as positives, and finch.enabled is "
@@ -215,7 +216,7 @@ class NNCC(Method[NNCCConfig]):
                     aug=pretext.aug,
                 )
             )
-        if config.epochs:
+        if config.epochs or not out:  # no epoch at all: the untrained network, one empty stage
             out.append(Stage("nncc", config.epochs, config.optim, config.batch_size))
         return tuple(out)
 

@@ -22,7 +22,7 @@ def test_unknown_method_exits_2_with_one_line(capsys):
     err = capsys.readouterr().err
     assert err == (
         "ablate methods: unknown method 'nope'; "
-        "registered methods: cc, cces, gacl, gcc, ghdcc, nncc\n"
+        "registered methods: cc, cces, gacl, gcc, ghdcc, kmeans, nncc\n"
     )
 
 

@@ -121,3 +121,22 @@ def test_quickstart_plan():
         "no_cluster-digits_size8-s0",
         "no_cluster-digits_size8-s1",
     ]
+
+
+def test_baselines_add_a_pixel_and_an_untrained_row_on_every_data_set_and_seed(tmp_path):
+    body = (
+        BASE.format(datasets="[synthetic, digits]", seeds="[0, 1]")
+        + "base:\n  image_size: 16\n  epochs: 5\nbaselines: [pixels, untrained]\n"
+    )
+    study = load_study(write_study(tmp_path, "plan", body.replace("{", "{{").replace("}", "}}")))
+    trials = expand(study)
+    assert trial_count(study) == len(trials) == (3 + 2) * 2 * 2
+    pixels = [t for t in trials if t.variant == "pixels"]
+    untrained = [t for t in trials if t.variant == "untrained"]
+    assert {t.method for t in pixels} == {"kmeans"} and len(pixels) == 4
+    assert {t.method for t in untrained} == {"cc"} and len(untrained) == 4
+    assert pixels[0].method_config().image_size == 16  # the study's resolution
+    config = untrained[0].method_config()
+    assert (config.epochs, config.image_size) == (0, 16)
+    assert {t.key for t in pixels} >= {"pixels-digits-s1", "pixels-synthetic-s0"}
+    assert "pixels-synthetic-s0: image_size=16" in describe_plan(study)

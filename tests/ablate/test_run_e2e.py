@@ -373,3 +373,41 @@ def test_nncc_trials_share_one_pretext_across_trials_and_studies(tmp_path, local
     assert main(["run", str(later)]) == 0
     _, (run,) = _trial_runs(tmp_path, "nncc_b")
     assert run.data.tags["ablate.stage_cache.pretext"] == notes[0].replace("published", "reused")
+
+
+BASELINES = """\
+name: baselines
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0, 1]
+base: {{backbone: cnn4, image_size: 8, epochs: 2, batch_size: 16}}
+variants:
+  full: {{}}
+baselines: [pixels, untrained]
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+
+
+def test_baseline_rows_run_beside_the_method_and_rank_among_its_rows(tmp_path, local_ray, capsys):
+    path = write_study(tmp_path, "baselines", BASELINES)
+    assert main(["run", str(path)]) == 0
+    assert "6 trials finished, 0 failed" in capsys.readouterr().out
+    client, trials = _trial_runs(tmp_path, "baselines")
+    by_variant = {}
+    for run in trials:
+        by_variant.setdefault(run.data.tags["ablate.variant"], []).append(run)
+    assert {v: len(r) for v, r in by_variant.items()} == {"full": 2, "pixels": 2, "untrained": 2}
+    for run in by_variant["pixels"] + by_variant["untrained"]:
+        assert run.info.status == "FINISHED" and run.data.tags["ablate.assignment"] == "kmeans"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "acc")] == [0]
+        assert "final_acc" in run.data.metrics
+    assert {r.data.params["method"] for r in by_variant["pixels"]} == {"kmeans"}
+    assert {r.data.params["epochs"] for r in by_variant["untrained"]} == {"0"}
+    assert {r.data.tags["ablate.assignment"] for r in by_variant["full"]} == {"argmax"}
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    capsys.readouterr()
+    assert main(["stats", "baselines", "--paired", "--control", "full", "--tracking-uri", uri]) == 0
+    printed = capsys.readouterr().out
+    assert "kmeans:pixels: n = 2" in printed and "cc:untrained: n = 2" in printed

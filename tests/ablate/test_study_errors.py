@@ -30,7 +30,7 @@ CASES = {
         [
             "unknown method 'ccc'",
             "did you mean 'cc'?",
-            "Registered methods: cc, cces, gacl, gcc, ghdcc, nncc",
+            "Registered methods: cc, cces, gacl, gcc, ghdcc, kmeans, nncc",
         ],
     ),
     "unknown hyperparameter": (
@@ -130,7 +130,7 @@ CASES = {
         GOOD.replace("[synthetic]", "[{name: cifar10, size: 8}]"),
         3,
         "datasets[0]",
-        ["no option(s) ['size']", "allowed: none"],
+        ["no option(s) ['size']", "allowed: subset, subset_seed"],
     ),
     "duplicate key": (
         GOOD.replace("seeds: [0, 1]", "seeds: [0, 1]\nseeds: [2]"),
@@ -178,6 +178,19 @@ CASES = {
         10,
         "scheduler.type",
         ["ASHA stops trials by a metric", "set scheduler.metric"],
+    ),
+    "a variant named like a baseline row": (
+        GOOD.replace("no_cluster: {loss.cluster: false}", "pixels: {loss.cluster: false}")
+        + "baselines: [pixels]\n",
+        9,
+        "variants.pixels",
+        ["variant name 'pixels' is the name of a baseline row"],
+    ),
+    "an unknown baseline": (
+        GOOD + "baselines: [raw]\n",
+        10,
+        "baselines[0]",
+        ["'pixels' or 'untrained'"],
     ),
     "analysis control that is no variant": (
         GOOD + "analysis:\n  control: fulll\n",

@@ -14,11 +14,14 @@ from trainables.method import Views
 from trainables.registry import registered_methods
 
 METHODS = sorted(registered_methods())
+#: Methods that train (the k-means baseline has no step, no network and no state).
+TRAINED = [name for name in METHODS if registered_methods()[name].trains]
 #: Per-method settings that make the first step a full one: GCC's SimCLR warm-up would
 #: otherwise leave AGC and CR idle for 51 epochs (its warm-up has tests of its own).
 FULL_FROM_THE_START = {
     "gcc": {"warmup_epochs": 0, "graph_every": 1, "knn_k": 3},
     "nncc": {"pretext": {"epochs": 0}, "num_augs": 3},
+    "kmeans": {"epochs": 0},  # a baseline: never trains
 }
 
 
@@ -51,7 +54,8 @@ def _step(method_class, config, data, seed=0):
 
 
 def test_registry_is_exactly_the_landed_methods():
-    assert set(METHODS) == {"cc", "cces", "gacl", "gcc", "ghdcc", "nncc"}
+    assert set(METHODS) == {"cc", "cces", "gacl", "gcc", "ghdcc", "nncc", "kmeans"}
+    assert set(METHODS) - set(TRAINED) == {"kmeans"}
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -59,11 +63,12 @@ def test_builds_from_defaults(name, synthetic):
     method_class = registered_methods()[name]
     config = method_class.config_class()
     method = method_class(config, synthetic.train)
-    assert sum(p.numel() for p in method.network.parameters()) > 0
+    parameters = sum(p.numel() for p in method.network.parameters())
+    assert (parameters > 0) == method_class.trains
     assert set(method_class.term_modules) == set(type(config.loss).model_fields)
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", TRAINED)
 def test_step_terms_and_gradient_coverage(name, synthetic):
     method_class = registered_methods()[name]
     for config in _switch_variants(method_class):
@@ -89,7 +94,7 @@ def test_step_terms_and_gradient_coverage(name, synthetic):
                 )
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", TRAINED)
 def test_restore_gives_identical_next_epoch(name, synthetic):
     method_class = registered_methods()[name]
     config = method_class.config_class(**_tiny(method_class))
@@ -125,7 +130,7 @@ def _assert_same_state(expected, got):
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(got[key])), key
 
 
-@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("name", TRAINED)
 def test_training_never_reads_labels(name, synthetic):
     """Two steps with the labels permuted train bit for bit the same network and state."""
     assert {f.name for f in dataclasses.fields(Views)} == {"views", "index", "source"}
@@ -166,7 +171,8 @@ def test_evaluation_does_not_depend_on_the_order_of_the_data_set(name, class_sor
     config = method_class.config_class(**_tiny(method_class), **overrides)
     settings = LoopSettings(seed=0, steps_per_epoch=1, eval_batch_size=16)
     trained = Trainer(method_class, config, class_sorted, settings)
-    trained.train_epoch()
+    if method_class.trains:
+        trained.train_epoch()
     perm = torch.randperm(class_sorted.labels.shape[0], generator=torch.Generator().manual_seed(1))
     other = Trainer(method_class, config, _permuted(class_sorted, perm), settings)
     other.method.network.load_state_dict(trained.method.network.state_dict())

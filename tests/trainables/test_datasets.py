@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from tests import dataset_fixtures as fx
 from trainables import datasets
@@ -139,3 +140,21 @@ def test_unknown_dataset_and_option_are_rejected():
 def test_train_images_carry_no_labels():
     data = load_dataset("synthetic", options={"n": 8})
     assert set(vars(data.train)) == {"images", "info", "unlabeled"}
+
+
+def test_a_subset_is_seeded_label_blind_and_keeps_the_data_set_order():
+    whole = load_dataset("digits", options={"size": 8})
+    first = load_dataset("digits", options={"size": 8, "subset": 500})
+    again = load_dataset("digits", options={"size": 8, "subset": 500})
+    other = load_dataset("digits", options={"size": 8, "subset": 500, "subset_seed": 1})
+    assert first.train.num_samples == 500 and torch.equal(first.train.images, again.train.images)
+    assert not torch.equal(first.train.images, other.train.images)
+    # the kept images are whole-data-set images, in their order, with their own labels
+    flat = whole.train.images.flatten(1)
+    positions = [
+        int((flat == row).all(dim=1).nonzero()[0, 0]) for row in first.train.images.flatten(1)[:50]
+    ]
+    assert positions == sorted(positions)
+    assert torch.equal(first.labels[:50], whole.labels[positions])
+    with pytest.raises(ValueError, match="subset must be in 2..1797; got 5000"):
+        load_dataset("digits", options={"subset": 5000})

@@ -30,7 +30,7 @@ def test_config_class_must_be_a_method_config():
 
 def test_unknown_method_lists_known_ones():
     with pytest.raises(
-        UnknownMethodError, match="registered methods: cc, cces, gacl, gcc, ghdcc, nncc"
+        UnknownMethodError, match="registered methods: cc, cces, gacl, gcc, ghdcc, kmeans, nncc"
     ):
         get_method("ccc")
     assert get_method("cc") is CC
