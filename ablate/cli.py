@@ -177,9 +177,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         reference = dict(study.reference)
         searched = tuple(study.search.searched_keys()) if study.search else ()
         settings = study.analysis.model_dump()
-        order = {
-            variant: i for i, variant in enumerate(study.variants)
-        }  # rows as the study lists them
+        rows = [*study.variants, *study.baselines]  # rows as the study lists them
+        order = {variant: i for i, variant in enumerate(rows)}
     else:
         uri = args.tracking_uri or "sqlite:///mlflow.db"
         name = experiment = target
