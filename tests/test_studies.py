@@ -80,6 +80,13 @@ ROWS = {
     "ghdcc_components_fashion_mnist": ("full", GHDCC_COMPONENTS),
     "nncc_mining": ("nncc", NNCC_TABLE_3),
     "nncc_mining_fashion_mnist": ("nncc", NNCC_TABLE_3),
+    # the CPU proxy suite: each method's principal ablation row beside its full model
+    "proxy/cc": ("full", {"full": {}, "no_cluster": {"loss.cluster": OFF, "loss.entropy": OFF}}),
+    "proxy/gacl": ("full", {k: GACL_TABLE_2[k] for k in ("full", "no_aug", "no_graph")}),
+    "proxy/gcc": ("full", {k: GCC_TABLES_2_3_6[k] for k in ("full", "no_graph")}),
+    "proxy/cces": ("full", {"full": {}, "rcrop_none": CCES_TABLE_4["rcrop_none"]}),
+    "proxy/ghdcc": ("full", {k: GHDCC_COMPONENTS[k] for k in ("full", "mlp", "no_interpolation")}),
+    "proxy/nncc": ("nncc", {k: NNCC_TABLE_3[k] for k in ("nncc", "no_finch")}),
 }
 
 
@@ -87,8 +94,19 @@ def _configs(study):
     """The resolved configuration of each variant (its first trial), flattened."""
     configs = {}
     for trial in expand(study):
-        configs.setdefault(trial.variant, trial.method_config().flat())
+        if trial.variant not in study.baselines:
+            configs.setdefault(trial.variant, trial.method_config().flat())
     return configs
+
+
+def test_the_proxy_suite_carries_both_baselines_and_enough_seeds_for_a_paired_test():
+    for path in sorted((STUDIES / "proxy").glob("*.yaml")):
+        study = load_study(path)
+        assert study.baselines == ["pixels", "untrained"], path.name
+        assert len(study.seeds) >= 3 and study.analysis.test == "ttest", path.name
+        assert {d.name for d in study.datasets} == {"fashion_mnist"}
+        trials = expand(study)
+        assert {t.method_config().backbone for t in trials if t.variant != "pixels"} == {"cnn4"}
 
 
 @pytest.mark.parametrize("name", sorted(ROWS))

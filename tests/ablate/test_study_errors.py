@@ -252,7 +252,7 @@ def test_nested_and_dotted_keys_are_equivalent(tmp_path):
 def test_every_shipped_study_validates():
     from pathlib import Path
 
-    studies = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.yaml"))
+    studies = sorted((Path(__file__).resolve().parents[2] / "studies").glob("**/*.yaml"))
     assert studies
     for path in studies:
         load_study(path)
