@@ -105,11 +105,9 @@ def bench_augment(images: torch.Tensor, size: int, device: torch.device, repeats
     row(f"kornia (batched, {device})", x.shape[0] / t_k, ratio=f"ours/kornia = {t_k / t_ours:.1f}x")
 
 
-def bench_training(images: torch.Tensor, labels: torch.Tensor, size: int, batch: int, steps: int,
-                   device: torch.device, workers: int) -> None:  # fmt: skip
-    print(
-        f"\n[2] CC training step, ResNet-18 at {size} px, batch {batch}, {steps} steps on {device}"
-    )
+def training_rates(images: torch.Tensor, labels: torch.Tensor, size: int, batch: int, steps: int,
+                   device: torch.device, workers: int) -> tuple[float, float]:  # fmt: skip
+    """CC's images/s with on-device augmentation, and fed by a PIL ``DataLoader``, same step."""
     data = load_dataset("synthetic", options={"n": 8})
     from dataclasses import replace
 
@@ -144,6 +142,15 @@ def bench_training(images: torch.Tensor, labels: torch.Tensor, size: int, batch:
             seen += batch
     _sync(device)
     baseline = seen / (time.perf_counter() - start) if start else float("nan")
+    return ours, baseline
+
+
+def bench_training(images: torch.Tensor, labels: torch.Tensor, size: int, batch: int, steps: int,
+                   device: torch.device, workers: int) -> None:  # fmt: skip
+    print(
+        f"\n[2] CC training step, ResNet-18 at {size} px, batch {batch}, {steps} steps on {device}"
+    )
+    ours, baseline = training_rates(images, labels, size, batch, steps, device, workers)
     row("on-device augmentation (ours)", ours)
     row(
         f"PIL DataLoader ({workers} workers)",
