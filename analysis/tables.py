@@ -169,8 +169,12 @@ def ablation_table(
     variants = list(dict.fromkeys(frame["variant"]))
     datasets = list(dict.fromkeys(frame["dataset"]))
     switches = []
+    # switch columns compare the study's own method's rows: a baseline of another method (k-means
+    # on pixels) has other settings, which are not switches of the ablation
+    method = runs["method"].mode().iloc[0] if "method" in runs and len(runs) else None
+    own = runs if method is None else runs[runs["method"] == method]
     for column in sorted(c for c in runs.columns if c.startswith("param.")):
-        per_variant = runs.groupby("variant")[column].first().dropna()  # baselines lack switches
+        per_variant = own.groupby("variant")[column].first().dropna()
         values = set(per_variant.astype(str))
         if values <= {"True", "False"} and len(values) == 2:
             switches.append((column.removeprefix("param."), per_variant))

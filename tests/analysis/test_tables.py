@@ -224,3 +224,14 @@ def test_every_table_footnotes_selection_by_labels():
         for t in study_tables(label_free, ["acc"]).values()
         for n in t.notes
     )
+
+
+def test_switch_columns_ignore_a_baseline_of_another_method():
+    pixels = pd.DataFrame(
+        [("kmeans", "pixels", "cifar_10", 0, 0.3, 0.2, "FINISHED", None, None)],
+        columns=RUNS.columns,
+    ).assign(**{"param.aug.normalize": "False"})
+    runs = pd.concat([RUNS.assign(**{"param.aug.normalize": "True"}), pixels], ignore_index=True)
+    table = tables.ablation_table(aggregate(runs, ("acc",)), runs, ["acc"], "t")
+    assert table.label_headers == ("Variant", "cluster", "entropy")
+    assert table.row_labels[-1] == ("pixels", "", "")
