@@ -114,12 +114,16 @@ def test_quickstart_plan():
     from pathlib import Path
 
     study = load_study(Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml")
-    assert trial_count(study) == 4
+    assert trial_count(study) == 8
     assert [t.key for t in expand(study)] == [
-        "full-digits_size8-s0",
-        "full-digits_size8-s1",
-        "no_cluster-digits_size8-s0",
-        "no_cluster-digits_size8-s1",
+        "full-digits_size16-s0",
+        "full-digits_size16-s1",
+        "no_cluster-digits_size16-s0",
+        "no_cluster-digits_size16-s1",
+        "pixels-digits_size16-s0",
+        "pixels-digits_size16-s1",
+        "untrained-digits_size16-s0",
+        "untrained-digits_size16-s1",
     ]
 
 
