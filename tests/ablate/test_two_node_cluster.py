@@ -4,9 +4,12 @@
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -31,15 +34,44 @@ def _free_ports(count):
     return ports
 
 
+def _processes_under(root: str) -> list[int]:
+    """Pids whose command line names ``root``: this cluster's GCS, raylets and agents only."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if root.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                continue
+    return found
+
+
+def _stop_cluster(root: str) -> None:
+    """Stop this test's cluster and nothing else: `ray stop` would also kill every other Ray
+    session on the machine (a researcher's running study included)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in _processes_under(root):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while _processes_under(root) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+
 @pytest.fixture()
 def two_node_cluster(tmp_path):
-    """Head and worker as separate `ray start` processes on 127.0.0.1, one CPU each."""
+    """Head and worker as separate `ray start` processes on 127.0.0.1, one CPU each, under a
+    temp dir of their own (short: Unix socket paths are limited to 107 bytes)."""
     if shutil.which("ray", path=str(BIN)) is None:
         pytest.skip("the ray CLI is not installed beside this Python")
     env = {**os.environ, "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
     # fixed default ports (GCS, client server, the dashboard agent's 52365) would collide
     gcs, client, head_agent, worker_agent = _free_ports(4)
+    root = tempfile.mkdtemp(prefix="ablate-ray-", dir="/tmp")
     head = [
         str(BIN / "ray"),
         "start",
@@ -51,6 +83,7 @@ def two_node_cluster(tmp_path):
         "--num-cpus=1",
         "--disable-usage-stats",
         f"--dashboard-agent-listen-port={head_agent}",
+        f"--temp-dir={root}",
     ]
     worker = [
         str(BIN / "ray"),
@@ -60,15 +93,15 @@ def two_node_cluster(tmp_path):
         "--num-cpus=1",
         "--disable-usage-stats",
         f"--dashboard-agent-listen-port={worker_agent}",
+        f"--temp-dir={root}",
     ]
     try:
         for command in (head, worker):
             subprocess.run(command, env=env, check=True, capture_output=True, timeout=180)
         yield f"127.0.0.1:{gcs}", env
     finally:
-        subprocess.run(
-            [str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120
-        )
+        _stop_cluster(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_study_spreads_over_both_nodes_and_lands_in_mlflow(tmp_path, two_node_cluster):
