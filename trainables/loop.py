@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,13 @@ class NonFiniteLossError(FloatingPointError):
 
 class CheckpointMismatchError(KeyError):
     """A checkpoint does not hold exactly the state this run declares."""
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint holds pickled objects beyond tensors and plain data.
+
+    It is never unpickled: checkpoints and shared stages live on storage others may write to.
+    """
 
 
 @dataclass(frozen=True)
@@ -595,4 +603,16 @@ class Trainer:
         return target
 
     def restore(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(Path(path), map_location=self.device, weights_only=False))
+        """Load with ``weights_only``, so a planted file is refused instead of run.
+
+        Shared stages and trial checkpoints sit on storage that others may write to.
+        """
+        try:
+            state = torch.load(Path(path), map_location=self.device, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise UnsafeCheckpointError(
+                f"{path}: holds objects other than tensors and plain data; refusing to unpickle "
+                f"it (was it written by ablate? check who can write to this folder): "
+                f"{str(error).splitlines()[0]}"
+            ) from None
+        self.load_state_dict(state)
