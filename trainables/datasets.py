@@ -13,6 +13,8 @@ import gzip
 import os
 import pickle
 import struct
+import threading
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -226,9 +228,9 @@ def _load_folders(
     dataset: str, folders: list[Path], size: int, cache: Path
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode class folders once and keep a uint8 cache beside them (no decode per trial)."""
-    if cache.exists():
-        with np.load(cache) as stored:
-            return stored["images"], stored["labels"]
+    cached = _read_cache(cache)
+    if cached is not None:
+        return cached
     images: list[np.ndarray] = []
     labels: list[int] = []
     for label, folder in enumerate(folders):
@@ -238,11 +240,40 @@ def _load_folders(
         images.extend(_read_image(p, size) for p in files)
         labels.extend([label] * len(files))
     result = np.stack(images), np.asarray(labels, dtype=np.int64)
-    try:
-        np.savez(cache, images=result[0], labels=result[1])
-    except OSError:
-        pass  # read-only data root: decode again next time
+    _write_cache(cache, *result)
     return result
+
+
+def _read_cache(cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached arrays, or None when absent or unreadable.
+
+    Then the folders are decoded again and the cache rewritten: a damaged cache must not
+    break every later trial.
+    """
+    if not cache.exists():
+        return None
+    try:
+        with np.load(cache) as stored:
+            images, labels = stored["images"], stored["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if images.ndim != 4 or len(images) != len(labels):
+        return None
+    return images, labels
+
+
+def _write_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write beside the target and rename into place.
+
+    A reader (another trial, or the next run after a kill) sees the whole file or none.
+    """
+    partial = cache.with_name(f"{cache.name}.{os.getpid()}.{threading.get_ident()}.partial")
+    try:
+        with partial.open("wb") as out:
+            np.savez(out, images=images, labels=labels)
+        os.replace(partial, cache)
+    except OSError:  # read-only data root: decode again next time
+        partial.unlink(missing_ok=True)
 
 
 def load_imagenet_subset(

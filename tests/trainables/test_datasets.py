@@ -62,6 +62,40 @@ def test_imagenet_subsets_read_image_folders_by_wnid(tmp_path, name, folder, wni
     assert (tmp_path / folder / ".ablate-cache-24.npz").exists()
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda f: f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2]),  # a killed writer
+        lambda f: f.write_bytes(b""),
+        lambda f: f.write_bytes(b"not a zip file at all"),
+    ],
+    ids=["half-written", "empty", "garbage"],
+)
+def test_a_damaged_image_cache_is_rebuilt_not_fatal(tmp_path, damage):
+    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
+    first = load_dataset("imagenet10", tmp_path, options={"size": 24})
+    cache = tmp_path / "imagenet10" / ".ablate-cache-24.npz"
+    damage(cache)
+    again = load_dataset("imagenet10", tmp_path, options={"size": 24})
+    assert np.array_equal(again.train.images.numpy(), first.train.images.numpy())
+    with np.load(cache) as rewritten:  # whole again, for the next trial
+        assert rewritten["images"].shape == (10, 3, 24, 24)
+    assert [p.name for p in cache.parent.iterdir() if p.name.startswith(".ablate")] == [cache.name]
+
+
+def test_the_image_cache_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A writer killed mid-write leaves no file under the cache's name."""
+    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
+
+    def killed(out, **arrays):
+        out.write(b"PK\x03\x04 half")
+        raise OSError("killed")
+
+    monkeypatch.setattr(datasets.np, "savez", killed)
+    load_dataset("imagenet10", tmp_path, options={"size": 24})
+    assert not any(p.name.startswith(".ablate") for p in (tmp_path / "imagenet10").iterdir())
+
+
 def test_imagenet_subsets_are_decoded_at_the_methods_resolution_when_larger(tmp_path):
     """CC and CCES train at 224 px: decoding at 96 and upsampling would blur every image."""
     fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
