@@ -44,6 +44,20 @@ def _result_lines(root, trial):
     ]
 
 
+def _saved_status(root, trial):
+    """The trial's status in Tune's saved experiment state (what a resume reads)."""
+    for state in (root / "results" / "killed").glob("experiment_state-*.json"):
+        try:
+            saved = json.loads(state.read_text())
+        except (OSError, ValueError):  # being replaced
+            continue
+        for trial_json, _ in saved["trial_data"]:
+            data = json.loads(trial_json)
+            if data.get("relative_logdir") == trial:
+                return data.get("status")
+    return None
+
+
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     path = write_study(tmp_path, "killed", STUDY)
     first = _ablate_run(path, tmp_path)
@@ -53,9 +67,14 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         for line in first.stdout:  # wait until one trial finished and the next has started
             lines.append(line)
             if "finished default-" in line:
-                time.sleep(1.5)
                 break
             assert time.time() < deadline, "".join(lines)
+        trial = lines[-1].split("finished ")[1].strip()
+        # Tune saves the study's state every TUNE_GLOBAL_CHECKPOINT_S (2 s): the guarantee is
+        # for a trial that state records as finished (README, "Resuming")
+        while _saved_status(tmp_path, trial) != "TERMINATED":
+            assert time.time() < deadline, "".join(lines)
+            time.sleep(0.2)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
