@@ -351,10 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ablate.driver_lock import StudyLockedError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (StudyFileError, ValueError) as error:  # bad input: one line, no traceback
+    except (StudyFileError, ValueError, StudyLockedError) as error:  # one line, no traceback
         sys.stderr.write(f"ablate {args.command}: {error}\n")
         return 2
 

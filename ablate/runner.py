@@ -24,6 +24,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ablate.driver_lock import study_lock
 from ablate.planner import OptunaSpace, TrialSpec, expand, trial_count
 from ablate.study import Study
 from ablate.yaml_source import StudyFileError
@@ -232,12 +233,20 @@ def run_study(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    storage = Path(study.run.storage).resolve()
+    experiment_dir = storage / study.name
+    with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
+        return _run_locked(study, study_file, storage, address, printer)
+
+
+def _run_locked(
+    study: Study, study_file: str, storage: Path, address: str | None, printer: Printer
+) -> Outcome:
     from ray import tune
 
     from ablate.tracking import MLflowTrialLogger, provenance, selection_tags
     from ablate.trainable import tune_trial
 
-    storage = Path(study.run.storage).resolve()
     experiment_dir = storage / study.name
     _check_unchanged(study, study_file, experiment_dir)
     metric, mode = study.objective or (
