@@ -21,6 +21,14 @@ from ablate.yaml_source import StudyFileError
 from trainables.config import MethodConfig, flatten, unflatten
 
 
+class TrialConfigError(ValueError):
+    """A trial's configuration that the method's config class rejects.
+
+    A sampled point or a variant's overrides: that trial fails with this one-line reason, the
+    others run.
+    """
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     """One trial: everything needed to train it, and its deterministic name."""
@@ -44,10 +52,21 @@ class TrialSpec:
         return f"{self.variant}-{self.dataset_entry.label}-s{self.seed}{tail}"
 
     def method_config(self) -> MethodConfig:
-        """The resolved, validated method config of this trial."""
+        """The resolved, validated method config of this trial (:class:`TrialConfigError`)."""
+        from pydantic import ValidationError
+
         from trainables.registry import get_method
 
-        return get_method(self.method).config_class(**unflatten(self.params))
+        try:
+            return get_method(self.method).config_class(**unflatten(self.params))
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+            got = f" (got {first['input']!r})" if "input" in first and where else ""
+            raise TrialConfigError(
+                f"trial {self.key}: the configuration is invalid for {self.method}: "
+                f"{where or 'config'}: {first['msg'].removeprefix('Value error, ')}{got}"
+            ) from None
 
     def total_epochs(self) -> int:
         """Epochs over every stage of the trial (training, then e.g. self-labelling)."""

@@ -507,6 +507,48 @@ def _check_objective(doc: YamlDocument, study: Study) -> None:
             )
 
 
+def _search_points_per_variant(study: Study) -> dict[str, list[dict[str, Any]]]:
+    """Every point a trial of each variant will train (grid, random).
+
+    Optuna draws its points later: each candidate of each key on its own (bounds, choices).
+    """
+    from ablate.planner import search_points  # the planner builds on this module
+
+    assert study.search is not None
+    if study.search.algorithm != "optuna":
+        return {variant: search_points(study, variant) for variant in study.variants}
+    space = study.search.space
+    return {
+        variant: [{key: value} for key, domain in space.items() for value in domain.candidates()]
+        for variant in study.variants
+    }
+
+
+def _check_search_with_variants(doc: YamlDocument, study: Study) -> None:
+    """Refuse a search point that conflicts with a variant's overrides.
+
+    They meet only in a trial: checked here, a conflict stops the study before it starts
+    rather than failing its trials.
+    """
+    if study.search is None:
+        return
+    config_class = study.method_config_class()
+    for variant, points in _search_points_per_variant(study).items():
+        overrides = study.overrides(variant)
+        for point in points:
+            try:
+                config_class(**unflatten({**overrides, **point}))
+            except ValidationError as error:
+                own = flatten(study.variants[variant])
+                shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
+                raise doc.error(
+                    ("search",),
+                    f"search point ({shown}) with variant {variant!r} "
+                    f"({', '.join(f'{k}={v!r}' for k, v in own.items()) or 'no overrides'}): "
+                    f"{_describe_error(error.errors()[0])}",
+                ) from None
+
+
 def validate_study(doc: YamlDocument) -> Study:
     """Validate a parsed study completely; :class:`StudyFileError` on the first problem."""
     if not isinstance(doc.data, dict):
@@ -545,6 +587,7 @@ def validate_study(doc: YamlDocument) -> Study:
             for value in domain.candidates():
                 layer: tuple[KeyPath, dict[str, Any]] = (("search", "space"), {key: value})
                 _build(doc, study, [(("base",), base), layer])
+    _check_search_with_variants(doc, study)
     _check_objective(doc, study)
     _check_baselines(doc, study)
     control = study.analysis.control

@@ -17,7 +17,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ablate.planner import TrialSpec
+from ablate.planner import TrialConfigError, TrialSpec
 from ablate.study import Study
 
 #: Keys Tune adds to every result; they are bookkeeping, not our metrics.
@@ -68,8 +68,16 @@ def selection_tags(study: Study) -> dict[str, str]:
 
 
 def trial_params(spec: TrialSpec) -> dict[str, str]:
-    """The flattened resolved config with method, data set, seed and variant."""
-    params = {k: str(v) for k, v in spec.method_config().flat().items()}
+    """The flattened resolved config with method, data set, seed and variant.
+
+    A configuration the method rejects keeps its overrides as given (the trial fails with the
+    reason; its run must still say what was tried).
+    """
+    try:
+        resolved = spec.method_config().flat()
+    except TrialConfigError:
+        resolved = dict(spec.params)
+    params = {k: str(v) for k, v in resolved.items()}
     params.update(
         method=spec.method,
         dataset=spec.dataset_entry.label,
@@ -159,9 +167,12 @@ class MLflowTrialLogger(Callback):
             params = [Param(k, v[:6000]) for k, v in trial_params(spec).items()]
             for start in range(0, len(params), 100):
                 self._client.log_batch(run_id, params=params[start : start + 100])
-            self._client.log_dict(
-                run_id, spec.method_config().model_dump(mode="json"), "config.yaml"
-            )
+            try:
+                config = spec.method_config().model_dump(mode="json")
+            except TrialConfigError as error:  # the trial fails with this reason; the study goes on
+                self._client.set_tag(run_id, f"{TAG}error", str(error))
+            else:
+                self._client.log_dict(run_id, config, "config.yaml")
             self._last_epoch[trial_id] = -1.0  # a zero-epoch baseline reports at epoch 0
         self._runs[trial_id] = run_id
         return str(run_id)

@@ -192,6 +192,30 @@ CASES = {
         "baselines[0]",
         ["'pixels' or 'untrained'"],
     ),
+    "a grid value that conflicts with a variant's overrides": (
+        GOOD.replace(
+            "no_cluster: {loss.cluster: false}",
+            "no_cluster: {loss.cluster: false, loss.entropy: false}",
+        )
+        + "search:\n  space:\n    loss.instance: {values: [true, false]}\n",
+        10,
+        "search",
+        [
+            "search point (loss.instance=False) with variant 'no_cluster'",
+            "(loss.cluster=False, loss.entropy=False)",
+            "every loss term is switched off",
+        ],
+    ),
+    "an optuna candidate that conflicts with the variant": (
+        GOOD.replace("  no_cluster: {loss.cluster: false}\n", "").replace(
+            "  full: {}", "  full: {loss.cluster: false, loss.entropy: false}"
+        )
+        + "search:\n  algorithm: optuna\n  metric: loss\n  mode: min\n  space:\n"
+        "    loss.instance: {values: [true, false]}\n",
+        9,
+        "search",
+        ["search point (loss.instance=False) with variant 'full'"],
+    ),
     "analysis control that is no variant": (
         GOOD + "analysis:\n  control: fulll\n",
         11,

@@ -1,0 +1,56 @@
+"""A trial whose configuration the method rejects (an optuna draw that validation cannot
+foresee) fails alone, with its one-line reason in MLflow; the study goes on."""
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from ablate.runner import run_study
+from ablate.study import Study
+from tests.conftest import write_study
+
+pytestmark = pytest.mark.slow
+
+STUDY = """\
+name: invalid_point
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base: {{backbone: resnet18, image_size: 8, epochs: 1, batch_size: 16}}
+variants:
+  full: {{}}
+  no_cluster: {{loss.cluster: false, loss.entropy: false}}
+search:
+  space:
+    loss.instance: {{values: [true, false]}}
+resources: {{cpus: 1, max_concurrent: 2}}
+run: {{max_retries: 0, storage: "{root}/results"}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+"""
+
+
+def test_an_invalid_trial_fails_alone_with_its_reason(tmp_path, local_ray):
+    path = write_study(tmp_path, "invalid_point", STUDY)
+    # `ablate validate` refuses this grid; built without it, it stands for a point only the
+    # trial sees (optuna draws several keys at once)
+    study = Study.model_validate(yaml.safe_load(path.read_text()))
+    outcome = run_study(study, str(path), printer=lambda line: None)
+    assert len(outcome.finished) == 3 and list(outcome.failed) == [
+        "no_cluster-synthetic_n32_size8-s0-n1"
+    ]
+    reason = outcome.failed["no_cluster-synthetic_n32_size8-s0-n1"]
+    assert "every loss term is switched off" in reason
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("invalid_point")
+    runs = {
+        r.data.tags.get("ablate.trial"): r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("ablate.role") != "study"
+    }
+    failed = runs["no_cluster-synthetic_n32_size8-s0-n1"]
+    assert failed.info.status == "FAILED"
+    assert "every loss term is switched off" in failed.data.tags["ablate.error"]
+    assert "\n" not in failed.data.tags["ablate.error"].strip()
+    assert failed.data.params["loss.instance"] == "False"  # what was tried, as given
+    assert sorted(r.info.status for r in runs.values()) == ["FAILED"] + ["FINISHED"] * 3
