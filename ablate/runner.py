@@ -24,6 +24,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ablate.capacity import check_capacity, cluster_autoscales
 from ablate.driver_lock import study_lock
 from ablate.planner import OptunaSpace, TrialSpec, expand, trial_count
 from ablate.study import Study
@@ -204,21 +205,23 @@ def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> Non
 
 def _connect(
     address: str | None, printer: Printer, tracking_uri: str, dashboard: bool = False
-) -> None:
+) -> bool:
+    """Join the cluster at ``address`` or start a local Ray; True when started here."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         printer(f"connecting to the Ray cluster at {address}")
         # every trial process, on any node, learns where the study's MLflow lives
         env = {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}
         ray.init(address=address, log_to_driver=False, runtime_env=env)
-    else:
-        # Train V2 frees a finished trial's worker group through the state API, which needs
-        # the dashboard; single-worker trials do without it and start faster
-        ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=dashboard)
+        return False
+    # Train V2 frees a finished trial's worker group through the state API, which needs
+    # the dashboard; single-worker trials do without it and start faster
+    ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=dashboard)
+    return True
 
 
 def run_study(
@@ -254,7 +257,9 @@ def _run_locked(
     )  # without an objective, metric only names the "best" of the progress lines
     total = trial_count(study)
     uri = absolute_uri(study.tracking.uri)
-    _connect(address, printer, uri, dashboard=study.resources.workers > 1)
+    started_here = _connect(address, printer, uri, dashboard=study.resources.workers > 1)
+    # a local Ray started here has what it has; a cluster may add nodes if it autoscales
+    check_capacity(study, fixed=started_here or not cluster_autoscales(), warn=printer)
 
     r = study.resources
     # a multi-worker trial holds only a sliver itself: its TorchTrainer reserves the workers

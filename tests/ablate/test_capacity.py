@@ -1,0 +1,79 @@
+"""A trial that no node can ever hold is refused at launch on a fixed cluster (it used to
+wait forever without a word)."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ablate.capacity import Demand, cluster_autoscales, unfit_reason
+from tests.conftest import write_study
+
+TWO_CORES = [{"CPU": 2.0, "memory": 1e10}]
+
+
+def test_fits_and_does_not_fit():
+    one = Demand(({"CPU": 1.0},))
+    assert unfit_reason(one, TWO_CORES, workers=1) is None
+    gpu = Demand(({"CPU": 1.0, "GPU": 1.0},))
+    assert "the largest node has 0 GPU" in unfit_reason(gpu, TWO_CORES, workers=1)
+    assert unfit_reason(gpu, [*TWO_CORES, {"CPU": 8.0, "GPU": 4.0}], workers=1) is None
+
+
+def test_workers_and_the_trials_own_sliver_must_fit_together():
+    """The reproduced hang: cpus 1 × 2 workers + the trial's 0.01 CPU on 2 cores."""
+    two_workers = Demand(({"CPU": 1.0}, {"CPU": 1.0}), extra_cpu=0.01)
+    reason = unfit_reason(two_workers, TWO_CORES, workers=2)
+    assert reason == (
+        "a trial asks for 2 workers × (1 CPU) + 0.01 CPU for the trial itself = 2.01 CPU, "
+        "but the cluster has 2"
+    )
+    assert unfit_reason(two_workers, [{"CPU": 2.0}, {"CPU": 2.0}], workers=2) is None
+    wide = Demand(({"CPU": 3.0}, {"CPU": 3.0}), extra_cpu=0.01)
+    assert "each of its workers asks for 3 CPU on one node" in unfit_reason(
+        wide, [{"CPU": 2.0}] * 4, workers=2
+    )
+    assert "no live node" in unfit_reason(wide, [], workers=2)
+
+
+@pytest.mark.slow
+def test_ablate_run_refuses_in_one_line_instead_of_hanging(tmp_path):
+    cores = os.cpu_count()
+    study = f"""\
+    name: too_big
+    method: cc
+    datasets: [{{{{name: synthetic, n: 32, size: 8}}}}]
+    base: {{{{backbone: resnet18, image_size: 8, epochs: 1, batch_size: 16}}}}
+    resources: {{{{cpus: {cores}, workers: 2}}}}
+    tracking: {{{{uri: "sqlite:///{{root}}/mlflow.db"}}}}
+    run: {{{{storage: "{{root}}/results"}}}}
+    """
+    path = write_study(tmp_path, "too_big", study)
+    done = subprocess.run(
+        [sys.executable, "-m", "ablate.cli", "run", str(path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("ablate run:")]
+    assert f"a trial asks for 2 workers × ({cores} CPU)" in line
+    assert f"but the cluster has {cores}" in line and "Traceback" not in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was started
+
+
+@pytest.mark.slow
+def test_a_local_ray_is_seen_as_not_autoscaling(local_ray):
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    def reported():
+        raw = _internal_kv_get("__autoscaling_status")
+        return raw is not None and b"autoscaler_report" in raw
+
+    deadline = time.monotonic() + 60
+    while not reported() and time.monotonic() < deadline:
+        time.sleep(0.5)  # the monitor's first full report (the very first has load only)
+    assert cluster_autoscales() is False
