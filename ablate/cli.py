@@ -36,7 +36,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from ablate.planner import trial_count
     from ablate.study import load_study
 
-    study = load_study(args.study)
+    study = load_study(args.study, force=args.force)
     print(f"{args.study}: ok ({study.method}, {trial_count(study)} trials)")
     return 0
 
@@ -45,7 +45,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from ablate.planner import describe_plan
     from ablate.study import load_study
 
-    study = load_study(args.study)
+    study = load_study(args.study, force=args.force)
     sys.stdout.write(describe_plan(study, verbose=args.full))
     if args.pilot:
         from ablate.runner import absolute_uri
@@ -73,7 +73,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ablate.runner import run_study, summary_table
     from ablate.study import load_study
 
-    study = load_study(args.study)
+    study = load_study(args.study, force=args.force)
     outcome = run_study(study, args.study, address=args.address)
     if outcome.interrupted:
         print(f"interrupted; run `ablate run {args.study}` again to resume where it stopped")
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(schema, method hyperparameters, search space) without running anything.",
     )
     validate.add_argument("study", help="path to a study YAML file")
+    validate.add_argument(
+        "--force", action="store_true", help="allow a study of more than 10,000 trials"
+    )
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(
@@ -233,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with their resolved configs, the trial count and, where known, the GPU-hours.",
     )
     plan.add_argument("study", help="path to a study YAML file")
+    plan.add_argument(
+        "--force", action="store_true", help="allow a study of more than 10,000 trials"
+    )
     plan.add_argument("--full", action="store_true", help="print every key of each resolved config")
     plan.add_argument(
         "--pilot",
@@ -257,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         "from their last checkpoint. Exit status: 0 all finished, 1 some failed, 2 bad study file.",
     )
     run.add_argument("study", help="path to a study YAML file")
+    run.add_argument(
+        "--force", action="store_true", help="allow a study of more than 10,000 trials"
+    )
     run.add_argument(
         "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ablate.study import DatasetEntry, Domain, Study
+from ablate.study import DatasetEntry, Domain, Study, planned_trials
 from ablate.yaml_source import StudyFileError
 from trainables.config import MethodConfig, flatten, unflatten
 
@@ -214,10 +214,7 @@ class OptunaSpace:
 
 def trial_count(study: Study) -> int:
     """How many trials the study runs (optuna: its sample budget × seeds)."""
-    if study.search is not None and study.search.algorithm == "optuna":
-        return study.search.num_samples * len(study.seeds)
-    points = sum(len(search_points(study, variant)) for variant in study.variants)
-    return (points + len(study.baselines)) * len(study.datasets) * len(study.seeds)
+    return planned_trials(study)
 
 
 def gpu_hours(study: Study) -> float | None:

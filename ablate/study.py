@@ -10,6 +10,7 @@ the file, the key path and the line. Nothing here imports torch or Ray.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,6 +78,10 @@ class DatasetEntry(Closed):
         return f"{self.name}{extra}"
 
 
+#: Search bounds beyond this are a typo (or ``.inf``), not a hyperparameter.
+MAX_BOUND = 1e12
+
+
 class Domain(Closed):
     """One search dimension.
 
@@ -108,6 +113,13 @@ class Domain(Closed):
         if self.distribution is not None:
             if self.low is None or self.high is None:
                 raise ValueError(f"distribution {self.distribution!r} needs 'low' and 'high'")
+            if not (math.isfinite(self.low) and math.isfinite(self.high)):
+                raise ValueError(f"needs finite bounds; got low={self.low}, high={self.high}")
+            if max(abs(self.low), abs(self.high)) > MAX_BOUND:
+                raise ValueError(
+                    f"bounds beyond ±{MAX_BOUND:.0e} are no hyperparameter; got low={self.low}, "
+                    f"high={self.high}"
+                )
             if not self.low < self.high:
                 raise ValueError(f"needs low < high; got low={self.low}, high={self.high}")
             if self.distribution in ("loguniform", "logint") and self.low <= 0:
@@ -118,6 +130,16 @@ class Domain(Closed):
                 raise ValueError(
                     f"{self.distribution} needs integer bounds; got {self.low}, {self.high}"
                 )
+            if self.step is not None:
+                if self.distribution in ("int", "logint") and not float(self.step).is_integer():
+                    raise ValueError(
+                        f"{self.distribution} needs a whole-number step (1, 2, ...); got "
+                        f"{self.step}"
+                    )
+                if self.step > self.high - self.low:
+                    raise ValueError(
+                        f"step {self.step} is wider than the range {self.low}..{self.high}"
+                    )
         elif self.low is not None or self.high is not None or self.step is not None:
             raise ValueError("'low', 'high' and 'step' belong to a 'distribution'")
         return self
@@ -143,6 +165,12 @@ class Search(Closed):
     seed: int = 0
     space: dict[str, Domain] = Field(default_factory=dict)
     variant_space: dict[str, dict[str, Domain]] = Field(default_factory=dict)
+
+    def points(self, variant: str) -> int:
+        """How many points a variant's search trains (grid: the product; without building it)."""
+        if self.algorithm != "grid":
+            return self.num_samples
+        return math.prod(len(d.candidates()) for d in self.space_for(variant).values())
 
     def space_for(self, variant: str) -> dict[str, Domain]:
         """The shared space plus the variant's own (a variant's key wins)."""
@@ -549,7 +577,31 @@ def _check_search_with_variants(doc: YamlDocument, study: Study) -> None:
                 ) from None
 
 
-def validate_study(doc: YamlDocument) -> Study:
+#: Above this many trials a study is refused unless ``--force``: a typo (``num_samples: 1e8``,
+#: a grid of many long lists) would otherwise hang planning and flood the cluster.
+MAX_TRIALS = 10_000
+
+
+def planned_trials(study: Study) -> int:
+    """The study's trial count, computed without expanding the search."""
+    search = study.search
+    if search is not None and search.algorithm == "optuna":
+        return search.num_samples * len(study.seeds)
+    points = sum(search.points(v) if search else 1 for v in study.variants)
+    return (points + len(study.baselines)) * len(study.datasets) * len(study.seeds)
+
+
+def _check_size(doc: YamlDocument, study: Study, force: bool) -> None:
+    count = planned_trials(study)
+    if count > MAX_TRIALS and not force:
+        where: KeyPath = ("search",) if study.search is not None else ("seeds",)
+        raise doc.error(
+            where,
+            f"{count:,} trials is more than {MAX_TRIALS:,}: a typo? Pass --force if you mean it",
+        )
+
+
+def validate_study(doc: YamlDocument, force: bool = False) -> Study:
     """Validate a parsed study completely; :class:`StudyFileError` on the first problem."""
     if not isinstance(doc.data, dict):
         raise doc.error((), "a study file is a mapping of keys (name, method, datasets, ...)")
@@ -557,6 +609,7 @@ def validate_study(doc: YamlDocument) -> Study:
         study = Study.model_validate(doc.data)
     except ValidationError as error:
         raise _schema_error(doc, error) from None
+    _check_size(doc, study, force)  # before anything expands the search
     base = flatten(study.base)
     _check_keys(doc, study, base, ("base",))
     for variant, overrides in study.variants.items():
@@ -610,6 +663,6 @@ def validate_study(doc: YamlDocument) -> Study:
     return study
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study file."""
-    return validate_study(load_yaml(path))
+def load_study(path: str | Path, force: bool = False) -> Study:
+    """Read and validate a study file (``force``: allow more than :data:`MAX_TRIALS`)."""
+    return validate_study(load_yaml(path), force)

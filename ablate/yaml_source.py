@@ -59,7 +59,29 @@ class YamlDocument:
         return StudyFileError(self.file, path, self.line_of(path), message)
 
 
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> None:
+#: Bounds on what a study file may expand to: YAML aliases can make a few hundred bytes
+#: stand for billions of nodes (an "alias bomb"), or for a structure that contains itself.
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def _walk(
+    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str, budget: list[int]
+) -> None:
+    budget[0] -= 1
+    if budget[0] < 0 or len(path) > MAX_DEPTH:
+        what = (
+            f"more than {MAX_NODES:,} values"
+            if budget[0] < 0
+            else f"more than {MAX_DEPTH} levels of nesting"
+        )
+        raise StudyFileError(
+            file,
+            path[:8],
+            node.start_mark.line + 1,
+            f"the file expands to {what} (YAML aliases that repeat or contain themselves?); "
+            "a study is a small mapping",
+        )
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -74,10 +96,10 @@ def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) 
                 )
             seen.add(key)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*path, key), lines, file)
+            _walk(value_node, (*path, key), lines, file, budget)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), lines, file)
+            _walk(item, (*path, i), lines, file, budget)
 
 
 def load_yaml(path: str | Path) -> YamlDocument:
@@ -89,9 +111,25 @@ def load_yaml(path: str | Path) -> YamlDocument:
         raise StudyFileError(
             file, (), None, f"cannot read the study file: {error.strerror}"
         ) from None
+    except UnicodeDecodeError as error:
+        raise StudyFileError(
+            file,
+            (),
+            None,
+            f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); "
+            "a study file is UTF-8 YAML",
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is None:
+            raise StudyFileError(file, (), None, "the file is empty; a study is a mapping of keys")
+        lines: dict[KeyPath, int] = {}
+        _walk(node, (), lines, file, [MAX_NODES])  # bounded before anything is built
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise StudyFileError(
+            file, (), None, f"nested deeper than YAML can read; a study is at most {MAX_DEPTH} deep"
+        ) from None
     except yaml.constructor.ConstructorError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else None
         raise StudyFileError(
@@ -106,7 +144,4 @@ def load_yaml(path: str | Path) -> YamlDocument:
         raise StudyFileError(
             file, (), mark.line + 1 if mark else None, f"not valid YAML: {problem}"
         ) from None
-    lines: dict[KeyPath, int] = {}
-    if node is not None:
-        _walk(node, (), lines, file)
     return YamlDocument(file=file, data=data, lines=lines)

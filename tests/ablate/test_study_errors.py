@@ -216,6 +216,56 @@ CASES = {
         "search",
         ["search point (loss.instance=False) with variant 'full'"],
     ),
+    **{
+        f"search domain {name}": (
+            GOOD + "search:\n  algorithm: random\n  num_samples: 2\n  metric: loss\n"
+            f"  space:\n    tau_instance: {domain}\n",
+            15,
+            "search.space.tau_instance",
+            [fragment],
+        )
+        for name, domain, fragment in [
+            # each used to end in a traceback: ZeroDivisionError, OverflowError, numpy's bounds
+            (
+                "int with a fractional step",
+                "{distribution: int, low: 1, high: 9, step: 0.5}",
+                "int needs a whole-number step (1, 2, ...); got 0.5",
+            ),
+            (
+                "with an infinite bound",
+                "{distribution: uniform, low: 0.1, high: .inf}",
+                "needs finite bounds; got low=0.1, high=inf",
+            ),
+            (
+                "with an absurd bound",
+                "{distribution: int, low: 1, high: 1e30}",
+                "bounds beyond ±1e+12 are no hyperparameter",
+            ),
+            (
+                "with a step wider than its range",
+                "{distribution: uniform, low: 0.1, high: 0.2, step: 5}",
+                "step 5.0 is wider than the range 0.1..0.2",
+            ),
+        ]
+    },
+    "a hundred million random samples": (
+        GOOD + "search:\n  algorithm: random\n  num_samples: 100000000\n  metric: loss\n"
+        "  space:\n    tau_instance: {distribution: uniform, low: 0.1, high: 1}\n",
+        10,
+        "search",
+        ["400,000,000 trials is more than 10,000: a typo? Pass --force if you mean it"],
+    ),
+    "a grid of ten billion points": (
+        GOOD
+        + "search:\n  space:\n"
+        + "".join(
+            f"    {k}: {{values: {list(range(1, 101))}}}\n"
+            for k in ["epochs", "batch_size", "knn_k", "image_size", "seed_offset"][:5]
+        ),
+        10,
+        "search",
+        ["trials is more than 10,000"],
+    ),
     "analysis control that is no variant": (
         GOOD + "analysis:\n  control: fulll\n",
         11,
@@ -296,3 +346,45 @@ def test_validate_imports_neither_torch_nor_ray(tmp_path):
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().endswith("HEAVY []")
+
+
+def _bomb():
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for previous, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+    return ("\n".join(lines) + "\n").encode()  # about 400 bytes for 9^8 = 43 million values
+
+
+HOSTILE = {
+    "alias bomb": (_bomb(), "expands to more than 100,000 values"),
+    "alias that contains itself": (b"a: &a [*a]\n", "more than 64 levels of nesting"),
+    "3,000 levels of brackets": (
+        b"a: " + b"[" * 3000 + b"]" * 3000 + b"\n",
+        "nested deeper than YAML can read",
+    ),
+    "not UTF-8": (b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9)"),
+    "empty": (b"", "the file is empty"),
+    "only a comment": (b"# nothing here\n", "the file is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_or_broken_files_get_one_line_naming_the_file(tmp_path, case, capsys):
+    """Each used to exhaust memory, raise RecursionError, or print an unnamed error."""
+    content, fragment = HOSTILE[case]
+    path = tmp_path / "study.yaml"
+    path.write_bytes(content)
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"ablate validate: {path}") and fragment in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err + captured.out
+
+
+def test_force_admits_a_study_above_the_trial_limit(tmp_path, capsys):
+    grid = "".join(f"    {k}: {{values: {list(range(2, 103))}}}\n" for k in ("epochs", "batch_size"))
+    path = tmp_path / "study.yaml"
+    path.write_text(GOOD + "search:\n  space:\n" + grid)
+    assert main(["validate", str(path)]) == 2
+    assert "40,804 trials is more than 10,000" in capsys.readouterr().err
+    assert main(["validate", "--force", str(path)]) == 0
+    assert "ok (cc, 40804 trials)" in capsys.readouterr().out
