@@ -97,9 +97,15 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from analysis.report import describe_comparison, load_sources
     from analysis.stats import compare
 
+    if args.cd_diagram:
+        _check_figure_path(args.cd_diagram)  # before any statistics are printed
     runs = load_sources(args.sources, args.tracking_uri)
-    if runs.empty or args.metric not in runs:
-        raise ValueError(f"no values of metric {args.metric!r} in {', '.join(args.sources)}")
+    metrics = _metric_columns(runs)
+    if args.metric not in metrics:
+        raise ValueError(
+            f"no values of metric {args.metric!r} in {', '.join(args.sources)}; metrics there: "
+            f"{', '.join(metrics) or 'none'}"
+        )
     if args.paired:
         return _paired_stats(args, runs)
     result: Comparison | PairwiseComparison
@@ -124,6 +130,31 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         plot_cd(result).savefig(args.cd_diagram, bbox_inches="tight")
         print(f"CD diagram: {args.cd_diagram}")
     return 0
+
+
+def _metric_columns(runs: pd.DataFrame) -> list[str]:
+    """The numeric result columns a user may test (not seeds, epochs or parameters)."""
+    from pandas.api.types import is_numeric_dtype
+
+    skip = {"seed", "epochs"}
+    return [
+        str(c)
+        for c in runs.columns
+        if c not in skip
+        and not str(c).startswith(("param.", "best_"))
+        and is_numeric_dtype(runs[c])
+        and runs[c].notna().any()
+    ]
+
+
+def _check_figure_path(target: str) -> None:
+    from pathlib import Path
+
+    path = Path(target)
+    if path.suffix.lower() not in (".pdf", ".png", ".svg"):
+        raise ValueError(f"--cd-diagram {target}: give a .pdf, .png or .svg file")
+    if not path.parent.is_dir():
+        raise ValueError(f"--cd-diagram {target}: folder {path.parent} does not exist")
 
 
 def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
@@ -192,6 +223,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if runs.empty:
         raise ValueError(f"{target}: no results to report yet")
     out = Path(args.out or Path("ablate_reports") / name)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give the folder the report goes into")
     report = ReportInput(name, runs, reference, searched, uri, **settings)
     for path in write_report(report, out, args.format, ["acc", "nmi", "ari"]):
         print(path)

@@ -203,6 +203,22 @@ def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> Non
         )
 
 
+def _require_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Refuse an address nothing answers on within seconds (Ray would retry for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms are Ray's to resolve
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ValueError(
+            f"--address {address}: no Ray cluster answers there within {timeout_s:g} s "
+            f"({error.strerror or error}); is the head running (`ray status` on it)?"
+        ) from None
+
+
 def _connect(
     address: str | None, printer: Printer, tracking_uri: str, dashboard: bool = False
 ) -> bool:
@@ -214,6 +230,7 @@ def _connect(
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         printer(f"connecting to the Ray cluster at {address}")
+        _require_reachable(address)
         # every trial process, on any node, learns where the study's MLflow lives
         env = {"env_vars": {"MLFLOW_TRACKING_URI": tracking_uri}}
         ray.init(address=address, log_to_driver=False, runtime_env=env)
@@ -238,6 +255,11 @@ def run_study(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     storage = Path(study.run.storage).resolve()
     experiment_dir = storage / study.name
+    uri = absolute_uri(study.tracking.uri)
+    if uri.startswith(("http://", "https://")):
+        from analysis.loading import require_store
+
+        require_store(uri)  # a server that does not answer: one line now, not minutes of retries
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
         return _run_locked(study, study_file, storage, address, printer)
 

@@ -31,7 +31,26 @@ def load_published(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, pd.errors.ParserError) as error:
         raise ResultsError(f"{path}: cannot read the CSV: {error}") from None
-    frame.columns = [c.strip().lower() for c in frame.columns]
+    except pd.errors.EmptyDataError:
+        raise ResultsError(
+            f"{path}: the CSV is empty; expected a header method,dataset,acc,..."
+        ) from None
+    except UnicodeDecodeError:
+        try:  # pandas decodes in chunks: find the offset in the whole file
+            Path(path).read_bytes().decode("utf-8")
+            where = ""
+        except UnicodeDecodeError as error:
+            where = f" (byte {error.object[error.start]:#04x} at offset {error.start})"
+        raise ResultsError(f"{path}: not UTF-8 text{where}; save the CSV as UTF-8") from None
+    given = [c.strip() for c in frame.columns]
+    frame.columns = [c.lower() for c in given]
+    clashes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if clashes:
+        spelled = [g for g in given if g.lower() == clashes[0]]
+        raise ResultsError(
+            f"{path}: columns {' and '.join(map(repr, spelled))} are the same metric "
+            "(names are case-insensitive); keep one"
+        )
     for required in ("method", "dataset"):
         if required not in frame.columns:
             raise ResultsError(
@@ -46,16 +65,56 @@ def load_published(path: str | Path) -> pd.DataFrame:
     for metric in metrics:
         text = frame[metric].str.strip()
         values = pd.to_numeric(text.where(~text.isin(MISSING_MARKS)), errors="coerce")
-        bad = text[values.isna() & ~text.isin(MISSING_MARKS)]
+        bad = text[(values.isna() & ~text.isin(MISSING_MARKS)) | np.isinf(values)]
         if not bad.empty:
             raise ResultsError(
                 f"{path}: column {metric!r} holds {bad.iloc[0]!r} (row {bad.index[0] + 2}); "
-                "expected a number, or - / N/A for a missing one"
+                "expected a finite number, or - / N/A for a missing one"
             )
         out[metric] = values
+    twice = out.duplicated(KEYS, keep=False)
+    if twice.any():
+        rows = [int(i) + 2 for i in out.index[twice]]
+        first = out.loc[twice].iloc[0]
+        seed_hint = "" if "seed" in frame.columns else " (no seed column tells them apart)"
+        raise ResultsError(
+            f"{path}: rows {rows[0]} and {rows[1]} both give {first['method']!r} on "
+            f"{first['dataset']!r}{seed_hint}; each method, variant, data set and seed once"
+        )
     out["status"] = "FINISHED"
     out["source"] = str(path)
     return out
+
+
+def require_store(tracking_uri: str, timeout_s: float = 10.0) -> None:
+    """Refuse a store that is not there, before MLflow would create it or retry for minutes.
+
+    Reading results must never create a database or a folder (a typo in a path would leave
+    an empty ``mlflow.db`` behind and report "no experiment").
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlparse
+
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        path = tracking_uri.removeprefix("sqlite:///")
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise ResultsError(f"no MLflow database at {path} ({tracking_uri})")
+    elif parsed.scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s):
+                pass
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ResultsError(
+                f"cannot reach the MLflow server at {tracking_uri} within {timeout_s:g} s: "
+                f"{reason} (on a cluster: is `ray attach cluster.yaml -p 5000` running?)"
+            ) from None
+    elif parsed.scheme in ("", "file"):
+        folder = parsed.path if parsed.scheme == "file" else tracking_uri
+        if not Path(folder).is_dir():
+            raise ResultsError(f"no MLflow store at {folder} ({tracking_uri})")
 
 
 def _best_epoch(client: Any, run_id: str, metric: str, mode: str) -> tuple[float, float]:
@@ -78,6 +137,7 @@ def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = Tr
     """
     from mlflow.tracking import MlflowClient
 
+    require_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     rows = []
     for name in experiments:

@@ -250,5 +250,39 @@ def load_sources(sources: list[str], tracking_uri: str) -> pd.DataFrame:
         else:
             experiments.append(source)
     if experiments:
-        frames.append(load_mlflow(tracking_uri, experiments, best_epoch=False))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        runs = load_mlflow(tracking_uri, experiments, best_epoch=False)
+        if not runs.empty:
+            runs["source"] = runs["experiment"]
+        frames.append(runs)
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    combined = pd.concat(frames, ignore_index=True)
+    _refuse_overlaps(combined)
+    return combined
+
+
+def _refuse_overlaps(runs: pd.DataFrame) -> None:
+    """Refuse runs given twice, and published numbers merged into a row of one's own runs.
+
+    Two sources may add seeds to a row; anything else would be averaged as seeds.
+    """
+    from analysis.loading import KEYS
+
+    labels = runs["method"] + ":" + runs["variant"]
+    published = runs["source"].str.endswith(".csv")
+    for label in sorted(set(labels[published]) & set(labels[~published])):
+        sources = dict.fromkeys(map(str, runs.loc[labels == label, "source"]))
+        raise ValueError(
+            f"row {label.rstrip(':')} is both published numbers and runs ({', '.join(sources)}); "
+            "rename the CSV's method (e.g. 'cc (paper)') so neither replaces the other"
+        )
+    twice = runs[runs.duplicated(KEYS, keep=False)]
+    if not twice.empty:
+        first = twice.iloc[0]
+        same = twice[(twice[KEYS] == first[KEYS]).all(axis=1)]
+        label = f"{first['method']}:{first['variant']}" if first["variant"] else first["method"]
+        raise ValueError(
+            f"{label} on {first['dataset']} seed {first['seed']} comes from both "
+            f"{' and '.join(dict.fromkeys(map(str, same['source'])))}; give each run once"
+        )

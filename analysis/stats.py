@@ -248,7 +248,17 @@ def compare(
     datasets = tuple(str(d) for d in kept.index)
     n, k = len(datasets), len(methods)
     if k < 2 or n < 2:
-        raise ValueError(f"ranking needs at least 2 methods and 2 data sets; got {k} and {n}")
+        after = (
+            f" after --missing {missing} dropped {', '.join(map(str, dropped))}" if dropped else ""
+        )
+        hint = (
+            "; with one data set, compare variants over seeds instead (--paired --control NAME)"
+            if n < 2
+            else ""
+        )
+        raise ValueError(
+            f"ranking needs at least 2 methods and 2 data sets; got {k} and {n}{after}{hint}"
+        )
     if control is not None and control not in methods:
         raise ValueError(f"control {control!r} is not among the methods: {', '.join(methods)}")
     scores = kept.to_numpy(dtype=float)

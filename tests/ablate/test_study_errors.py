@@ -381,7 +381,9 @@ def test_hostile_or_broken_files_get_one_line_naming_the_file(tmp_path, case, ca
 
 
 def test_force_admits_a_study_above_the_trial_limit(tmp_path, capsys):
-    grid = "".join(f"    {k}: {{values: {list(range(2, 103))}}}\n" for k in ("epochs", "batch_size"))
+    grid = "".join(
+        f"    {k}: {{values: {list(range(2, 103))}}}\n" for k in ("epochs", "batch_size")
+    )
     path = tmp_path / "study.yaml"
     path.write_text(GOOD + "search:\n  space:\n" + grid)
     assert main(["validate", str(path)]) == 2
