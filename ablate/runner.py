@@ -184,23 +184,61 @@ def _trial_name(trial: Any) -> str:
     return spec.key
 
 
+#: Edits a resumed study takes up: they change what reports say, never what a trial computes.
+RESUME_ACCEPTS = ("description", "reference", "analysis")
+
+
 def _fingerprint(study: Study) -> str:
-    data = study.model_dump(mode="json", exclude={"description", "reference", "tracking"})
-    data["run"] = {k: v for k, v in data["run"].items() if k not in ("max_retries",)}
+    """Everything resume must find unchanged (tracking with its URI made absolute)."""
+    data = study.model_dump(mode="json", exclude=set(RESUME_ACCEPTS))
+    data["tracking"]["uri"] = absolute_uri(study.tracking.uri)
     return json.dumps(data, sort_keys=True)
 
 
+def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ.
+
+    Only keys the stored plan holds count: older plans held fewer, and resume must not
+    refuse them for it.
+    """
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [] if before == after else [prefix or "(the study)"]
+    out = []
+    for key, value in before.items():
+        if not prefix and key in RESUME_ACCEPTS:
+            continue
+        out += _changed_keys(value, after.get(key), f"{prefix}.{key}" if prefix else key)
+    return out
+
+
 def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> None:
+    """Refuse a resume after an edit it cannot apply, naming the keys that changed.
+
+    Tune restores the trials, their retry budget (``run.max_retries``) and the MLflow logger
+    (``tracking``) as they were pickled at the first run, so those edits would be silently
+    dropped; other edits would mix two studies in one.
+    """
     stored = experiment_dir / PLAN_FILE
-    current = _fingerprint(study)
-    if stored.exists() and stored.read_text(encoding="utf-8") != current:
-        raise StudyFileError(
-            study_file,
-            (),
-            None,
-            f"the study changed since its results in {experiment_dir} were started; resuming would "
-            "mix two studies. Give it a new name, or delete that folder to start over",
-        )
+    if not stored.exists():
+        return
+    before = json.loads(stored.read_text(encoding="utf-8"))
+    changed = _changed_keys(before, json.loads(_fingerprint(study)))
+    if not changed:
+        return
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    first = changed[0]
+    was = before
+    for part in first.split("."):
+        was = was.get(part) if isinstance(was, dict) else None
+    raise StudyFileError(
+        study_file,
+        (),
+        None,
+        f"{shown} changed since the study's results in {experiment_dir} were started "
+        f"({first} was {was!r}); a resume cannot apply that (it accepts edits of "
+        f"{', '.join(RESUME_ACCEPTS)} only). Set it back, give the study a new name, or "
+        "delete that folder to start over",
+    )
 
 
 def _require_reachable(address: str, timeout_s: float = 10.0) -> None:

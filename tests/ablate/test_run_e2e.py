@@ -95,6 +95,22 @@ def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(tmp_path,
         if run.data.tags.get("ablate.role") != "study":
             assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
 
+    # resume takes up edits of what reports say, and names the edits it cannot apply
+    text = path.read_text()
+    path.write_text(text + "description: edited\nanalysis: {test: ttest}\n")
+    assert main(["run", str(path)]) == 0
+    assert "already finished" in capsys.readouterr().out
+    for edit, key, was in [
+        ("run: {{storage: \"{root}/results\", max_retries: 3}}", "run.max_retries", "1"),
+        ('tracking: {{uri: "sqlite:///{root}/other.db"}}', "tracking.uri", "'sqlite:///"),
+    ]:
+        line = next(x for x in text.splitlines() if x.startswith(key.split(".")[0] + ":"))
+        path.write_text(text.replace(line, edit.format(root=tmp_path).replace("{{", "{")))
+        assert main(["run", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"{key} changed since the study's results" in err and f"({key} was {was}" in err
+        assert "it accepts edits of description, reference, analysis only" in err
+
 
 FAILING = """\
 name: failing
