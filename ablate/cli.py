@@ -77,6 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     outcome = run_study(study, args.study, address=args.address)
     if outcome.interrupted:
         print(f"interrupted; run `ablate run {args.study}` again to resume where it stopped")
+        if outcome.tracking_pending:
+            print(f"({outcome.tracking_pending} MLflow record(s) wait in {outcome.backlog})")
         return outcome.exit_code
     print()
     print(summary_table(study, outcome.results))
@@ -89,6 +91,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"  FAILED {name}: {error}")
     print(f"results: MLflow experiment {study.experiment!r} at {uri}")
     print(f"  open them with: mlflow ui --backend-store-uri {uri}")
+    if outcome.tracking_pending:
+        print(
+            f"MLflow at {uri} did not take {outcome.tracking_pending} record(s); they are kept "
+            f"in {outcome.backlog} and written at the next `ablate run {args.study}`"
+        )
     return outcome.exit_code
 
 

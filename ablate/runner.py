@@ -47,12 +47,15 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
     results: list[tuple[TrialSpec, dict[str, Any]]] = field(default_factory=list)
+    #: records MLflow did not take (kept in the study's storage for the next run)
+    tracking_pending: int = 0
+    backlog: Path | None = None
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.tracking_pending else 0
 
 
 def absolute_uri(uri: str) -> str:
@@ -290,6 +293,9 @@ def run_study(
     # we snapshot often on purpose (a killed driver loses little); do not warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    # a store fault is retried, buffered and reported in one line by our MLflow callback;
+    # MLflow's own traceback of each failed session would bury that line
+    logging.getLogger("mlflow.store").setLevel(logging.CRITICAL)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     storage = Path(study.run.storage).resolve()
     experiment_dir = storage / study.name
@@ -307,7 +313,7 @@ def _run_locked(
 ) -> Outcome:
     from ray import tune
 
-    from ablate.tracking import MLflowTrialLogger, provenance, selection_tags
+    from ablate.tracking import BACKLOG_FILE, MLflowTrialLogger, provenance, selection_tags
     from ablate.trainable import tune_trial
 
     experiment_dir = storage / study.name
@@ -328,7 +334,12 @@ def _run_locked(
 
     callbacks = [
         MLflowTrialLogger(
-            uri, study.experiment, study.name, {**provenance(), **selection_tags(study)}
+            uri,
+            study.experiment,
+            study.name,
+            {**provenance(), **selection_tags(study)},
+            backlog=experiment_dir / BACKLOG_FILE,
+            printer=printer,
         ),
         ProgressCallback(total, metric, mode, printer),
     ]
@@ -370,17 +381,35 @@ def _run_locked(
         (experiment_dir / PLAN_FILE).write_text(_fingerprint(study), encoding="utf-8")
     if restored and _all_terminated(experiment_dir, total):
         printer(f"study {study.name!r} already finished: {total} trials, nothing to train")
-        return _collect(tuner.get_results())
+        if (experiment_dir / BACKLOG_FILE).exists():  # records an MLflow outage held back
+            logger = callbacks[0]
+            assert isinstance(logger, MLflowTrialLogger)
+            logger.setup()
+            statuses = _statuses(experiment_dir)
+            logger.finish("FINISHED" if all(s == "TERMINATED" for s in statuses) else "FAILED")
+        return _with_backlog(_collect(tuner.get_results()), experiment_dir)
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
-        return Outcome(interrupted=True)
-    outcome = _collect(grid)
+        return _with_backlog(Outcome(interrupted=True), experiment_dir)
+    outcome = _with_backlog(_collect(grid), experiment_dir)
     # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
     statuses = _statuses(experiment_dir)
     outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
         len(statuses) < total
     )
+    return outcome
+
+
+def _with_backlog(outcome: Outcome, experiment_dir: Path) -> Outcome:
+    """Count the MLflow records an outage left on disk (written at the next run)."""
+    from ablate.tracking import BACKLOG_FILE
+
+    backlog = experiment_dir / BACKLOG_FILE
+    if backlog.exists():
+        lines = backlog.read_text(encoding="utf-8").splitlines()
+        outcome.tracking_pending = sum(1 for line in lines if line.strip())
+        outcome.backlog = backlog
     return outcome
 
 

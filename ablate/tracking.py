@@ -9,9 +9,11 @@ run per trial and never logs an epoch twice.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,24 +89,170 @@ def trial_params(spec: TrialSpec) -> dict[str, str]:
     return params
 
 
+#: Seconds between tries of a failing MLflow call before its record is buffered. MLflow's
+#: SQLite sessions themselves wait up to 20 s for a lock at each try, so a locked database
+#: stalls the driver about a minute before its records are buffered; a server that refuses
+#: connections, 5 s.
+RETRY_WAITS = (1.0, 4.0)
+#: While the store is down, seconds between attempts to write the backlog (each attempt may
+#: wait for SQLite's lock, so not at every epoch of every trial).
+COOLDOWN_S = 20.0
+BACKLOG_FILE = "mlflow_backlog.jsonl"
+
+
+@dataclass
+class TrialRecord:
+    """What the logger reads of a Tune trial, in plain data.
+
+    An event can then wait on disk for the store to come back, or for the next run.
+    """
+
+    trial_id: str
+    trial_name: str
+    config: dict[str, Any]
+    last_result: dict[str, Any] = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    error: str = ""
+
+    @classmethod
+    def of(cls, trial: Any, with_error: bool = False) -> TrialRecord:
+        last = dict(trial.last_result or {})
+        checkpoint = getattr(trial, "checkpoint", None)
+        return cls(
+            trial_id=str(trial.trial_id),
+            trial_name=str(getattr(trial, "trial_name", trial)),
+            config=dict(trial.config),
+            last_result=last,
+            checkpoint_path=checkpoint.path if checkpoint is not None else None,
+            error=error_summary(trial) if with_error else "",
+        )
+
+
+def _plain(value: Any) -> Any:
+    """JSON for a backlog line: numbers stay numbers, anything else becomes text."""
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
 class MLflowTrialLogger(Callback):
-    """Driver-side MLflow writer for a study's trials."""
+    """Driver-side MLflow writer for a study's trials, whole under store faults.
+
+    Every write is retried with backoff; a write that still fails is kept, in order, in a
+    backlog (in memory and in ``backlog``, a JSON-lines file in the study's storage) while the
+    trials go on, and the backlog is written first thing once the store answers again: later
+    in this run, or at the next ``ablate run`` of the study. Writes are idempotent (a run is
+    found again by its trial id, an epoch already logged is skipped), so replaying is safe.
+    """
 
     def __init__(
-        self, tracking_uri: str, experiment: str, study: str, tags: dict[str, str]
+        self,
+        tracking_uri: str,
+        experiment: str,
+        study: str,
+        tags: dict[str, str],
+        backlog: Path | None = None,
+        printer: Any = print,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.study = study
         self.tags = tags
+        self.backlog_file = backlog
+        self.printer = printer
+        self._reset()
+
+    def _reset(self) -> None:
         self._client: Any = None
+        self.experiment_id: str | None = None
+        self.parent_id: str | None = None
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, float] = {}
+        self.backlog: list[dict[str, Any]] = []
+        self._warned = False
+        self._retry_at = 0.0
 
     # Tune pickles callbacks with the experiment state; the client is rebuilt in setup().
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None, "_runs": {}, "_last_epoch": {}}
+        state = dict(self.__dict__)
+        state.update(_client=None, _runs={}, _last_epoch={}, backlog=[], printer=None)
+        state.update(experiment_id=None, parent_id=None)  # found again (and reopened) on resume
+        return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("backlog_file", None)  # pickled by an older version
+        self.printer = print
+        self._warned = False
+        self._retry_at = 0.0
+
+    # -- fault handling ---------------------------------------------------------------------
+    def _with_retries(self, write: Any) -> None:
+        for wait in (*RETRY_WAITS, None):
+            try:
+                write()
+                return
+            except Exception:
+                if wait is None:
+                    raise
+                time.sleep(wait)
+
+    def _save_backlog(self) -> None:
+        if self.backlog_file is None:
+            return
+        if not self.backlog:
+            self.backlog_file.unlink(missing_ok=True)
+            return
+        partial = self.backlog_file.with_suffix(".partial")
+        partial.write_text("".join(json.dumps(e) + "\n" for e in self.backlog), encoding="utf-8")
+        partial.replace(self.backlog_file)
+
+    def _flush(self, patient: bool = False) -> None:
+        """Write the backlog in order; stop at the first record the store still refuses."""
+        while self.backlog:
+            try:
+                if patient:
+                    self._with_retries(lambda: self._apply(self.backlog[0]))
+                else:
+                    self._apply(self.backlog[0])
+            except Exception:
+                break
+            self.backlog.pop(0)
+            self._save_backlog()
+        if not self.backlog and self._warned:
+            self.printer(f"MLflow at {self.tracking_uri} is back: the buffered records are written")
+            self._warned = False
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        if self.backlog and time.monotonic() >= self._retry_at:
+            self._flush()
+            if self.backlog:
+                self._retry_at = time.monotonic() + COOLDOWN_S
+        if not self.backlog:
+            try:
+                self._with_retries(lambda: self._apply(event))
+                return
+            except Exception as error:  # noqa: BLE001 - any store fault: keep the record
+                self._retry_at = time.monotonic() + COOLDOWN_S
+                if not self._warned:
+                    first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+                    self.printer(
+                        f"warning: MLflow at {self.tracking_uri} failed "
+                        f"({type(error).__name__}: {first}); the trials go on and their "
+                        "records are kept until it answers again"
+                    )
+                    self._warned = True
+        self.backlog.append(_plain(event))
+        self._save_backlog()
+
+    # -- Tune's callback hooks ----------------------------------------------------------------
     def setup(
         self,
         stop: Any = None,
@@ -112,31 +260,97 @@ class MLflowTrialLogger(Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
+        if self.backlog_file is not None and self.backlog_file.exists():
+            lines = self.backlog_file.read_text(encoding="utf-8").splitlines()
+            self.backlog = [json.loads(line) for line in lines if line.strip()]
+        self._handle({"event": "setup"})  # a failing store is buffered like any write
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._handle({"event": "start", "trial": asdict(TrialRecord.of(trial))})
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        record = TrialRecord.of(trial)
+        record.last_result = {}
+        self._handle({"event": "result", "trial": asdict(record), "result": dict(result)})
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._handle({"event": "complete", "trial": asdict(TrialRecord.of(trial))})
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._handle({"event": "error", "trial": asdict(TrialRecord.of(trial, with_error=True))})
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        statuses = [t.status for t in trials]
+        if all(s == "TERMINATED" for s in statuses):
+            status = "FINISHED"
+        elif all(s in ("TERMINATED", "ERROR") for s in statuses):
+            status = "FAILED"
+        else:  # interrupted: trials left pending or paused
+            status = "KILLED"
+        self.finish(status)
+
+    def finish(self, status: str) -> None:
+        """End the study's parent run and write what is still buffered, patiently.
+
+        FINISHED only when every trial finished; this is the last chance before the next run.
+        """
+        self._handle({"event": "end", "status": status})
+        self._flush(patient=True)
+
+    # -- the writes ---------------------------------------------------------------------------
+    def _apply(self, event: dict[str, Any]) -> None:
+        self._connect()
+        kind = event["event"]
+        if kind == "setup":
+            return
+        if kind == "end":
+            assert self.parent_id is not None
+            self._client.set_terminated(self.parent_id, event["status"])
+            return
+        record = TrialRecord(**event["trial"])
+        if kind == "start":
+            self._run_for(record)
+        elif kind == "result":
+            self._log_result(record, event["result"])
+        elif kind == "complete":
+            self._complete(record)
+        elif kind == "error":
+            run_id = self._run_for(record)
+            self._client.set_tag(run_id, f"{TAG}error", record.error)
+            self._client.set_terminated(run_id, "FAILED")
+
+    def _connect(self) -> None:
+        """The client, the experiment and the study's parent run (found again on resume)."""
+        if self.parent_id is not None:
+            return
         from mlflow.tracking import MlflowClient
 
-        self._client = MlflowClient(self.tracking_uri)
-        experiment = self._client.get_experiment_by_name(self.experiment)
-        self.experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else self._client.create_experiment(self.experiment)
-        )
+        self._client = self._client or MlflowClient(self.tracking_uri)
+        if self.experiment_id is None:
+            experiment = self._client.get_experiment_by_name(self.experiment)
+            self.experiment_id = (
+                experiment.experiment_id
+                if experiment
+                else self._client.create_experiment(self.experiment)
+            )
         found = self._client.search_runs(
             [self.experiment_id],
             f"tags.`{TAG}role` = 'study' and tags.`{TAG}study` = '{self.study}'",
         )
         if found:
-            self.parent_id = found[0].info.run_id
-            self._client.update_run(self.parent_id, status="RUNNING")
+            parent_id = found[0].info.run_id
+            self._client.update_run(parent_id, status="RUNNING")
         else:
-            run = self._client.create_run(
+            parent_id = self._client.create_run(
                 self.experiment_id,
                 run_name=self.study,
                 tags={f"{TAG}role": "study", f"{TAG}study": self.study, **self.tags},
-            )
-            self.parent_id = run.info.run_id
+            ).info.run_id
+        self.parent_id = parent_id
 
-    def _run_for(self, trial: Any) -> str:
+    def _run_for(self, trial: TrialRecord) -> str:
         trial_id = trial.trial_id
         if trial_id in self._runs:
             return self._runs[trial_id]
@@ -148,6 +362,8 @@ class MLflowTrialLogger(Callback):
             history = self._client.get_metric_history(run_id, "epoch")
             self._last_epoch[trial_id] = max((m.value for m in history), default=-1.0)
             self._client.update_run(run_id, status="RUNNING")
+            if not found[0].data.params:  # a start cut short by a store fault
+                self._log_params(run_id, trial_spec(trial.config))
         else:
             spec = trial_spec(trial.config)
             tags = {
@@ -157,32 +373,30 @@ class MLflowTrialLogger(Callback):
                 f"{TAG}dataset": spec.dataset_entry.label,
                 f"{TAG}seed": str(spec.seed),
                 f"{TAG}trial_id": trial_id,
-                f"{TAG}trial": trial.trial_name if hasattr(trial, "trial_name") else str(trial),
+                f"{TAG}trial": trial.trial_name,
                 **self.tags,
             }
-            run = self._client.create_run(self.experiment_id, run_name=str(trial), tags=tags)
+            run = self._client.create_run(self.experiment_id, run_name=trial.trial_name, tags=tags)
             run_id = run.info.run_id
-            from mlflow.entities import Param
-
-            params = [Param(k, v[:6000]) for k, v in trial_params(spec).items()]
-            for start in range(0, len(params), 100):
-                self._client.log_batch(run_id, params=params[start : start + 100])
-            try:
-                config = spec.method_config().model_dump(mode="json")
-            except TrialConfigError as error:  # the trial fails with this reason; the study goes on
-                self._client.set_tag(run_id, f"{TAG}error", str(error))
-            else:
-                self._client.log_dict(run_id, config, "config.yaml")
+            self._log_params(run_id, spec)
             self._last_epoch[trial_id] = -1.0  # a zero-epoch baseline reports at epoch 0
         self._runs[trial_id] = run_id
         return str(run_id)
 
-    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self._run_for(trial)
+    def _log_params(self, run_id: str, spec: TrialSpec) -> None:
+        from mlflow.entities import Param
 
-    def on_trial_result(
-        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-    ) -> None:
+        params = [Param(k, v[:6000]) for k, v in trial_params(spec).items()]
+        for start in range(0, len(params), 100):
+            self._client.log_batch(run_id, params=params[start : start + 100])
+        try:
+            config = spec.method_config().model_dump(mode="json")
+        except TrialConfigError as error:  # the trial fails with this reason; the study goes on
+            self._client.set_tag(run_id, f"{TAG}error", str(error))
+        else:
+            self._client.log_dict(run_id, config, "config.yaml")
+
+    def _log_result(self, trial: TrialRecord, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
 
         run_id = self._run_for(trial)
@@ -207,11 +421,11 @@ class MLflowTrialLogger(Callback):
         self._client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_epoch[trial.trial_id] = epoch
 
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+    def _complete(self, trial: TrialRecord) -> None:
         from mlflow.entities import Metric
 
         run_id = self._run_for(trial)
-        last = trial.last_result or {}
+        last = trial.last_result
         now = int(time.time() * 1000)
         finals = [
             Metric(f"final_{k}", float(last[k]), now, int(last.get("epoch", 0)))
@@ -222,8 +436,7 @@ class MLflowTrialLogger(Callback):
             self._client.log_batch(run_id, metrics=finals)
         # a single-worker trial checkpoints through Tune; a multi-worker one through Train,
         # whose checkpoint path Tune's report callback passes on in the result
-        checkpoint = trial.checkpoint
-        folder = checkpoint.path if checkpoint is not None else last.get("checkpoint_path")
+        folder = trial.checkpoint_path or last.get("checkpoint_path")
         if folder:
             from ablate.trainable import ASSIGNMENTS_FILE
 
@@ -234,15 +447,6 @@ class MLflowTrialLogger(Callback):
         stopped = float(last.get("epoch", 0)) < epochs  # ASHA stopped it before the end
         self._client.set_tag(run_id, f"{TAG}early_stopped", str(stopped).lower())
         self._client.set_terminated(run_id, "FINISHED")
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        run_id = self._run_for(trial)
-        self._client.set_tag(run_id, f"{TAG}error", error_summary(trial))
-        self._client.set_terminated(run_id, "FAILED")
-
-    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        failed = any(t.status == "ERROR" for t in trials)
-        self._client.set_terminated(self.parent_id, "FAILED" if failed else "FINISHED")
 
 
 def trial_spec(config: dict[str, Any]) -> TrialSpec:
