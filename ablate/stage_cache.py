@@ -7,21 +7,23 @@ the SHA-256 of that declaration, the stages before it, the seed, the loop's sett
 set and this package's version; the folder ``<root>/<key>/`` holds the state (``state.pt``)
 and a ``manifest.json`` saying what produced it.
 
-Trials that start together would each train the stage, so the first claims it (a claim file,
-created exclusively, kept fresh by a heartbeat thread) and the others wait for it to be
-published. A claim whose heartbeat stops (its trial was killed) goes stale and is taken over;
-a trial that fails releases its claim.
+Trials that start together would each train the stage, so the first claims it and the others
+wait for it to be published. A claim is an exclusive ``flock`` on ``<root>/<key>.claim``, held
+by the claiming process: the kernel drops it when that process ends, however it ends, so a
+killed trial's claim is free at once (its own resumption takes it back) and no two waiters
+can both take it over (the lock is atomic; a stale-file take-over raced). On NFS the lock
+holds across machines; a crashed machine's lock lasts until the server's lease expires. A
+trial that fails, or whose publish fails, releases its claim.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +49,10 @@ def _package_version() -> str:
         return "unknown"
 
 
+#: What :meth:`StageCache.try_acquire` returns while another live trial trains the stage.
+WAITING = "waiting"
+
+
 @dataclass
 class StageCache:
     """A folder of finished stages; ``context`` is what the trial adds (data set, trial name)."""
@@ -55,9 +61,7 @@ class StageCache:
     context: dict[str, Any]
     trial: str = ""
     poll_s: float = 2.0
-    heartbeat_s: float = 10.0
-    stale_after_s: float = 120.0
-    _heartbeats: dict[str, threading.Event] = field(default_factory=dict, repr=False)
+    _claims: dict[str, int] = field(default_factory=dict, repr=False)  # claim file -> fd
 
     def key(self, material: dict[str, Any]) -> str:
         return stage_key({**material, "context": self.context, "ablate": _package_version()})
@@ -74,63 +78,69 @@ class StageCache:
 
     def acquire(self, material: dict[str, Any]) -> Path | None:
         """The finished stage's state, or None once this trial holds the claim to train it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        claim = self._claim_file(material)
         while True:
-            found = self.find(material)
-            if found is not None:
-                return found
-            if self._try_claim(claim):
-                if self.find(material) is not None:  # published between the look and the claim
-                    self._drop_claim(claim)
-                    continue
-                self._start_heartbeat(claim)
-                return None
+            found = self.try_acquire(material)
+            if found != WAITING:
+                return found if found is None else Path(found)
             time.sleep(self.poll_s)
 
-    def _try_claim(self, claim: Path) -> bool:
+    def try_acquire(self, material: dict[str, Any]) -> Path | None | str:
+        """One look, never blocking: the state, None (claimed now), or :data:`WAITING`.
+
+        Multi-worker trials poll with it, so every rank meets at a collective each poll
+        instead of sitting in one broadcast until the process group times out.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        found = self.find(material)
+        if found is not None:
+            return found
+        claim = self._claim_file(material)
+        if str(claim) in self._claims:
+            return None  # already ours
+        descriptor = os.open(claim, os.O_CREAT | os.O_RDWR, 0o600)
         try:
-            descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                age = time.time() - claim.stat().st_mtime
-            except FileNotFoundError:
-                return False  # released meanwhile: try again
-            if age > self.stale_after_s:  # its trial stopped without releasing it
-                with contextlib.suppress(FileNotFoundError):
-                    claim.unlink()
-            return False
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(f"{self.trial} on {socket.gethostname()} pid {os.getpid()}\n")
-        return True
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(descriptor)
+            return WAITING
+        if self.find(material) is not None:  # published between the look and the claim
+            os.close(descriptor)
+            return self.find(material)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(
+            descriptor, f"{self.trial} on {socket.gethostname()} pid {os.getpid()}\n".encode(), 0
+        )
+        self._claims[str(claim)] = descriptor
+        return None
 
-    def _start_heartbeat(self, claim: Path) -> None:
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self.heartbeat_s):
-                with contextlib.suppress(FileNotFoundError):
-                    os.utime(claim)
-
-        threading.Thread(target=beat, name=f"stage-claim-{claim.stem}", daemon=True).start()
-        self._heartbeats[str(claim)] = stop
+    def holds(self, material: dict[str, Any]) -> bool:
+        return str(self._claim_file(material)) in self._claims
 
     def _drop_claim(self, claim: Path) -> None:
-        stop = self._heartbeats.pop(str(claim), None)
-        if stop is not None:
-            stop.set()
-        with contextlib.suppress(FileNotFoundError):
-            claim.unlink()
+        descriptor = self._claims.pop(str(claim), None)
+        if descriptor is not None:
+            os.close(descriptor)  # closing drops the lock; the file stays (no unlink race)
 
     def publish(self, material: dict[str, Any], write: Callable[[Path], Any]) -> None:
         """Write the state to a temporary folder and rename it into place (all or nothing)."""
         target = self.folder(material)
         staging = self.root / f".{target.name}.{os.getpid()}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        write(staging / STATE_FILE)
+        try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            write(staging / STATE_FILE)
+            self._write_manifest(material, staging, target.name)
+            try:
+                staging.rename(target)
+            except OSError:  # another trial published the same key first: keep theirs
+                shutil.rmtree(staging, ignore_errors=True)
+        finally:  # a failed publish (disk full) must not keep the others waiting
+            shutil.rmtree(staging, ignore_errors=True)
+            self._drop_claim(self._claim_file(material))
+
+    def _write_manifest(self, material: dict[str, Any], staging: Path, key: str) -> None:
         manifest = {
-            "key": target.name,
+            "key": key,
             "material": material,
             "context": self.context,
             "produced_by": self.trial,
@@ -138,11 +148,6 @@ class StageCache:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))
-        try:
-            staging.rename(target)
-        except OSError:  # another trial published the same key first: keep theirs
-            shutil.rmtree(staging, ignore_errors=True)
-        self._drop_claim(self._claim_file(material))
 
     def release(self, material: dict[str, Any]) -> None:
         self._drop_claim(self._claim_file(material))

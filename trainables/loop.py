@@ -121,8 +121,13 @@ class StageStore(Protocol):
 
     def key(self, material: dict[str, Any]) -> str: ...
 
-    def acquire(self, material: dict[str, Any]) -> Path | None:
-        """The saved state of a finished stage, or None once this trial has claimed it."""
+    poll_s: float
+
+    def try_acquire(self, material: dict[str, Any]) -> Path | None | str:
+        """One look, never blocking: a finished stage's state, or None once claimed.
+
+        ``"waiting"`` while another live trial trains it.
+        """
         ...
 
     def publish(self, material: dict[str, Any], write: Callable[[Path], Any]) -> None:
@@ -428,9 +433,11 @@ class Trainer:
         if self.total_epochs == 0:  # a baseline: the untrained network, evaluated once
             return self._evaluate_untrained(on_epoch)
         try:
+            resumed = self._reclaim_after_resume()
             while self.epoch < self.total_epochs:
-                notes = self._reuse_shared_stage()
+                notes = resumed or self._reuse_shared_stage()
                 metrics = {"stage": float(self.stage_index)} if notes else self.train_epoch()
+                resumed = {}
                 if not notes:
                     notes = self._publish_finished_stage()
                 assignments = None
@@ -511,18 +518,53 @@ class Trainer:
         if starting is None or self.stage_store is None:
             return {}
         name, material = starting
-        found = self.stage_store.acquire(material) if self.is_chief else None
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            box = [None if found is None else str(found)]
-            dist.broadcast_object_list(box, src=0)
-            found = None if box[0] is None else Path(box[0])
+        while True:  # every rank meets here each poll: no collective waits for hours
+            found = self._look_up_stage(material)
+            if found != "waiting":
+                break
+            time.sleep(self.stage_store.poll_s)
         if found is None:
             self._claimed = material if self.is_chief else None
             return {}
         self.restore(found)
         return {f"stage_cache.{name}": f"reused {self.stage_store.key(material)}"}
+
+    def _look_up_stage(self, material: dict[str, Any]) -> Path | None | str:
+        """The chief's one look at the stage store, shared with every rank."""
+        assert self.stage_store is not None
+        found = self.stage_store.try_acquire(material) if self.is_chief else None
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            box = [found if found is None or found == "waiting" else str(found)]
+            dist.broadcast_object_list(box, src=0)
+            found = box[0]
+        return found if found is None or found == "waiting" else Path(str(found))
+
+    def _reclaim_after_resume(self) -> dict[str, str]:
+        """Take a shared stage's claim back after a resume inside it.
+
+        The claim was the previous process's lock, dropped when that process died; without
+        it the stage would never be published. A stage published meanwhile is restored.
+        """
+        if self.stage_store is None or self.epoch == 0:
+            return {}
+        index = bisect.bisect_right(self.stage_ends, self.epoch)
+        if index >= len(self.stages):
+            return {}
+        start = self.stage_ends[index] - self.stages[index].epochs
+        material = self.shared_material(index)
+        if material is None or not start < self.epoch:
+            return {}
+        found = self._look_up_stage(material)
+        if found is None:
+            self._claimed = material if self.is_chief else None
+        elif found != "waiting":  # published by another trial: the same state, ready
+            assert isinstance(found, Path)
+            self.restore(found)
+            name = self.stages[index].name
+            return {f"stage_cache.{name}": f"reused {self.stage_store.key(material)}"}
+        return {}  # another live trial trains it from the start; this one goes on
 
     def _publish_finished_stage(self) -> dict[str, str]:
         if self._claimed is None or self.stage_store is None:

@@ -6,13 +6,16 @@ FINCH's first-neighbour adjacency and its batch mask are tested against the brut
 itself against a loop in test_losses.py; the whole step against a loop in test_whole_steps.py.
 """
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 import torch
 
-from ablate.stage_cache import StageCache
+from ablate.stage_cache import WAITING, StageCache
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import neighbours
@@ -207,16 +210,88 @@ def test_claim_makes_a_concurrent_trial_wait_for_the_stage(tmp_path):
     assert first.manifest(material)["produced_by"] == "a"
 
 
-def test_a_stale_claim_is_taken_over(tmp_path):
-    material = {"stage": "pretext"}
-    crashed = StageCache(tmp_path, {}, trial="crashed", heartbeat_s=60)
-    assert crashed.acquire(material) is None
-    crashed._heartbeats.popitem()[1].set()  # its process died: no more heartbeats
-    claim = tmp_path / f"{crashed.key(material)}.claim"
-    old = time.time() - 3600
-    import os
+CLAIM_AND_DIE = """
+import sys, time
+from pathlib import Path
+from ablate.stage_cache import WAITING, StageCache
+store = StageCache(Path(sys.argv[1]), {}, trial="crashed")
+assert store.try_acquire({"stage": "pretext"}) is None
+print("claimed", flush=True)
+time.sleep(600)
+"""
 
-    os.utime(claim, (old, old))
-    late = StageCache(tmp_path, {}, trial="late", poll_s=0.01, stale_after_s=60)
-    assert late.acquire(material) is None  # took the claim over
-    assert "late" in claim.read_text()
+
+def test_a_dead_trials_claim_is_free_at_once_and_taken_by_exactly_one(tmp_path):
+    """No staleness to wait out (its lock died with it), and no take-over race: of two
+    waiters that look at once, one claims and the other waits."""
+    material = {"stage": "pretext"}
+    crashed = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_AND_DIE, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    assert crashed.stdout.readline().strip() == "claimed"
+    first, second = (StageCache(tmp_path, {}, trial=t, poll_s=0.01) for t in ("b", "c"))
+    assert first.try_acquire(material) == WAITING  # alive: its claim holds
+    crashed.send_signal(signal.SIGKILL)
+    crashed.wait()
+    looks = []
+    barrier = threading.Barrier(2)
+
+    def look(store):
+        barrier.wait()
+        looks.append(store.try_acquire(material))
+
+    threads = [threading.Thread(target=look, args=(store,)) for store in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(looks, key=str) == [None, WAITING]
+    claim = tmp_path / f"{first.key(material)}.claim"
+    assert claim.read_text().split()[0] in ("b", "c")
+
+
+def test_a_failed_publish_releases_the_claim(tmp_path):
+    material = {"stage": "pretext"}
+    owner = StageCache(tmp_path, {}, trial="a")
+    assert owner.try_acquire(material) is None
+
+    def disk_full(path):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        owner.publish(material, disk_full)
+    assert StageCache(tmp_path, {}, trial="b").try_acquire(material) is None  # free to retrain
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # no half stage left
+
+
+def test_a_trial_resumed_inside_the_pretext_still_publishes_it(synthetic, tmp_path):
+    """Its claim is not in the checkpoint; it used to resume unclaimed and never publish, so
+    every waiting trial trained the pretext again."""
+    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="first")
+    first = _trainer(synthetic, store, pretext={"epochs": 3, "batch_size": 16})
+
+    def crash_after_one_epoch(report, trainer):
+        trainer.save(tmp_path / "checkpoint.pt")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        first.fit(crash_after_one_epoch)
+    material = first.shared_material(0)
+    assert store.find(material) is None
+
+    again = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="first")
+    resumed = _trainer(synthetic, again, pretext={"epochs": 3, "batch_size": 16})
+    resumed.restore(tmp_path / "checkpoint.pt")
+    assert resumed.epoch == 1
+    notes = []
+    resumed.fit(lambda report, trainer: notes.append(report.notes))
+    assert list(notes[1].values()) == [f"published {again.key(material)}"]  # at epoch 3
+    assert again.find(material) is not None
+
+    alone = _trainer(synthetic, None, pretext={"epochs": 3, "batch_size": 16})
+    for _ in range(3):
+        alone.train_epoch()
+    published = torch.load(again.find(material), weights_only=True)["network"]
+    assert all(
+        torch.equal(published[k], v) for k, v in alone.method.network.state_dict().items()
+    )  # what a waiting trial restores is what it would have trained
