@@ -20,7 +20,7 @@ from pydantic_core import ErrorDetails
 
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
 from trainables.config import MethodConfig, flatten, unflatten
-from trainables.datasets import CATALOGUE, COMMON_OPTIONS, storage_size
+from trainables.datasets import CATALOGUE, COMMON_OPTIONS, option_problem, storage_size
 from trainables.registry import get_method, registered_methods
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
@@ -69,6 +69,10 @@ class DatasetEntry(Closed):
                 f"data set {self.name!r} has no option(s) {unknown}; allowed: "
                 f"{', '.join(sorted(allowed)) or 'none'}"
             )
+        for key, value in self.options.items():
+            problem = option_problem(key, value)
+            if problem is not None:
+                raise ValueError(f"data set {self.name!r}: {problem}")
         return self
 
     @property

@@ -390,6 +390,29 @@ def make_synthetic(n: int, classes: int, size: int, seed: int = 0) -> tuple[np.n
 #: Options every data set takes: a seeded random subset of its images, drawn without labels.
 COMMON_OPTIONS = frozenset({"subset", "subset_seed"})
 
+#: The type and smallest value of each data-set option (a wrong one would fail every trial).
+OPTION_RULES: dict[str, tuple[type, int | None]] = {
+    "size": (int, 4),
+    "subset": (int, 1),
+    "subset_seed": (int, 0),
+    "n": (int, 2),
+    "classes": (int, 2),
+    "seed": (int, 0),
+    "unlabeled": (bool, None),
+}
+
+
+def option_problem(key: str, value: Any) -> str | None:
+    """Why ``value`` cannot be data-set option ``key``, or None."""
+    kind, least = OPTION_RULES.get(key, (object, None))
+    if kind is bool and not isinstance(value, bool):
+        return f"option {key!r} is true or false; got {value!r}"
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        return f"option {key!r} is a whole number; got {value!r}"
+    if least is not None and value < least:
+        return f"option {key!r} is at least {least}; got {value!r}"
+    return None
+
 
 @dataclass(frozen=True)
 class _Entry:

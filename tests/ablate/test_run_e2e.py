@@ -101,7 +101,7 @@ def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(tmp_path,
     assert main(["run", str(path)]) == 0
     assert "already finished" in capsys.readouterr().out
     for edit, key, was in [
-        ("run: {{storage: \"{root}/results\", max_retries: 3}}", "run.max_retries", "1"),
+        ('run: {{storage: "{root}/results", max_retries: 3}}', "run.max_retries", "1"),
         ('tracking: {{uri: "sqlite:///{root}/other.db"}}', "tracking.uri", "'sqlite:///"),
     ]:
         line = next(x for x in text.splitlines() if x.startswith(key.split(".")[0] + ":"))

@@ -248,6 +248,20 @@ CASES = {
             ),
         ]
     },
+    **{
+        f"data-set option {name}": (
+            GOOD.replace("datasets: [synthetic]", f"datasets: [{entry}]"),
+            3,
+            "datasets[0]",
+            [fragment],
+        )
+        for name, entry, fragment in [
+            ("size below 4", "{name: digits, size: -3}", "option 'size' is at least 4; got -3"),
+            ("subset 0", "{name: fashion_mnist, subset: 0}", "option 'subset' is at least 1"),
+            ("unlabeled maybe", "{name: stl10, unlabeled: maybe}", "is true or false; got 'maybe'"),
+            ("fractional size", "{name: digits, size: 8.5}", "is a whole number; got 8.5"),
+        ]
+    },
     "a hundred million random samples": (
         GOOD + "search:\n  algorithm: random\n  num_samples: 100000000\n  metric: loss\n"
         "  space:\n    tau_instance: {distribution: uniform, low: 0.1, high: 1}\n",
