@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -20,3 +22,26 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def start_ablate(*args: str, cwd: Path) -> subprocess.Popen:
+    """`ablate ARGS` as its own process group, stdout and stderr merged, read as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def run_ablate(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`ablate ARGS` to its end, stdout and stderr apart."""
+    return subprocess.run(
+        [sys.executable, "-m", "ablate.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -2,14 +2,12 @@
 wait forever without a word)."""
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 from ablate.capacity import Demand, cluster_autoscales, unfit_reason
-from tests.conftest import write_study
+from tests.conftest import run_ablate, write_study
 
 TWO_CORES = [{"CPU": 2.0, "memory": 1e10}]
 
@@ -51,13 +49,7 @@ def test_ablate_run_refuses_in_one_line_instead_of_hanging(tmp_path):
     run: {{{{storage: "{{root}}/results"}}}}
     """
     path = write_study(tmp_path, "too_big", study)
-    done = subprocess.run(
-        [sys.executable, "-m", "ablate.cli", "run", str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = run_ablate("run", str(path), cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("ablate run:")]
     assert f"a trial asks for 2 workers × ({cores} CPU)" in line

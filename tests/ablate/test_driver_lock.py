@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from ablate.driver_lock import StudyLockedError, study_lock
 from tests.ablate.test_run_resume import STUDY as RESUME_STUDY
-from tests.conftest import write_study
+from tests.conftest import run_ablate, start_ablate, write_study
 
 STUDY = RESUME_STUDY.replace("name: killed", "name: locked")
 
@@ -53,15 +53,7 @@ def test_a_second_process_is_refused_and_named_until_the_holder_dies(tmp_path):
 @pytest.mark.slow
 def test_second_driver_of_a_running_study_exits_2_and_the_first_finishes(tmp_path):
     path = write_study(tmp_path, "locked", STUDY)
-    command = [sys.executable, "-m", "ablate.cli", "run", str(path)]
-    first = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    first = start_ablate("run", str(path), cwd=tmp_path)
     try:
         lines = []
         deadline = time.time() + 240
@@ -70,7 +62,7 @@ def test_second_driver_of_a_running_study_exits_2_and_the_first_finishes(tmp_pat
             if "started default-" in line:
                 break
             assert time.time() < deadline, "".join(lines)
-        second = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        second = run_ablate("run", str(path), cwd=tmp_path, timeout=120)
         assert second.returncode == 2, second.stdout + second.stderr
         message = second.stderr.strip()
         assert "\n" not in message and "Traceback" not in second.stdout + second.stderr

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.ablate.test_run_resume import STUDY as RESUME_STUDY
-from tests.conftest import write_study
+from tests.conftest import start_ablate, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +46,7 @@ def _lock(tmp_path, seconds):
 
 
 def _run(path, cwd):
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablate.cli", "run", str(path)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_ablate("run", str(path), cwd=cwd)
 
 
 def _trial_runs(tmp_path, experiment):

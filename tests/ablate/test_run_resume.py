@@ -4,14 +4,12 @@ logged twice, and the study completes."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import write_study
+from tests.conftest import start_ablate, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +26,7 @@ run: {{storage: "{root}/results"}}
 
 
 def _ablate_run(path, cwd):
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablate.cli", "run", str(path)],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return start_ablate("run", str(path), cwd=cwd)
 
 
 def _result_lines(root, trial):

@@ -2,14 +2,12 @@
 minutes of retries."""
 
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.ablate.test_run_resume import STUDY as RESUME_STUDY
-from tests.conftest import write_study
+from tests.conftest import run_ablate, write_study
 
 pytestmark = pytest.mark.slow
 
@@ -33,13 +31,7 @@ def test_nothing_answering_is_one_line_and_quick(tmp_path, what):
         extra = ["--address", f"127.0.0.1:{port}"]
     path = write_study(tmp_path, "unreachable", study)
     start = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "ablate.cli", "run", *extra, str(path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_ablate("run", *extra, str(path), cwd=tmp_path, timeout=120)
     assert time.monotonic() - start < 60
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     (line,) = done.stderr.strip().splitlines()
