@@ -11,8 +11,11 @@ only warns.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
+
+from ray.tune import Callback
 
 from ablate.study import Study
 
@@ -119,3 +122,41 @@ def check_capacity(study: Study, fixed: bool, warn: Any) -> None:
         f"warning: no node has room for a trial yet ({reason}); waiting for the autoscaler "
         "to add nodes"
     )
+
+
+class PlacementWatch(Callback):
+    """Stop a study whose trials have waited ``timeout_s`` with none running.
+
+    On an autoscaling cluster a trial no node type can hold would otherwise wait forever;
+    queueing behind running trials is normal and never counts.
+    """
+
+    def __init__(self, study: Study, timeout_s: float | None) -> None:
+        self.timeout_s = timeout_s
+        self.asked = _shown(trial_demand(study).bundles[0])
+        self.workers = study.resources.workers
+        self._since: float | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_since": None}
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if self.timeout_s is None:
+            return
+        waiting = any(t.status == "PENDING" for t in trials)
+        running = any(t.status == "RUNNING" for t in trials)
+        if not waiting or running:
+            self._since = None
+            return
+        self._since = self._since or time.monotonic()
+        if time.monotonic() - self._since > self.timeout_s:
+            nodes = "; ".join(
+                _shown({k: v for k, v in n.items() if k in ("CPU", "GPU")}) for n in _live_nodes()
+            )
+            each = f"{self.workers} workers × ({self.asked})" if self.workers > 1 else self.asked
+            raise CapacityError(
+                f"no trial could be placed for {self.timeout_s:g} s (run.placement_timeout_s): "
+                f"a trial asks for {each}; the nodes have {nodes or 'nothing'}. Finished trials "
+                "are kept: "
+                "run the study again once the cluster has room, or lower its resources"
+            )

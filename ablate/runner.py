@@ -24,7 +24,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ablate.capacity import check_capacity, cluster_autoscales
+from ablate.capacity import PlacementWatch, check_capacity, cluster_autoscales
 from ablate.driver_lock import study_lock
 from ablate.planner import OptunaSpace, TrialSpec, expand, trial_count
 from ablate.study import Study
@@ -342,6 +342,7 @@ def _run_locked(
             printer=printer,
         ),
         ProgressCallback(total, metric, mode, printer),
+        PlacementWatch(study, study.run.placement_timeout_s),
     ]
     restored = tune.Tuner.can_restore(str(experiment_dir))
     if restored:

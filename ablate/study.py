@@ -266,6 +266,12 @@ class RunSettings(Closed):
     data_root: str | None = None
     checkpoint_every: int = Field(1, ge=1)
     max_retries: int = Field(1, ge=0)
+    placement_timeout_s: float | None = Field(
+        1800.0,
+        gt=0,
+        description="Stop the study when trials have waited this long for resources with none "
+        "running (an autoscaler that can never provide them); null waits forever.",
+    )
     storage: str = Field(
         default_factory=lambda: os.environ.get("ABLATE_STORAGE", "ablate_results"),
         description="Tune's storage; $ABLATE_STORAGE (a cluster's shared file system) or "

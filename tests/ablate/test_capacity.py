@@ -69,3 +69,37 @@ def test_a_local_ray_is_seen_as_not_autoscaling(local_ray):
     while not reported() and time.monotonic() < deadline:
         time.sleep(0.5)  # the monitor's first full report (the very first has load only)
     assert cluster_autoscales() is False
+
+
+WAITS = """\
+name: waits
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+base: {{backbone: resnet18, image_size: 8, epochs: 1, batch_size: 16}}
+resources: {{cpus: 3}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results", placement_timeout_s: 3}}
+"""
+
+
+@pytest.mark.slow
+def test_on_an_autoscaling_cluster_it_warns_then_stops_after_the_wait(
+    tmp_path, local_ray, monkeypatch
+):
+    """Nodes may still come, so only a warning at launch; but a trial that waited the whole
+    run.placement_timeout_s with nothing running stops the study with the reason."""
+    from ablate import runner
+    from ablate.capacity import CapacityError
+    from ablate.study import load_study
+
+    monkeypatch.setattr(runner, "cluster_autoscales", lambda: True)  # as under `ray up`
+    path = write_study(tmp_path, "waits", WAITS)
+    lines = []
+    start = time.monotonic()
+    with pytest.raises(CapacityError) as stopped:
+        runner.run_study(load_study(path), str(path), printer=lines.append)
+    assert time.monotonic() - start < 120
+    assert any(x.startswith("warning: no node has room for a trial yet") for x in lines)
+    message = str(stopped.value)
+    assert "no trial could be placed for 3 s (run.placement_timeout_s)" in message
+    assert "a trial asks for 3 CPU; the nodes have 2 CPU. Finished trials are kept" in message
