@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from ablate.stage_cache import WAITING, StageCache
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import neighbours
+from trainables.datasets import load_dataset
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 from trainables.nncc import NNCC, NNCCConfig
@@ -214,6 +216,7 @@ CLAIM_AND_DIE = """
 import sys, time
 from pathlib import Path
 from ablate.stage_cache import WAITING, StageCache
+from trainables.datasets import load_dataset
 store = StageCache(Path(sys.argv[1]), {}, trial="crashed")
 assert store.try_acquire({"stage": "pretext"}) is None
 print("claimed", flush=True)
@@ -295,3 +298,64 @@ def test_a_trial_resumed_inside_the_pretext_still_publishes_it(synthetic, tmp_pa
     assert all(
         torch.equal(published[k], v) for k, v in alone.method.network.state_dict().items()
     )  # what a waiting trial restores is what it would have trained
+
+
+def _rank_waits_for_a_claimed_stage(rank, port, root, to_main, go):
+    """One rank of a 2-worker trial whose pretext another trial holds longer than the
+    process group's timeout (3 s here; 30 min by default, shorter than a 500-epoch pretext)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=2,
+        timeout=timedelta(seconds=3),
+    )
+    try:
+        data = load_dataset("synthetic", options={"n": 32, "classes": 4, "size": 16})
+        store = StageCache(Path(root), {"dataset": "synthetic"}, trial="two-workers", poll_s=0.2)
+        trainer = _trainer(data, store)
+        if rank == 0:
+            to_main.put(trainer.shared_material(0))
+        go.wait(timeout=60)
+        notes = []
+        trainer.fit(lambda report, t: notes.append(report.notes))
+        to_main.put((rank, [n for n in notes if n]))
+    except Exception as error:  # noqa: BLE001 - reported to the test, which fails with it
+        to_main.put((rank, f"{type(error).__name__}: {error}"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_of_a_multi_worker_trial_wait_together_past_the_group_timeout(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    to_main, go = ctx.Queue(), ctx.Event()
+    ranks = [
+        ctx.Process(
+            target=_rank_waits_for_a_claimed_stage, args=(r, port, str(tmp_path), to_main, go)
+        )
+        for r in range(2)
+    ]
+    for rank in ranks:
+        rank.start()
+    material = to_main.get(timeout=120)
+    other = StageCache(tmp_path, {"dataset": "synthetic"}, trial="another")
+    assert other.try_acquire(material) is None  # another trial trains this pretext
+    go.set()
+    time.sleep(8)  # both ranks wait, well past the 3 s timeout of their process group
+    other.release(material)  # it stopped without publishing: the trial trains it itself
+    results = dict(to_main.get(timeout=120) for _ in ranks)
+    for rank in ranks:
+        rank.join(timeout=60)
+    assert not any(isinstance(r, str) for r in results.values()), results
+    assert results[0] == [{"stage_cache.pretext": f"published {other.key(material)}"}]
