@@ -332,15 +332,18 @@ def _run_locked(
     trial_resources = {"cpu": r.cpus, "gpu": r.gpus} if r.workers == 1 else {"cpu": 0.01}
     trainable = tune.with_resources(tune_trial, trial_resources)
 
-    callbacks = [
-        MLflowTrialLogger(
+    def mlflow_logger() -> MLflowTrialLogger:
+        return MLflowTrialLogger(
             uri,
             study.experiment,
             study.name,
             {**provenance(), **selection_tags(study)},
             backlog=experiment_dir / BACKLOG_FILE,
             printer=printer,
-        ),
+        )
+
+    callbacks = [
+        mlflow_logger(),
         ProgressCallback(total, metric, mode, printer),
         PlacementWatch(study, study.run.placement_timeout_s),
     ]
@@ -382,24 +385,32 @@ def _run_locked(
         (experiment_dir / PLAN_FILE).write_text(_fingerprint(study), encoding="utf-8")
     if restored and _all_terminated(experiment_dir, total):
         printer(f"study {study.name!r} already finished: {total} trials, nothing to train")
+        outcome = _collect(tuner.get_results())
         if (experiment_dir / BACKLOG_FILE).exists():  # records an MLflow outage held back
-            logger = callbacks[0]
-            assert isinstance(logger, MLflowTrialLogger)
-            logger.setup()
-            statuses = _statuses(experiment_dir)
-            logger.finish("FINISHED" if all(s == "TERMINATED" for s in statuses) else "FAILED")
-        return _with_backlog(_collect(tuner.get_results()), experiment_dir)
+            _end_study_run(mlflow_logger(), outcome)
+        return _with_backlog(outcome, experiment_dir)
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
-        return _with_backlog(Outcome(interrupted=True), experiment_dir)
-    outcome = _with_backlog(_collect(grid), experiment_dir)
-    # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
-    statuses = _statuses(experiment_dir)
-    outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
-        len(statuses) < total
-    )
-    return outcome
+        outcome = Outcome(interrupted=True)
+    else:
+        outcome = _collect(grid)
+        # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
+        statuses = _statuses(experiment_dir)
+        outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
+            len(statuses) < total
+        )
+    _end_study_run(mlflow_logger(), outcome)
+    return _with_backlog(outcome, experiment_dir)
+
+
+def _end_study_run(logger: Any, outcome: Outcome) -> None:
+    """End the study's MLflow run as the study ended: never FINISHED unless it finished.
+
+    A fresh logger, so it also writes what an outage left in the backlog.
+    """
+    logger.setup()
+    logger.finish("KILLED" if outcome.interrupted else "FAILED" if outcome.failed else "FINISHED")
 
 
 def _with_backlog(outcome: Outcome, experiment_dir: Path) -> Outcome:

@@ -282,19 +282,19 @@ class MLflowTrialLogger(Callback):
         self._handle({"event": "error", "trial": asdict(TrialRecord.of(trial, with_error=True))})
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        statuses = [t.status for t in trials]
-        if all(s == "TERMINATED" for s in statuses):
-            status = "FINISHED"
-        elif all(s in ("TERMINATED", "ERROR") for s in statuses):
-            status = "FAILED"
-        else:  # interrupted: trials left pending or paused
-            status = "KILLED"
-        self.finish(status)
+        """Write what is still buffered, patiently.
+
+        The driver then ends the study's run (:meth:`finish`): only it knows whether the
+        study finished or was stopped.
+        """
+        self._flush(patient=True)
 
     def finish(self, status: str) -> None:
-        """End the study's parent run and write what is still buffered, patiently.
+        """End the study's parent run as ``status`` and write what is still buffered.
 
-        FINISHED only when every trial finished; this is the last chance before the next run.
+        FINISHED only when every trial of the study finished, FAILED when some failed, KILLED
+        when interrupted (then trial runs left RUNNING are marked KILLED too; a resume finds
+        them again and reopens them).
         """
         self._handle({"event": "end", "status": status})
         self._flush(patient=True)
@@ -307,6 +307,13 @@ class MLflowTrialLogger(Callback):
             return
         if kind == "end":
             assert self.parent_id is not None
+            if event["status"] == "KILLED":
+                running = self._client.search_runs(
+                    [self.experiment_id],
+                    f"tags.`{TAG}study` = '{self.study}' and attributes.status = 'RUNNING'",
+                )
+                for run in running:
+                    self._client.set_terminated(run.info.run_id, "KILLED")
             self._client.set_terminated(self.parent_id, event["status"])
             return
         record = TrialRecord(**event["trial"])

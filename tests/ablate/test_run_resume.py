@@ -114,3 +114,31 @@ def test_ctrl_c_exits_130_and_the_next_run_completes(tmp_path):
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
     assert "3 trials finished, 0 failed" in out
+
+
+def test_an_interrupted_study_reads_killed_in_mlflow_then_finished_after_resume(tmp_path):
+    """Ctrl-C ends the study's run KILLED (it used to read FINISHED) and the trial it
+    stopped too; the resume reopens both and ends them FINISHED."""
+    path = write_study(tmp_path, "killed", STUDY.replace("epochs: 4", "epochs: 6"))
+    first = _ablate_run(path, tmp_path)
+    for line in first.stdout:
+        if "started default-" in line:
+            break
+    time.sleep(2)
+    first.send_signal(signal.SIGINT)
+    out, _ = first.communicate(timeout=300)
+    assert first.returncode == 130 and "interrupted; run `ablate run" in out, out
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("killed")
+
+    def statuses():
+        runs = client.search_runs([experiment.experiment_id])
+        return {r.data.tags.get("ablate.role", "trial"): r.info.status for r in runs}
+
+    assert statuses() == {"study": "KILLED", "trial": "KILLED"}
+    second = _ablate_run(path, tmp_path)
+    out, _ = second.communicate(timeout=600)
+    assert second.returncode == 0, out
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
