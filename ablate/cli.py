@@ -241,6 +241,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study_argument(command: argparse.ArgumentParser) -> None:
+    """The study file, and ``--force`` past the trial limit of a likely typo."""
+    command.add_argument("study", help="path to a study YAML file")
+    command.add_argument(
+        "--force", action="store_true", help="allow a study of more than 10,000 trials"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ablate",
@@ -263,10 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a study file completely "
         "(schema, method hyperparameters, search space) without running anything.",
     )
-    validate.add_argument("study", help="path to a study YAML file")
-    validate.add_argument(
-        "--force", action="store_true", help="allow a study of more than 10,000 trials"
-    )
+    _add_study_argument(validate)
     validate.set_defaults(handler=_cmd_validate)
 
     plan = commands.add_parser(
@@ -275,10 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the expanded trials (variants x data sets x seeds x search samples) "
         "with their resolved configs, the trial count and, where known, the GPU-hours.",
     )
-    plan.add_argument("study", help="path to a study YAML file")
-    plan.add_argument(
-        "--force", action="store_true", help="allow a study of more than 10,000 trials"
-    )
+    _add_study_argument(plan)
     plan.add_argument("--full", action="store_true", help="print every key of each resolved config")
     plan.add_argument(
         "--pilot",
@@ -302,10 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Running it again resumes: finished trials are kept, interrupted or errored ones resume "
         "from their last checkpoint. Exit status: 0 all finished, 1 some failed, 2 bad study file.",
     )
-    run.add_argument("study", help="path to a study YAML file")
-    run.add_argument(
-        "--force", action="store_true", help="allow a study of more than 10,000 trials"
-    )
+    _add_study_argument(run)
     run.add_argument(
         "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
     )

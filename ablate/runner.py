@@ -305,11 +305,16 @@ def run_study(
 
         require_store(uri)  # a server that does not answer: one line now, not minutes of retries
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
-        return _run_locked(study, study_file, storage, address, printer)
+        return _run_locked(study, study_file, storage, uri, address, printer)
 
 
 def _run_locked(
-    study: Study, study_file: str, storage: Path, address: str | None, printer: Printer
+    study: Study,
+    study_file: str,
+    storage: Path,
+    uri: str,
+    address: str | None,
+    printer: Printer,
 ) -> Outcome:
     from ray import tune
 
@@ -322,7 +327,6 @@ def _run_locked(
         (study.search.metric, study.search.mode) if study.search else ("acc", "max")
     )  # without an objective, metric only names the "best" of the progress lines
     total = trial_count(study)
-    uri = absolute_uri(study.tracking.uri)
     started_here = _connect(address, printer, uri, dashboard=study.resources.workers > 1)
     # a local Ray started here has what it has; a cluster may add nodes if it autoscales
     check_capacity(study, fixed=started_here or not cluster_autoscales(), warn=printer)

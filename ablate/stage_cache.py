@@ -18,6 +18,7 @@ trial that fails, or whose publish fails, releases its claim.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -29,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trainables.loop import WAITING
 
 STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"
@@ -47,10 +50,6 @@ def _package_version() -> str:
         return version("ablate")
     except PackageNotFoundError:
         return "unknown"
-
-
-#: What :meth:`StageCache.try_acquire` returns while another live trial trains the stage.
-WAITING = "waiting"
 
 
 @dataclass
@@ -103,18 +102,16 @@ class StageCache:
         except OSError:
             os.close(descriptor)
             return WAITING
-        if self.find(material) is not None:  # published between the look and the claim
+        found = self.find(material)
+        if found is not None:  # published between the look and the claim
             os.close(descriptor)
-            return self.find(material)
+            return found
         os.ftruncate(descriptor, 0)
         os.pwrite(
             descriptor, f"{self.trial} on {socket.gethostname()} pid {os.getpid()}\n".encode(), 0
         )
         self._claims[str(claim)] = descriptor
         return None
-
-    def holds(self, material: dict[str, Any]) -> bool:
-        return str(self._claim_file(material)) in self._claims
 
     def _drop_claim(self, claim: Path) -> None:
         descriptor = self._claims.pop(str(claim), None)
@@ -130,11 +127,9 @@ class StageCache:
             staging.mkdir(parents=True)
             write(staging / STATE_FILE)
             self._write_manifest(material, staging, target.name)
-            try:
+            with contextlib.suppress(OSError):  # another trial published it first: keep theirs
                 staging.rename(target)
-            except OSError:  # another trial published the same key first: keep theirs
-                shutil.rmtree(staging, ignore_errors=True)
-        finally:  # a failed publish (disk full) must not keep the others waiting
+        finally:  # what is left of staging goes; a failed publish must not keep others waiting
             shutil.rmtree(staging, ignore_errors=True)
             self._drop_claim(self._claim_file(material))
 

@@ -179,19 +179,18 @@ class MLflowTrialLogger(Callback):
         self._warned = False
         self._retry_at = 0.0
 
-    # Tune pickles callbacks with the experiment state; the client is rebuilt in setup().
+    # Tune pickles callbacks with the experiment state: only the settings travel; the client,
+    # the runs and the parent run are found again (and reopened) in setup().
+    _SETTINGS = ("tracking_uri", "experiment", "study", "tags", "backlog_file")
+
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.update(_client=None, _runs={}, _last_epoch={}, backlog=[], printer=None)
-        state.update(experiment_id=None, parent_id=None)  # found again (and reopened) on resume
-        return state
+        return {name: getattr(self, name) for name in self._SETTINGS}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("backlog_file", None)  # pickled by an older version
+        for name in self._SETTINGS:  # an older pickle lacks backlog_file
+            setattr(self, name, state.get(name))
         self.printer = print
-        self._warned = False
-        self._retry_at = 0.0
+        self._reset()
 
     # -- fault handling ---------------------------------------------------------------------
     def _with_retries(self, write: Any) -> None:

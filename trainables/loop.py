@@ -112,6 +112,10 @@ class EpochReport:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+#: What :meth:`StageStore.try_acquire` answers while another live trial trains the stage.
+WAITING = "waiting"
+
+
 class StageStore(Protocol):
     """Where finished shared stages are kept across trials (``ablate.stage_cache``).
 
@@ -126,7 +130,7 @@ class StageStore(Protocol):
     def try_acquire(self, material: dict[str, Any]) -> Path | None | str:
         """One look, never blocking: a finished stage's state, or None once claimed.
 
-        ``"waiting"`` while another live trial trains it.
+        :data:`WAITING` while another live trial trains it.
         """
         ...
 
@@ -520,9 +524,15 @@ class Trainer:
         name, material = starting
         while True:  # every rank meets here each poll: no collective waits for hours
             found = self._look_up_stage(material)
-            if found != "waiting":
-                break
+            if found != WAITING:
+                return self._claim_or_restore(name, material, found)
             time.sleep(self.stage_store.poll_s)
+
+    def _claim_or_restore(
+        self, name: str, material: dict[str, Any], found: Path | None | str
+    ) -> dict[str, str]:
+        """Claim the stage (``found`` None) or restore its published state; notes on reuse."""
+        assert self.stage_store is not None
         if found is None:
             self._claimed = material if self.is_chief else None
             return {}
@@ -536,10 +546,10 @@ class Trainer:
         if self.world_size > 1:
             import torch.distributed as dist
 
-            box = [found if found is None or found == "waiting" else str(found)]
+            box = [found if found is None or found == WAITING else str(found)]
             dist.broadcast_object_list(box, src=0)
             found = box[0]
-        return found if found is None or found == "waiting" else Path(str(found))
+        return found if found is None or found == WAITING else Path(str(found))
 
     def _reclaim_after_resume(self) -> dict[str, str]:
         """Take a shared stage's claim back after a resume inside it.
@@ -557,14 +567,10 @@ class Trainer:
         if material is None or not start < self.epoch:
             return {}
         found = self._look_up_stage(material)
-        if found is None:
-            self._claimed = material if self.is_chief else None
-        elif found != "waiting":  # published by another trial: the same state, ready
-            assert isinstance(found, Path)
-            self.restore(found)
-            name = self.stages[index].name
-            return {f"stage_cache.{name}": f"reused {self.stage_store.key(material)}"}
-        return {}  # another live trial trains it from the start; this one goes on
+        if found == WAITING:
+            return {}  # another live trial trains it from the start; this one goes on
+        # reclaimed, or published by another trial meanwhile: the same state, ready
+        return self._claim_or_restore(self.stages[index].name, material, found)
 
     def _publish_finished_stage(self) -> dict[str, str]:
         if self._claimed is None or self.stage_store is None:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.stage_cache import WAITING, StageCache
+from ablate.stage_cache import StageCache
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from trainables import neighbours
 from trainables.datasets import load_dataset
-from trainables.loop import LoopSettings, Trainer
+from trainables.loop import WAITING, LoopSettings, Trainer
 from trainables.method import Views
 from trainables.nncc import NNCC, NNCCConfig
 
@@ -215,7 +215,7 @@ def test_claim_makes_a_concurrent_trial_wait_for_the_stage(tmp_path):
 CLAIM_AND_DIE = """
 import sys, time
 from pathlib import Path
-from ablate.stage_cache import WAITING, StageCache
+from ablate.stage_cache import StageCache
 from trainables.datasets import load_dataset
 store = StageCache(Path(sys.argv[1]), {}, trial="crashed")
 assert store.try_acquire({"stage": "pretext"}) is None
