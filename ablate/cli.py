@@ -86,7 +86,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from ablate.runner import absolute_uri
 
     uri = absolute_uri(study.tracking.uri)
-    print(f"{len(outcome.finished)} trials finished, {len(outcome.failed)} failed")
+    finished = len(outcome.finished)
+    print(f"{finished} trial{'' if finished == 1 else 's'} finished, {len(outcome.failed)} failed")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
     print(f"results: MLflow experiment {study.experiment!r} at {uri}")

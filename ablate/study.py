@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
 from trainables.config import MethodConfig, flatten, unflatten
 from trainables.datasets import CATALOGUE, COMMON_OPTIONS, option_problem, storage_size
+from trainables.method import unsplittable_batch
 from trainables.registry import get_method, registered_methods
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
@@ -279,6 +280,11 @@ class RunSettings(Closed):
     )
     share_stages: bool = True
     stage_store: str | None = None
+    sync_bn: bool = Field(
+        True,
+        description="With resources.workers above 1: the backbone's batch norm over the global "
+        "batch (exact); false: over each worker's share (as DDP without SyncBN, not exact).",
+    )
 
 
 class Analysis(Closed):
@@ -504,6 +510,16 @@ def _check_storage_sizes(doc: YamlDocument, study: Study, variant: str, config: 
             )
 
 
+def _check_batch_split(doc: YamlDocument, study: Study, config: Any, what: str) -> None:
+    """Refuse a batch that ``resources.workers`` cannot share equally (each encodes a share)."""
+    workers = study.resources.workers
+    if workers == 1:
+        return
+    problem = unsplittable_batch(get_method(study.method).stages(config), workers)
+    if problem is not None:
+        raise doc.error(("resources", "workers"), f"{what}: {problem}")
+
+
 def _check_baselines(doc: YamlDocument, study: Study) -> None:
     """Baseline rows take their own variant names and run beside a fixed set of trials."""
     if not study.baselines:
@@ -575,7 +591,7 @@ def _check_search_with_variants(doc: YamlDocument, study: Study) -> None:
         overrides = study.overrides(variant)
         for point in points:
             try:
-                config_class(**unflatten({**overrides, **point}))
+                config = config_class(**unflatten({**overrides, **point}))
             except ValidationError as error:
                 own = flatten(study.variants[variant])
                 shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
@@ -585,6 +601,8 @@ def _check_search_with_variants(doc: YamlDocument, study: Study) -> None:
                     f"({', '.join(f'{k}={v!r}' for k, v in own.items()) or 'no overrides'}): "
                     f"{_describe_error(error.errors()[0])}",
                 ) from None
+            shown = ", ".join(f"{k}={v!r}" for k, v in point.items())
+            _check_batch_split(doc, study, config, f"search point ({shown}) of variant {variant!r}")
 
 
 #: Above this many trials a study is refused unless ``--force``: a typo (``num_samples: 1e8``,
@@ -627,6 +645,7 @@ def validate_study(doc: YamlDocument, force: bool = False) -> Study:
         _check_keys(doc, study, flat, ("variants", variant))
         config = _build(doc, study, [(("base",), base), (("variants", variant), flat)])
         _check_storage_sizes(doc, study, variant, config)
+        _check_batch_split(doc, study, config, f"variant {variant!r}")
     if study.search is not None:
         space = study.search.space
         _check_keys(doc, study, dict.fromkeys(space), ("search", "space"))
@@ -637,7 +656,8 @@ def validate_study(doc: YamlDocument, force: bool = False) -> Study:
             _check_keys(doc, study, dict.fromkeys(own), where)
             for key, domain in own.items():
                 for value in domain.candidates():
-                    _build(doc, study, [(("base",), base), (where, {key: value})])
+                    config = _build(doc, study, [(("base",), base), (where, {key: value})])
+                    _check_batch_split(doc, study, config, f"{key}={value!r}")
         if study.search.algorithm == "optuna" and (
             len(study.variants) > 1 or len(study.datasets) > 1
         ):

@@ -66,6 +66,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
         amp=run.amp,
         eval_every=run.eval_every,
         steps_per_epoch=run.steps_per_epoch,
+        sync_bn=run.sync_bn,
     )
     trainer = Trainer(method_class, method_config, data, settings, _stage_store(spec, run))
     if restore_dir is not None:
@@ -78,6 +79,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             "device": str(trainer.device),
             "node": _node_id(),
             "assignment": trainer.assignment_rule,
+            **({"data_parallel": trainer.data_parallel} if trainer.world_size > 1 else {}),
             **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
         last = result.epoch == trainer.total_epochs

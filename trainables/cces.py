@@ -163,8 +163,8 @@ class CCES(CC):
                 terms["cluster"] = losses.cluster_contrastive(p_1, p_2, cfg.tau_cluster)
             if cfg.loss.entropy:
                 terms["entropy"] = losses.entropy_gap(p_1) + losses.entropy_gap(p_2)
-        # state last: this step's view-1 features join S (every rank's, in data-parallel trials)
-        self.support.push(memory.gather_from_ranks(batch.index, xi_1.detach().float())[1])
+        # state last: this step's view-1 features join S (the whole global batch on every rank)
+        self.support.push(xi_1.detach().float())
         return StepOutput(loss=torch.stack(list(terms.values())).sum(), terms=terms)
 
     def extra_state(self) -> dict[str, Any]:

@@ -481,7 +481,7 @@ class GCC(Method[GCCConfig]):
             if cfg.loss.cr:
                 terms["cr"] = scale * cfg.eta_cr * losses.entropy_gap(p_a)
         if main and remembered is not None:  # state last, after every term
-            self.bank.update(*memory.gather_from_ranks(batch.index, remembered.float()))
+            self.bank.update(batch.index, remembered.float())
         return StepOutput(loss=torch.stack(list(terms.values())).sum(), terms=terms)
 
     def _rgc(self, z_a: Tensor, z_b: Tensor, batch: Views, with_graph: bool) -> Tensor:

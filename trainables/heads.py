@@ -67,7 +67,7 @@ class GraphConvolution(nn.Module):
 
     def forward(self, x: Tensor, adjacency: Tensor) -> Tensor:
         projected: Tensor = self.linear(x)  # n×out
-        return adjacency @ projected  # (n×n)·(n×out)
+        return adjacency.to(projected.dtype) @ projected  # (n×n)·(n×out)
 
 
 class GCNProjector(nn.Module):

@@ -19,6 +19,7 @@ import math
 import pickle
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,10 +28,11 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from trainables.data_parallel import RowSharding, average_gradients, synchronise_batch_norm
 from trainables.datasets import ClusteringData
 from trainables.evaluation_order import content_order
 from trainables.fingerprint import method_fingerprint
-from trainables.method import Method, StepOutput, Views
+from trainables.method import Method, StepOutput, Views, unsplittable_batch
 from trainables.metrics import (
     clustering_scores,
     kmeans_assign,
@@ -91,6 +93,7 @@ class LoopSettings:
     eval_batch_size: int = 512
     steps_per_epoch: int | None = None  # cap (proxy runs, tests); None: a full pass
     channels_last: bool = True  # on CUDA only
+    sync_bn: bool = True  # several workers: batch norm of sharded modules over the global batch
 
     def torch_device(self) -> torch.device:
         if self.device == "auto":
@@ -166,21 +169,6 @@ def _distributed_rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def _sum_over_ranks(
-    sums: dict[str, float], steps: int, images: int
-) -> tuple[dict[str, float], int, int]:
-    """Epoch totals over every rank, so reported means and throughput are global."""
-    import torch.distributed as dist
-
-    keys = sorted(sums)
-    values = torch.tensor(
-        [sums[k] for k in keys] + [float(steps), float(images)], dtype=torch.float64
-    )
-    dist.all_reduce(values)
-    totals = values.tolist()
-    return dict(zip(keys, totals[:-2], strict=True)), int(totals[-2]), int(totals[-1])
-
-
 def _lr_factor(schedule: str, epoch: int, epochs: int, min_factor: float) -> float:
     if schedule == "constant":
         return 1.0
@@ -206,17 +194,18 @@ class Trainer:
         self.data = data.train.to(self.device)
         self.evaluator = Evaluator(data.labels, data.train.num_clusters)
         self.method = method_class(config, self.data)
-        self.method.to(self.device)
         self.config = config
+        self.rank, self.world_size = _distributed_rank_and_size()
+        self.sharding = self._shard_over_ranks() if self.world_size > 1 else None
+        self.method.to(self.device)
         self.use_amp = self.device.type == "cuda" and self.settings.amp != "off"
         self.channels_last = self.device.type == "cuda" and self.settings.channels_last
         if self.channels_last:
             self.method.network.to(memory_format=torch.channels_last)
-        self.rank, self.world_size = _distributed_rank_and_size()
-        # every rank draws the same permutation and takes its own share of the batches; each
-        # rank augments with its own stream
+        # every rank draws the same permutation and the same views of each global batch: the
+        # views are a function of the seed and the sample's place in the epoch, not the rank
         self.shuffle_gen = torch.Generator().manual_seed(self.settings.seed)
-        self.aug_gen = torch.Generator(device=self.device).manual_seed(self._aug_seed())
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(self.settings.seed + 1)
         self.stages = method_class.stages(config)
         self.stage_ends = [int(end) for end in np.cumsum([s.epochs for s in self.stages])]
         self.total_epochs = self.stage_ends[-1]
@@ -224,9 +213,21 @@ class Trainer:
         self._claimed: dict[str, Any] | None = None  # a shared stage this trial trains
         self._enter_stage(0)
 
-    def _aug_seed(self, epoch: int = 0) -> int:
-        """Each rank's own augmentation stream (re-derived for ranks > 0 after a restore)."""
-        return self.settings.seed + 1 + 1_000_003 * self.rank + 7_919 * epoch
+    def _shard_over_ranks(self) -> RowSharding:
+        """Several workers: the method's sharded modules encode this rank's rows only.
+
+        Their batch norm is synchronised first (``sync_bn``), before any optimiser holds
+        their parameters. A batch that the workers cannot split evenly is refused here.
+        """
+        problem = unsplittable_batch(type(self.method).stages(self.config), self.world_size)
+        if problem is not None:
+            raise ValueError(problem)
+        net = self.method.network
+        names = [name for name in self.method.sharded_modules if name in net]
+        if self.settings.sync_bn:
+            for name in names:
+                net[name] = synchronise_batch_norm(net[name], self.device)
+        return RowSharding([net[name] for name in names], self.rank, self.world_size)
 
     def _stage_at(self, epoch: int) -> int:
         """Index of the stage that trains (0-based) ``epoch``."""
@@ -254,6 +255,16 @@ class Trainer:
             params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
         )
 
+    @property
+    def data_parallel(self) -> str:
+        """What several workers compute, for the trial's MLflow tag ``ablate.data_parallel``."""
+        shared = f"global batch over {self.world_size} workers"
+        if self.world_size == 1:
+            return "one worker"
+        if self.settings.sync_bn:
+            return f"exact: {shared}, batch norm over the global batch"
+        return f"not exact: {shared}, batch norm over each worker's share (run.sync_bn: false)"
+
     # -- training ---------------------------------------------------------------------------
     @property
     def is_chief(self) -> bool:
@@ -261,28 +272,18 @@ class Trainer:
         return self.rank == 0
 
     def _batches(self, n: int) -> list[torch.Tensor]:
+        """The epoch's global batches: the same on every rank, as many as one worker takes.
+
+        Each rank encodes its share of every batch (:mod:`trainables.data_parallel`), so
+        steps per epoch and the schedule do not change with the number of workers.
+        """
         batch = min(self.stages[self.stage_index].batch_size, n)
+        batch -= batch % self.world_size  # a data set smaller than the batch
         order = torch.randperm(n, generator=self.shuffle_gen)
         steps = n // batch
         if self.settings.steps_per_epoch is not None:
-            steps = min(steps, self.settings.steps_per_epoch * self.world_size)
-        steps -= steps % self.world_size  # every rank takes the same number of steps
-        mine = range(self.rank, steps, self.world_size)
-        return [order[i * batch : (i + 1) * batch] for i in mine]
-
-    def _average_gradients(self) -> None:
-        """Data-parallel step: average every gradient over the ranks (gloo or NCCL).
-
-        Methods call their sub-networks separately (backbone, heads, graph layers), so the
-        gradients are all-reduced after ``backward`` rather than through a DDP wrapper around
-        one ``forward``; batch-norm statistics stay per rank, as in DDP without SyncBN.
-        """
-        import torch.distributed as dist
-
-        for param in self.method.network.parameters():
-            if param.grad is not None:
-                dist.all_reduce(param.grad)
-                param.grad /= self.world_size
+            steps = min(steps, self.settings.steps_per_epoch)
+        return [order[i * batch : (i + 1) * batch] for i in range(steps)]
 
     def _step(self, images: torch.Tensor, index: torch.Tensor, source: str) -> StepOutput:
         index = index.to(self.device)
@@ -290,7 +291,10 @@ class Trainer:
         if self.channels_last:
             views = tuple(v.contiguous(memory_format=torch.channels_last) for v in views)
         batch = Views(views=views, index=index, source=source)  # type: ignore[arg-type]
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+        with (
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp),
+            self.sharding.active() if self.sharding is not None else nullcontext(),
+        ):
             out = self.method.training_step(batch)
         if not torch.isfinite(out.loss):
             terms = {k: float(v.detach()) for k, v in out.terms.items()}
@@ -300,8 +304,8 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()  # type: ignore[no-untyped-call]
-        if self.world_size > 1:
-            self._average_gradients()
+        if self.world_size > 1:  # every rank computed the same loss: see data_parallel
+            average_gradients(self.method.network.parameters(), self.world_size)
         self.optimizer.step()
         return out
 
@@ -330,14 +334,12 @@ class Trainer:
         self.scheduler.step()
         self.epoch += 1
         elapsed = time.perf_counter() - start
-        if self.world_size > 1:
-            sums, steps, images_seen = _sum_over_ranks(sums, steps, images_seen)
         metrics = {k: v / max(steps, 1) for k, v in sums.items()}
         metrics.update(
             epoch_time_s=elapsed,
             images_per_s=images_seen / max(elapsed, 1e-9),
             lr=float(self.optimizer.param_groups[0]["lr"]),
-            steps=float(steps),  # over all ranks
+            steps=float(steps),  # global batches: the same with any number of workers
             stage=float(self.stage_index),
             workers=float(self.world_size),
         )
@@ -504,6 +506,7 @@ class Trainer:
             "device": self.device.type,
             "precision": "bf16" if self.use_amp else "fp32",  # amp "auto" differs by device
             "workers": self.world_size,
+            "sync_bn": self.settings.sync_bn and self.world_size > 1,
         }
 
     def _shared_stage_starting(self) -> tuple[str, dict[str, Any]] | None:
@@ -637,10 +640,7 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         self.shuffle_gen.set_state(rng["shuffle"])
         self.epoch = int(state["epoch"])
-        if self.rank == 0:
-            self.aug_gen.set_state(rng["augment"])
-        else:  # the state holds rank 0's stream; the other ranks keep streams of their own
-            self.aug_gen.manual_seed(self._aug_seed(self.epoch))
+        self.aug_gen.set_state(rng["augment"])  # one stream, the same on every rank
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
 

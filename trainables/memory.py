@@ -14,25 +14,6 @@ from torch import Tensor
 from trainables.precision import similarities
 
 
-def gather_from_ranks(index: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-    """Every rank's ``(index, rows)`` of this step, so per-sample banks agree across ranks.
-
-    In a data-parallel trial each rank sees its own share of a batch; a bank fed only its
-    share would mine a graph from a fraction of the data. Outside ``torch.distributed`` this
-    returns its inputs.
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return index, rows
-    size = dist.get_world_size()
-    indices = [torch.empty_like(index) for _ in range(size)]
-    gathered = [torch.empty_like(rows) for _ in range(size)]
-    dist.all_gather(indices, index.contiguous())
-    dist.all_gather(gathered, rows.detach().contiguous())
-    return torch.cat(indices), torch.cat(gathered)
-
-
 class MovingAverageBank:
     """Per-sample exponential moving average of features, indexed by data-set index.
 

@@ -77,6 +77,20 @@ class Stage:
     aug: AugmentConfig | None = None
 
 
+def unsplittable_batch(stages: tuple[Stage, ...], workers: int) -> str | None:
+    """Why ``workers`` cannot share these stages' batches equally, or None if they can.
+
+    Each worker encodes an equal share of the global batch (:mod:`trainables.data_parallel`).
+    """
+    for stage in stages:
+        if stage.batch_size % workers:
+            return (
+                f"batch_size {stage.batch_size} of stage {stage.name!r} is not divisible by "
+                f"{workers} workers: each worker encodes an equal share of the batch"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class Embedding:
     """Evaluation-time outputs for a batch: features and, if the method has one, cluster probs."""
@@ -102,6 +116,10 @@ class Method(Generic[ConfigT]):
     #: Network modules each loss term uses (keys: the config's loss switches). The contract
     #: tests check that exactly the modules of enabled terms receive gradients.
     term_modules: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: Network modules that read images, row by row: with several workers each encodes only
+    #: its rank's rows of the global batch, and the loop gathers their outputs
+    #: (:mod:`trainables.data_parallel`). Every other module runs on the whole batch.
+    sharded_modules: ClassVar[tuple[str, ...]] = ("backbone",)
 
     def __init__(self, config: ConfigT, data: TrainImages) -> None:
         self.config = config

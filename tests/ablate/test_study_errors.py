@@ -295,6 +295,30 @@ CASES = {
             "remove 'size'",
         ],
     ),
+    "a batch the workers cannot share equally": (
+        GOOD.replace("  epochs: 2", "  epochs: 2\n  batch_size: 30") + "resources: {workers: 4}\n",
+        11,
+        "resources.workers",
+        [
+            "variant 'full': batch_size 30 of stage 'train' is not divisible by 4 workers: "
+            "each worker encodes an equal share of the batch"
+        ],
+    ),
+    "a searched batch the workers cannot share equally": (
+        GOOD + "resources: {workers: 2}\nsearch:\n  space:\n    batch_size: {values: [64, 33]}\n",
+        10,
+        "resources.workers",
+        ["search point (batch_size=33) of variant 'full': batch_size 33 of stage 'train'"],
+    ),
+    "an NNCC pretext batch the workers cannot share equally": (
+        GOOD.replace("method: cc", "method: nncc")
+        .replace("  epochs: 2", "  epochs: 2\n  pretext.batch_size: 250")
+        .replace("no_cluster: {loss.cluster: false}", "more_augs: {num_augs: 4}")
+        + "resources: {workers: 4}\n",
+        11,
+        "resources.workers",
+        ["variant 'full': batch_size 250 of stage 'pretext' is not divisible by 4 workers"],
+    ),
 }
 
 

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from trainables.memory import FIFOQueue, MovingAverageBank, WindowMeanBank, gather_from_ranks
+from trainables.memory import FIFOQueue, MovingAverageBank, WindowMeanBank
 
 
 def test_bank_first_sight_initialises_then_mixes():
@@ -88,41 +88,3 @@ def test_window_mean_bank_state_round_trip():
     bank.update(torch.tensor([1]), torch.ones(1, 2))
     other.update(torch.tensor([1]), torch.ones(1, 2))
     assert torch.equal(other.features, bank.features)
-
-
-def _gather_on_rank(rank, world, port, out):
-    import torch.distributed as dist
-
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    try:
-        index = torch.tensor([rank, rank + 10])
-        rows = torch.full((2, 3), float(rank))
-        got_index, got_rows = gather_from_ranks(index, rows)
-        out.put((rank, got_index.tolist(), got_rows[:, 0].tolist()))
-    finally:
-        dist.destroy_process_group()
-
-
-def test_banks_of_a_data_parallel_trial_see_every_ranks_rows():
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_gather_on_rank, args=(r, 2, port, out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = sorted(out.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(timeout=60)
-    assert [r[1] for r in results] == [[0, 10, 1, 11]] * 2
-    assert [r[2] for r in results] == [[0.0, 0.0, 1.0, 1.0]] * 2
-    # outside torch.distributed: unchanged
-    index, rows = gather_from_ranks(torch.tensor([4]), torch.ones(1, 2))
-    assert index.tolist() == [4] and rows.tolist() == [[1.0, 1.0]]
