@@ -12,12 +12,10 @@ workers, whose convolutions see half the rows and whose batch-norm sums are redu
 ranks, round differently by as much.
 """
 
-import socket
-from datetime import timedelta
-
 import pytest
 import torch
 
+from tests.trainables.gloo import join, on_two_ranks
 from tests.trainables.test_contract import TRAINED, _tiny
 from trainables.datasets import load_dataset
 from trainables.loop import LoopSettings, Trainer
@@ -26,12 +24,6 @@ from trainables.registry import registered_methods
 GLOBAL_BATCH = 16
 IMAGE_SIZE = 32
 TOLERANCE = 1e-5  # relative to the largest magnitude of each tensor
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _data():
@@ -71,13 +63,7 @@ def _rank(rank: int, port: int, jobs: list[tuple[str, bool]], results) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=120),
-    )
+    join(rank, port)
     try:
         found = {}
         for name, sync_bn in jobs:
@@ -103,7 +89,7 @@ JOBS = [(name, True) for name in TRAINED] + [("cc", False)]
 @pytest.fixture(scope="module")
 def two_workers():
     """Every job on two real gloo ranks, in one spawn (start-up dominates a tiny step)."""
-    return _on_two_ranks(_rank, JOBS)
+    return on_two_ranks(_rank, JOBS)
 
 
 def _assert_close(name: str, expected: dict, got: dict) -> None:
@@ -169,7 +155,7 @@ def _resume_rank(rank: int, port: int, folder: str, part: str, results) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    join(rank, port)
     try:
         trainer = _gcc_trainer()
         if part == "whole":
@@ -189,24 +175,9 @@ def _resume_rank(rank: int, port: int, folder: str, part: str, results) -> None:
         dist.destroy_process_group()
 
 
-def _on_two_ranks(target, *args):
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    port = _free_port()
-    ranks = [ctx.Process(target=target, args=(r, port, *args, results)) for r in range(2)]
-    for process in ranks:
-        process.start()
-    out = results.get(timeout=300)
-    for process in ranks:
-        process.join(timeout=60)
-    return out
-
-
 def test_a_two_worker_trial_resumed_in_new_processes_continues_exactly(tmp_path):
-    whole = _on_two_ranks(_resume_rank, str(tmp_path), "whole")
-    resumed = _on_two_ranks(_resume_rank, str(tmp_path), "resumed")
+    whole = on_two_ranks(_resume_rank, str(tmp_path), "whole")
+    resumed = on_two_ranks(_resume_rank, str(tmp_path), "resumed")
     assert resumed["losses"] == whole["losses"]
     for key, value in whole["state"].items():
         assert (resumed["state"][key] == value).all(), key

@@ -19,6 +19,7 @@ import torch
 from ablate.stage_cache import StageCache
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
+from tests.trainables.gloo import free_port, join
 from trainables import neighbours
 from trainables.datasets import load_dataset
 from trainables.loop import WAITING, LoopSettings, Trainer
@@ -303,17 +304,9 @@ def test_a_trial_resumed_inside_the_pretext_still_publishes_it(synthetic, tmp_pa
 def _rank_waits_for_a_claimed_stage(rank, port, root, to_main, go):
     """One rank of a 2-worker trial whose pretext another trial holds longer than the
     process group's timeout (3 s here; 30 min by default, shorter than a 500-epoch pretext)."""
-    from datetime import timedelta
-
     import torch.distributed as dist
 
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=2,
-        timeout=timedelta(seconds=3),
-    )
+    join(rank, port, timeout_s=3)
     try:
         data = load_dataset("synthetic", options={"n": 32, "classes": 4, "size": 16})
         store = StageCache(Path(root), {"dataset": "synthetic"}, trial="two-workers", poll_s=0.2)
@@ -331,13 +324,9 @@ def _rank_waits_for_a_claimed_stage(rank, port, root, to_main, go):
 
 
 def test_ranks_of_a_multi_worker_trial_wait_together_past_the_group_timeout(tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = mp.get_context("spawn")
     to_main, go = ctx.Queue(), ctx.Event()
     ranks = [
