@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
+from trainables import device_stats
 from trainables.data_parallel import RowSharding, average_gradients, synchronise_batch_norm
 from trainables.datasets import ClusteringData
 from trainables.evaluation_order import content_order
@@ -318,6 +319,7 @@ class Trainer:
         sums: dict[str, float] = {}
         steps = 0
         images_seen = 0
+        device_stats.start_epoch(self.device)
         start = time.perf_counter()
         pools = [("main", self.data.images)]
         if self.data.unlabeled is not None and self.method.uses_unlabeled:
@@ -342,7 +344,11 @@ class Trainer:
             steps=float(steps),  # global batches: the same with any number of workers
             stage=float(self.stage_index),
             workers=float(self.world_size),
+            peak_memory_mb=device_stats.peak_memory_mb(self.device),
         )
+        utilisation = device_stats.gpu_utilisation(self.device)
+        if utilisation is not None:
+            metrics["gpu_utilisation"] = utilisation
         return metrics
 
     # -- evaluation -------------------------------------------------------------------------

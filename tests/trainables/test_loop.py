@@ -150,3 +150,17 @@ def test_cc_learns_synthetic_clusters():
     assert losses[-1] < losses[0]
     chance = max(np.bincount(data.labels.numpy())) / 256  # 0.25; random partitions score ~0.3
     assert reports[-1].metrics["acc"] > chance + 0.3, reports[-1].metrics
+
+
+def test_each_epoch_reports_the_process_peak_memory(synthetic):
+    """On CPU, the resident set's high-water mark: a big allocation shows in the next epoch."""
+    trainer = Trainer(CC, CCConfig(**TINY), synthetic, LoopSettings(steps_per_epoch=1))
+    before = trainer.train_epoch()["peak_memory_mb"]
+    with open("/proc/self/statm") as statm:
+        resident = int(statm.read().split()[1]) * 4096 / 2**20
+    assert before >= resident * 0.99
+    ballast = torch.ones(400 * 2**20 // 4)  # 400 MiB, touched
+    after = trainer.train_epoch()["peak_memory_mb"]
+    assert after >= before + 350 or after >= resident + 350
+    assert "gpu_utilisation" not in trainer.train_epoch()  # NVML: CUDA only
+    del ballast
