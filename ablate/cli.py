@@ -69,12 +69,29 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    """``--progress-every``'s value: a positive number of seconds, or argparse's one-line error."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ablate.runner import run_study, summary_table
     from ablate.study import load_study
 
     study = load_study(args.study, force=args.force)
-    outcome = run_study(study, args.study, address=args.address)
+    outcome = run_study(
+        study,
+        args.study,
+        address=args.address,
+        live_progress=sys.stdout.isatty(),
+        progress_every_s=args.progress_every,
+    )
     if outcome.interrupted:
         print(f"interrupted; run `ablate run {args.study}` again to resume where it stopped")
         if outcome.tracking_pending:
@@ -308,6 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_argument(run)
     run.add_argument(
         "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    run.add_argument(
+        "--progress-every",
+        type=_positive_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="when the output is not a terminal (CI, ray job logs): a running trial's epoch "
+        "line at most every SECONDS (default 30); on a terminal a live table instead",
     )
     run.set_defaults(handler=_cmd_run)
 

@@ -212,6 +212,25 @@ class OptunaSpace:
                 trial.suggest_int(name, int(domain.low), int(domain.high), step=step, log=log)
 
 
+def first_trial(study: Study) -> TrialSpec:
+    """The first variant on the first data set: optuna's template, ASHA's epoch budget."""
+    variant = next(iter(study.variants))
+    dataset = study.datasets[0].model_dump()
+    return TrialSpec(
+        study.name, study.method, variant, dataset, study.seeds[0], study.overrides(variant), 0
+    )
+
+
+def planned_epochs(study: Study) -> int:
+    """Epochs of every planned trial together: what the study's ETA counts down.
+
+    Optuna's trials are drawn later: each counts the first variant's epochs.
+    """
+    if study.search is not None and study.search.algorithm == "optuna":
+        return trial_count(study) * first_trial(study).total_epochs()
+    return sum(trial.total_epochs() for trial in expand(study))
+
+
 def trial_count(study: Study) -> int:
     """How many trials the study runs (optuna: its sample budget × seeds)."""
     return planned_trials(study)

@@ -26,7 +26,15 @@ from ray.tune import Callback
 
 from ablate.capacity import PlacementWatch, check_capacity, cluster_autoscales
 from ablate.driver_lock import study_lock
-from ablate.planner import OptunaSpace, TrialSpec, expand, trial_count
+from ablate.planner import (
+    OptunaSpace,
+    TrialSpec,
+    expand,
+    first_trial,
+    planned_epochs,
+    trial_count,
+)
+from ablate.progress import LiveProgress, PlainProgress, StudyProgress
 from ablate.study import Study
 from ablate.yaml_source import StudyFileError
 
@@ -77,49 +85,65 @@ def _run_settings(study: Study) -> dict[str, Any]:
 
 
 class ProgressCallback(Callback):
-    """Live progress lines: trials done / running / failed and the best result so far."""
+    """Feeds Tune's trial events to a :class:`StudyProgress` and shows it.
 
-    def __init__(self, total: int, metric: str, mode: str, printer: Printer = _print) -> None:
-        self.total, self.metric, self.mode, self.printer = total, metric, mode, printer
-        self.done: set[str] = set()
-        self.failed: set[str] = set()
-        self.running: set[str] = set()
+    On a terminal a live table (``rich``); otherwise plain lines, a trial's at most every
+    ``every_s`` seconds. Epoch reports already reach the driver: no channel of its own.
+    """
+
+    def __init__(
+        self, progress: StudyProgress, live: bool, every_s: float, printer: Printer = _print
+    ) -> None:
+        self.progress, self.live, self.every_s, self.printer = progress, live, every_s, printer
+        self._view: LiveProgress | PlainProgress | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "printer"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("printer", "_view")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.printer = _print
+        self.printer, self._view = _print, None
 
-    def line(self, trials: list[Any], event: str) -> None:
-        scored = [
-            (t.last_result[self.metric], str(t))
-            for t in trials
-            if self.metric in (t.last_result or {})
-        ]
-        best = ""
-        if scored:
-            value, name = (max if self.mode == "max" else min)(scored)
-            best = f"; best {self.metric} {value:.3f} ({name})"
-        counts = f"{len(self.done)}/{self.total} done, {len(self.running)} running"
-        self.printer(f"[{counts}, {len(self.failed)} failed{best}] {event}")
+    @property
+    def view(self) -> LiveProgress | PlainProgress:
+        if self._view is None:
+            self._view = (
+                LiveProgress(self.progress, sys.stdout)
+                if self.live
+                else PlainProgress(self.progress, self.printer, self.every_s)
+            )
+        return self._view
+
+    def close(self) -> None:
+        if self._view is not None:
+            self._view.close()
+            self._view = None
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.running.add(trial.trial_id)
-        self.line(trials, f"started {trial}")
+        from ablate.tracking import trial_spec
+
+        try:
+            epochs = trial_spec(trial.config).total_epochs()
+        except ValueError:  # an invalid sampled config: the trial fails at once with its reason
+            epochs = 0
+        self.progress.start(str(trial), epochs)
+        self.view.event(f"started {trial}")
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        self.view.epoch(self.progress.report(str(trial), result))
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.running.discard(trial.trial_id)
-        self.done.add(trial.trial_id)
-        self.line(trials, f"finished {trial}")
+        self.progress.finish(str(trial))
+        self.view.event(f"finished {trial}")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         from ablate.tracking import error_summary
 
-        self.running.discard(trial.trial_id)
-        self.failed.add(trial.trial_id)
-        self.line(trials, f"FAILED {trial}: {error_summary(trial)}")
+        reason = error_summary(trial)
+        self.progress.fail(str(trial), reason)
+        self.view.event(f"FAILED {trial}: {reason}")
 
 
 def _search_alg(study: Study) -> Any:
@@ -137,21 +161,12 @@ def _search_alg(study: Study) -> Any:
     return Repeater(searcher, repeat=len(study.seeds), set_index=True)
 
 
-def _first_trial(study: Study) -> TrialSpec:
-    """The first variant on the first data set: optuna's template, ASHA's epoch budget."""
-    variant = next(iter(study.variants))
-    dataset = study.datasets[0].model_dump()
-    return TrialSpec(
-        study.name, study.method, variant, dataset, study.seeds[0], study.overrides(variant), 0
-    )
-
-
 def _scheduler(study: Study) -> Any:
     if study.scheduler.type == "fifo":
         return None
     from ray.tune.schedulers import ASHAScheduler
 
-    epochs = _first_trial(study).total_epochs()
+    epochs = first_trial(study).total_epochs()
     s = study.scheduler
     return ASHAScheduler(
         time_attr="epoch",
@@ -174,7 +189,7 @@ def _param_space(study: Study) -> dict[str, Any]:
         "train_storage": str(storage / f"{study.name}-train"),
     }
     if study.search is not None and study.search.algorithm == "optuna":
-        return {**base, "spec": _first_trial(study).to_dict(), "seeds": list(study.seeds)}
+        return {**base, "spec": first_trial(study).to_dict(), "seeds": list(study.seeds)}
     return {**base, "spec": tune.grid_search([t.to_dict() for t in expand(study)])}
 
 
@@ -283,9 +298,18 @@ def _connect(
 
 
 def run_study(
-    study: Study, study_file: str, address: str | None = None, printer: Printer = _print
+    study: Study,
+    study_file: str,
+    address: str | None = None,
+    printer: Printer = _print,
+    live_progress: bool = False,
+    progress_every_s: float = 30.0,
 ) -> Outcome:
-    """Run (or resume) every trial of ``study``; returns what happened."""
+    """Run (or resume) every trial of ``study``; returns what happened.
+
+    ``live_progress``: a table redrawn in place (a terminal); otherwise a trial's epoch line
+    at most every ``progress_every_s`` seconds.
+    """
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the resume state fresh
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     # evaluation runs every `eval_every` epochs: results in between carry no ACC
@@ -305,7 +329,9 @@ def run_study(
 
         require_store(uri)  # a server that does not answer: one line now, not minutes of retries
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
-        return _run_locked(study, study_file, storage, uri, address, printer)
+        return _run_locked(
+            study, study_file, storage, uri, address, printer, live_progress, progress_every_s
+        )
 
 
 def _run_locked(
@@ -315,6 +341,8 @@ def _run_locked(
     uri: str,
     address: str | None,
     printer: Printer,
+    live_progress: bool,
+    progress_every_s: float,
 ) -> Outcome:
     from ray import tune
 
@@ -346,11 +374,14 @@ def _run_locked(
             printer=printer,
         )
 
-    callbacks = [
-        mlflow_logger(),
-        ProgressCallback(total, metric, mode, printer),
-        PlacementWatch(study, study.run.placement_timeout_s),
-    ]
+    max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
+    progress = ProgressCallback(
+        StudyProgress(total, planned_epochs(study), metric, mode, max_concurrent),
+        live=live_progress,
+        every_s=progress_every_s,
+        printer=printer,
+    )
+    callbacks = [mlflow_logger(), progress, PlacementWatch(study, study.run.placement_timeout_s)]
     restored = tune.Tuner.can_restore(str(experiment_dir))
     if restored:
         printer(f"resuming study {study.name!r} from {experiment_dir}")
@@ -359,9 +390,9 @@ def _run_locked(
         )
     else:
         printer(
-            f"study {study.name!r}: {total} trials of {study.method}; results in {experiment_dir}"
+            f"study {study.name!r}: {total} trial{'' if total == 1 else 's'} of {study.method}; "
+            f"results in {experiment_dir}"
         )
-        max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
         tuner = tune.Tuner(
             trainable,
             param_space=_param_space(study),
@@ -398,12 +429,14 @@ def _run_locked(
     except KeyboardInterrupt:
         outcome = Outcome(interrupted=True)
     else:
+        progress.close()
         outcome = _collect(grid)
         # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
         statuses = _statuses(experiment_dir)
         outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
             len(statuses) < total
         )
+    progress.close()
     _end_study_run(mlflow_logger(), outcome)
     return _with_backlog(outcome, experiment_dir)
 

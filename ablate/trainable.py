@@ -79,6 +79,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             "device": str(trainer.device),
             "node": _node_id(),
             "assignment": trainer.assignment_rule,
+            "stage_name": trainer.stages[trainer.stage_index].name,
             **({"data_parallel": trainer.data_parallel} if trainer.world_size > 1 else {}),
             **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
