@@ -48,7 +48,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     study = load_study(args.study, force=args.force)
     sys.stdout.write(describe_plan(study, verbose=args.full))
     if args.pilot:
-        from ablate.runner import absolute_uri
+        from ablate.study import absolute_uri
         from analysis.loading import load_mlflow
         from analysis.paired import default_control, paired_analysis
         from analysis.power import study_power_lines
@@ -67,6 +67,45 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         )
         print("\n".join(study_power_lines(pilot, len(study.seeds))))
     return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from ablate.status import read_status, status_lines
+    from ablate.study import load_study
+
+    study = load_study(args.study, force=True)  # a study that ran was admitted already
+    if args.watch is None:
+        print("\n".join(status_lines(read_status(study))))
+        return 0
+    return _watch_status(study, args.watch)
+
+
+def _watch_status(study: Any, every_s: float) -> int:
+    """Redraw the status every ``every_s`` seconds until Ctrl-C (in place on a terminal)."""
+    import time
+
+    from ablate.status import read_status, status_lines
+
+    live = None
+    if sys.stdout.isatty():
+        from rich.live import Live
+        from rich.text import Text
+
+        live = Live(Text(""), auto_refresh=False)
+        live.start()
+    try:
+        while True:
+            text = "\n".join(status_lines(read_status(study)))
+            if live is not None:
+                live.update(Text(text), refresh=True)
+            else:
+                print(text + "\n", flush=True)
+            time.sleep(every_s)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def _positive_seconds(text: str) -> float:
@@ -100,7 +139,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print()
     print(summary_table(study, outcome.results))
     print()
-    from ablate.runner import absolute_uri
+    from ablate.study import absolute_uri
 
     uri = absolute_uri(study.tracking.uri)
     finished = len(outcome.finished)
@@ -224,8 +263,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         runs = load_published(target)
         name, uri, reference, searched = Path(target).stem, None, {}, ()
     elif target.endswith((".yaml", ".yml")):
-        from ablate.runner import absolute_uri
-        from ablate.study import load_study
+        from ablate.study import absolute_uri, load_study
 
         study = load_study(target)
         uri = absolute_uri(args.tracking_uri or study.tracking.uri)
@@ -259,12 +297,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_study_argument(command: argparse.ArgumentParser) -> None:
+def _add_study_argument(command: argparse.ArgumentParser, force: bool = True) -> None:
     """The study file, and ``--force`` past the trial limit of a likely typo."""
     command.add_argument("study", help="path to a study YAML file")
-    command.add_argument(
-        "--force", action="store_true", help="allow a study of more than 10,000 trials"
-    )
+    if force:
+        command.add_argument(
+            "--force", action="store_true", help="allow a study of more than 10,000 trials"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,6 +374,24 @@ def build_parser() -> argparse.ArgumentParser:
         "line at most every SECONDS (default 30); on a terminal a live table instead",
     )
     run.set_defaults(handler=_cmd_run)
+
+    status = commands.add_parser(
+        "status",
+        help="where a study stands: each trial's state, epoch, metrics and the study's ETA",
+        description="Read a study's trials from its MLflow experiment (no Ray needed): state, "
+        "stage, epoch, last loss and metric, images/s, peak memory, node, the failure reason of "
+        "a failed trial, and the study's ETA while its driver runs. Exit status 0.",
+    )
+    _add_study_argument(status, force=False)
+    status.add_argument(
+        "--watch",
+        type=_positive_seconds,
+        nargs="?",
+        const=10.0,
+        metavar="SECONDS",
+        help="redraw every SECONDS (default 10) until Ctrl-C",
+    )
+    status.set_defaults(handler=_cmd_status)
 
     report = commands.add_parser(
         "report",

@@ -35,7 +35,7 @@ from ablate.planner import (
     trial_count,
 )
 from ablate.progress import LiveProgress, PlainProgress, StudyProgress
-from ablate.study import Study
+from ablate.study import Study, absolute_uri
 from ablate.yaml_source import StudyFileError
 
 Printer = Callable[[str], None]
@@ -64,14 +64,6 @@ class Outcome:
         if self.interrupted:
             return 130
         return 1 if self.failed or self.tracking_pending else 0
-
-
-def absolute_uri(uri: str) -> str:
-    """``sqlite:///relative.db`` anchored at the current directory (Tune may change it)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
 
 
 def _run_settings(study: Study) -> dict[str, Any]:

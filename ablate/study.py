@@ -308,6 +308,14 @@ def _one_variant() -> dict[str, dict[str, Any]]:
     return {"default": {}}
 
 
+def absolute_uri(uri: str) -> str:
+    """``sqlite:///relative.db`` anchored at the current directory (Tune may change it)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
 class Study(Closed):
     """A study file, validated."""
 
