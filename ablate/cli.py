@@ -47,6 +47,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     sys.stdout.write(describe_plan(study, verbose=args.full))
+    _print_cost(study, args)
     if args.pilot:
         from ablate.study import absolute_uri
         from analysis.loading import load_mlflow
@@ -67,6 +68,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         )
         print("\n".join(study_power_lines(pilot, len(study.seeds))))
     return 0
+
+
+def _print_cost(study: Any, args: argparse.Namespace) -> None:
+    """Measured cost: measured now with ``--measure``, else what an earlier one cached."""
+    from ablate.measure import cost_lines, measure_study
+
+    device = args.device or study.run.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.measure:
+        print(f"measuring each distinct configuration on {device} ...", flush=True)
+        measure_study(study, device)
+    lines = cost_lines(study, device, args.devices)
+    if lines:
+        print("\n".join(lines))
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -351,6 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument(
         "--tracking-uri", help="with --pilot: MLflow URI (default: the study's tracking.uri)"
+    )
+    plan.add_argument(
+        "--measure",
+        action="store_true",
+        help="time a few steps of every stage and one evaluation of each distinct configuration "
+        "(variants × data sets × search points, not seeds) on this machine, and print seconds "
+        "per epoch, hours per trial and the study's device-hours; cached for later plans",
+    )
+    plan.add_argument(
+        "--device", help="with --measure: the device to time on (default: the study's run.device)"
+    )
+    plan.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="also print the wall-clock on a cluster of N devices (GPUs; CPU trials: slots)",
     )
     plan.set_defaults(handler=_cmd_plan)
 

@@ -286,6 +286,19 @@ class Trainer:
             steps = min(steps, self.settings.steps_per_epoch)
         return [order[i * batch : (i + 1) * batch] for i in range(steps)]
 
+    def full_epoch_steps(self) -> int:
+        """Steps of one epoch of the current stage, over every pool it trains on."""
+        pools = [self.data.images]
+        if self.data.unlabeled is not None and self.method.uses_unlabeled:
+            pools.append(self.data.unlabeled)
+        batch = self.stages[self.stage_index].batch_size
+        steps = 0
+        for pool in pools:
+            n = pool.shape[0]
+            size = min(batch, n) - min(batch, n) % self.world_size
+            steps += min(n // size, self.settings.steps_per_epoch or n // size)
+        return steps
+
     def _step(self, images: torch.Tensor, index: torch.Tensor, source: str) -> StepOutput:
         index = index.to(self.device)
         views = self.method.make_views(images, index, source, self.aug_gen)

@@ -22,7 +22,7 @@ from trainables.loop import LoopSettings, Trainer
 from trainables.registry import registered_methods
 
 GLOBAL_BATCH = 16
-IMAGE_SIZE = 32
+IMAGE_SIZE = 16
 TOLERANCE = 1e-5  # relative to the largest magnitude of each tensor
 
 

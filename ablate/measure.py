@@ -1,0 +1,195 @@
+"""``ablate plan --measure``: what a study will cost, measured on this machine before launch.
+
+Each distinct configuration (variant, data set and search point; seeds repeat one) is built
+as its trial would be, and on the chosen device a few training steps of every stage, the
+epoch-end update (graph rebuilds, mining) and one evaluation are timed. A linear fit of two
+short epochs separates the per-step time from the per-epoch one, so a full epoch's seconds
+follow from its number of steps. The figures are cached in
+``<run.storage>/<study>/measured_cost.json``, keyed by configuration and device, and
+``ablate plan`` prints them afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ablate.planner import TrialSpec, expand, first_trial
+from ablate.progress import duration
+from ablate.study import RunSettings, Study
+
+COST_FILE = "measured_cost.json"
+SHORT, LONG = 1, 3  # steps of the two timed epochs
+
+
+def config_key(spec: TrialSpec, run: RunSettings, device: str) -> str:
+    """What a trial's cost depends on: everything but its seed and its name."""
+    material = {
+        "method": spec.method,
+        "config": spec.method_config().model_dump(mode="json"),
+        "dataset": spec.dataset_entry.model_dump(mode="json"),
+        "steps_per_epoch": run.steps_per_epoch,
+        "eval_every": run.eval_every,
+        "amp": run.amp,
+        "device": device,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def distinct_trials(study: Study) -> dict[str, list[TrialSpec]]:
+    """The study's trials grouped by configuration (seeds apart), keyed by their first name."""
+    trials = (
+        expand(study)
+        if study.search is None or study.search.algorithm != "optuna"
+        else [first_trial(study)] * len(study.seeds)
+    )
+    groups: dict[str, list[TrialSpec]] = {}
+    for trial in trials:
+        seedless = dataclasses.replace(trial, seed=0)
+        groups.setdefault(json.dumps(seedless.to_dict(), sort_keys=True, default=str), []).append(
+            trial
+        )
+    return {group[0].key: group for group in groups.values()}
+
+
+def _timed_epoch(trainer: Any, steps: int) -> float:
+    import torch
+
+    trainer.settings = dataclasses.replace(trainer.settings, steps_per_epoch=steps)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    trainer.train_epoch()
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def measure_trial(
+    spec: TrialSpec, run: RunSettings, device: str, cpus: float = 1.0
+) -> dict[str, Any]:
+    """Seconds per full epoch of each stage, seconds per evaluation, hours for the trial.
+
+    On the CPU with the trial's own ``resources.cpus`` threads, as its Ray worker has.
+    """
+    import torch
+
+    from trainables.datasets import load_dataset
+    from trainables.loop import LoopSettings, Trainer
+    from trainables.registry import get_method
+
+    method_class = get_method(spec.method)
+    config = spec.method_config()
+    entry = spec.dataset_entry
+    data = load_dataset(
+        entry.name,
+        entry.root or run.data_root,
+        download=entry.download,
+        options=entry.options,
+        resolution=config.image_size,
+    )
+    torch.set_num_threads(max(1, int(cpus)))
+    settings = LoopSettings(seed=spec.seed, device=device, amp=run.amp, eval_every=10**9)
+    trainer = Trainer(method_class, config, data, settings)
+    stages: list[dict[str, Any]] = []
+    for index, stage in enumerate(trainer.stages):
+        if stage.epochs == 0:
+            continue
+        trainer.epoch = trainer.stage_ends[index] - stage.epochs  # enter this stage
+        _timed_epoch(trainer, SHORT)  # warm-up: allocator, first graph, autotuning
+        short = _timed_epoch(trainer, SHORT)
+        long = _timed_epoch(trainer, LONG)
+        per_step = max((long - short) / (LONG - SHORT), 0.0)
+        per_epoch = max(short - SHORT * per_step, 0.0)  # epoch-end updates
+        full = dataclasses.replace(trainer.settings, steps_per_epoch=run.steps_per_epoch)
+        trainer.settings = full
+        steps = trainer.full_epoch_steps()
+        stages.append(
+            {"name": stage.name, "epochs": stage.epochs, "seconds": steps * per_step + per_epoch}
+        )
+    start = time.perf_counter()
+    trainer.evaluate()
+    evaluation = time.perf_counter() - start
+    ends = {end for end, s in zip(trainer.stage_ends, trainer.stages, strict=True) if s.epochs}
+    every = set(range(run.eval_every, trainer.total_epochs + 1, run.eval_every))
+    evaluations = max(len(every | ends), 1)  # an untrained baseline is evaluated once
+    seconds = sum(s["epochs"] * s["seconds"] for s in stages) + evaluations * evaluation
+    return {
+        "stages": stages,
+        "evaluation_s": evaluation,
+        "evaluations": evaluations,
+        "trial_hours": seconds / 3600,
+        "device": device,
+    }
+
+
+def cost_file(study: Study) -> Path:
+    return Path(study.run.storage).resolve() / study.name / COST_FILE
+
+
+def load_costs(study: Study) -> dict[str, Any]:
+    path = cost_file(study)
+    if not path.is_file():
+        return {}
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}  # a damaged cache is measured again
+
+
+def measure_study(study: Study, device: str) -> dict[str, Any]:
+    """Measure every distinct configuration not yet cached for ``device``; the whole cache."""
+    costs = load_costs(study)
+    for name, group in distinct_trials(study).items():
+        key = config_key(group[0], study.run, device)
+        if key not in costs:
+            cost = measure_trial(group[0], study.run, device, study.resources.cpus)
+            costs[key] = {"trial": name, **cost}
+    path = cost_file(study)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(costs, indent=2, sort_keys=True), encoding="utf-8")
+    partial.replace(path)
+    return costs
+
+
+def cost_lines(study: Study, device: str, devices: int | None = None) -> list[str]:
+    """What ``plan`` prints from the cache: per configuration, then the study's total."""
+    costs = load_costs(study)
+    groups = distinct_trials(study)
+    known = {name: costs.get(config_key(g[0], study.run, device)) for name, g in groups.items()}
+    if not any(known.values()):
+        return []
+    r = study.resources
+    unit = r.gpus if r.gpus > 0 else 1.0  # devices per worker: a CPU trial counts as one
+    lines = [f"measured on {device} (ablate plan --measure):"]
+    total, trial_hours, missing = 0.0, 0.0, 0
+    for name, group in groups.items():
+        cost = known[name]
+        if cost is None:
+            missing += len(group)
+            continue
+        per_epoch = ", ".join(f"{s['name']} {s['seconds']:.1f} s/epoch" for s in cost["stages"])
+        hours = cost["trial_hours"]
+        total += hours * unit * len(group)  # workers share the work: about as many device-hours
+        trial_hours += hours * len(group)
+        lines.append(
+            f"  {name} (×{len(group)}): {per_epoch or 'no training'}, evaluation "
+            f"{cost['evaluation_s']:.1f} s ×{cost['evaluations']}; {duration(hours * 3600)} a trial"
+        )
+    line = f"study: {total:.2f} device-hours"
+    if missing:
+        line += f" for the measured trials ({missing} not measured on {device})"
+    if devices:
+        at_once = max(int(devices // (unit * r.workers)), 1)
+        if r.max_concurrent:
+            at_once = min(at_once, r.max_concurrent)
+        wall = trial_hours / r.workers / at_once  # ideal scaling over a trial's workers
+        line += f"; about {duration(wall * 3600)} wall-clock on {devices} devices "
+        line += f"({at_once} trial{'' if at_once == 1 else 's'} at once)"
+    lines.append(line)
+    return lines
