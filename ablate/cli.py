@@ -75,16 +75,19 @@ def _print_cost(study: Any, args: argparse.Namespace) -> None:
     from ablate.measure import cost_lines, measure_study
 
     device = args.device or study.run.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.measure:
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         print(f"measuring each distinct configuration on {device} ...", flush=True)
         measure_study(study, device)
-    lines = cost_lines(study, device, args.devices)
-    if lines:
-        print("\n".join(lines))
+    # without --measure, no torch import (plan stays fast): what was measured, GPU first
+    for candidate in ("cuda", "cpu") if device == "auto" else (device,):
+        lines = cost_lines(study, candidate, args.devices)
+        if lines:
+            print("\n".join(lines))
+            return
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -267,6 +267,10 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
     hours = gpu_hours(study)
     lines.append(
         f"trials: {trial_count(study)}; estimated GPU-hours: "
-        + (f"{hours:.1f}" if hours is not None else "unknown (set resources.gpu_hours_per_trial)")
+        + (
+            f"{hours:.1f}"
+            if hours is not None
+            else "unknown (set resources.gpu_hours_per_trial, or measure: ablate plan --measure)"
+        )
     )
     return "\n".join(lines) + "\n"

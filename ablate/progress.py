@@ -45,6 +45,7 @@ class TrialProgress:
     metric: float | None = None
     images_per_s: float | None = None
     peak_memory_mb: float | None = None
+    gpu_utilisation: float | None = None
     node: str = ""
     error: str = ""
     last_report: float | None = None
@@ -110,6 +111,7 @@ class StudyProgress:
         trial.metric = _number(result.get(self.metric), trial.metric)
         trial.images_per_s = _number(result.get("images_per_s"), trial.images_per_s)
         trial.peak_memory_mb = _number(result.get("peak_memory_mb"), trial.peak_memory_mb)
+        trial.gpu_utilisation = _number(result.get("gpu_utilisation"), trial.gpu_utilisation)
         trial.node = str(result.get("node", trial.node))
         return trial
 
@@ -174,7 +176,7 @@ class StudyProgress:
             _fixed(trial.loss, 4),
             _fixed(trial.metric, 3),
             _fixed(trial.images_per_s, 1),
-            "-" if trial.peak_memory_mb is None else f"{trial.peak_memory_mb:.0f} MiB",
+            _memory(trial),
             duration(trial.eta_s()) if trial.state == "running" else trial.state,
         ]
 
@@ -194,6 +196,16 @@ def _number(value: Any, default: float | None) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return default
+
+
+def _memory(trial: TrialProgress) -> str:
+    """Peak memory, and the GPU's busy share where NVML reported one."""
+    if trial.peak_memory_mb is None:
+        return "-"
+    text = f"{trial.peak_memory_mb:.0f} MiB"
+    if trial.gpu_utilisation is not None:
+        text += f", GPU {trial.gpu_utilisation:.0f} %"
+    return text
 
 
 def _fixed(value: float | None, digits: int) -> str:

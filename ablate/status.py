@@ -20,7 +20,7 @@ from ablate.study import Study, absolute_uri
 #: MLflow's run status as a trial state; KILLED: stopped by an interrupted driver.
 STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "stopped"}
 #: What a row shows per trial, besides the shared progress cells.
-EPOCH_METRICS = ("loss", "images_per_s", "peak_memory_mb", "stage")
+EPOCH_METRICS = ("loss", "images_per_s", "peak_memory_mb", "gpu_utilisation")
 
 
 @dataclass
@@ -95,6 +95,7 @@ def _replay(
     trial.metric = last.get(progress.metric, trial.metric)
     trial.images_per_s = last.get("images_per_s", trial.images_per_s)
     trial.peak_memory_mb = last.get("peak_memory_mb", trial.peak_memory_mb)
+    trial.gpu_utilisation = last.get("gpu_utilisation", trial.gpu_utilisation)
     trial.stage = tags.get("ablate.stage_name", "")
     trial.node = tags.get("ablate.node", "")
     trial.state = STATES.get(run.info.status, run.info.status.lower())

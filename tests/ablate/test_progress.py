@@ -112,6 +112,8 @@ def test_live_table_shows_a_row_per_running_trial():
     text = rendered.getvalue()
     assert "alpha" in text and "beta" in text and "1/3" in text and "0.610" in text
     assert "88.0" in text and "40 s" in text  # alpha's ETA: 2 epochs at 20 s
+    gpu = study.report("beta", {"epoch": 1, "peak_memory_mb": 2048.0, "gpu_utilisation": 87.0})
+    assert study.trial_cells(gpu)[6] == "2048 MiB, GPU 87 %"  # NVML's share, on CUDA only
     study.finish("alpha")
     rendered = io.StringIO()
     Console(file=rendered, width=120).print(live._table())
