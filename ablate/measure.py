@@ -78,20 +78,13 @@ def measure_trial(
     """
     import torch
 
-    from trainables.datasets import load_dataset
+    from ablate.trainable import trial_data
     from trainables.loop import LoopSettings, Trainer
     from trainables.registry import get_method
 
     method_class = get_method(spec.method)
     config = spec.method_config()
-    entry = spec.dataset_entry
-    data = load_dataset(
-        entry.name,
-        entry.root or run.data_root,
-        download=entry.download,
-        options=entry.options,
-        resolution=config.image_size,
-    )
+    data = trial_data(spec, run, config.image_size)
     torch.set_num_threads(max(1, int(cpus)))
     settings = LoopSettings(seed=spec.seed, device=device, amp=run.amp, eval_every=10**9)
     trainer = Trainer(method_class, config, data, settings)

@@ -40,11 +40,24 @@ def resolve(config: dict[str, Any]) -> tuple[TrialSpec, RunSettings]:
     return spec, RunSettings.model_validate(config["run"])
 
 
+def trial_data(spec: TrialSpec, run: RunSettings, image_size: int | None) -> Any:
+    """The trial's data set, decoded at the method's resolution, from the study's data root."""
+    from trainables.datasets import load_dataset
+
+    entry = spec.dataset_entry
+    return load_dataset(
+        entry.name,
+        entry.root or run.data_root,
+        download=entry.download,
+        options=entry.options,
+        resolution=image_size,
+    )
+
+
 def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: str | None) -> None:
     """Train one trial; ``report(metrics, checkpoint_dir)`` is called once per epoch."""
     import torch
 
-    from trainables.datasets import load_dataset
     from trainables.loop import EpochReport, LoopSettings, Trainer
     from trainables.registry import get_method
 
@@ -52,14 +65,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
     method_class = get_method(spec.method)
     method_config = spec.method_config()  # TrialConfigError: this trial fails, with its reason
-    entry = spec.dataset_entry
-    data = load_dataset(
-        entry.name,
-        entry.root or run.data_root,
-        download=entry.download,
-        options=entry.options,
-        resolution=method_config.image_size,
-    )
+    data = trial_data(spec, run, method_config.image_size)
     settings = LoopSettings(
         seed=spec.seed,
         device=run.device,

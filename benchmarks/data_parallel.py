@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from gacl_step import timed_epoch  # the same timing of an epoch (run from benchmarks/)
 
 from trainables.datasets import load_dataset
 from trainables.loop import LoopSettings, Trainer
@@ -87,20 +88,10 @@ class CollectiveTimer:
         return timed
 
 
-def _epoch_seconds(trainer: Trainer) -> tuple[float, int]:
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    metrics = trainer.train_epoch()
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, int(metrics["steps"])
-
-
 def _timed_alone(args: argparse.Namespace) -> tuple[float, int]:
     trainer = _trainer(args, args.device)
     trainer.train_epoch()  # warm-up: allocator, cudnn autotune
-    return _epoch_seconds(trainer)
+    return timed_epoch(trainer)
 
 
 def _worker(rank: int, args: argparse.Namespace, port: int, results: Any) -> None:
@@ -120,7 +111,7 @@ def _worker(rank: int, args: argparse.Namespace, port: int, results: Any) -> Non
         trainer = _trainer(args, f"cuda:{rank}" if cuda else "cpu")
         trainer.train_epoch()  # warm-up
         timer.seconds.clear()
-        seconds, steps = _epoch_seconds(trainer)
+        seconds, steps = timed_epoch(trainer)
         if rank == 0:
             results.put((seconds, steps, dict(timer.seconds)))
     finally:

@@ -19,15 +19,21 @@ from trainables.gacl import GACL, GACLConfig
 from trainables.loop import LoopSettings, Trainer
 
 
-def step_time(trainer: Trainer, steps: int) -> float:
-    trainer.train_epoch()  # warm-up (allocator, cudnn autotune)
+def timed_epoch(trainer: Trainer) -> tuple[float, int]:
+    """Seconds of one epoch (the device synchronised) and its steps."""
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     metrics = trainer.train_epoch()
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / max(metrics["steps"], 1)
+    return time.perf_counter() - start, int(metrics["steps"])
+
+
+def step_time(trainer: Trainer, steps: int) -> float:
+    trainer.train_epoch()  # warm-up (allocator, cudnn autotune)
+    seconds, done = timed_epoch(trainer)
+    return seconds / max(done, 1)
 
 
 def main() -> None:
