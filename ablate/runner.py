@@ -76,6 +76,19 @@ def _run_settings(study: Study) -> dict[str, Any]:
     return run
 
 
+#: How this driver shows progress. Tune unpickles its callbacks when a study resumes, and the
+#: run that pickled them may have had another terminal or --progress-every: a restored
+#: callback takes these. Every view opened is listed, so the driver closes it at the end.
+_DISPLAY: dict[str, Any] = {"live": False, "every_s": 30.0, "printer": _print}
+_OPEN_VIEWS: list[ProgressCallback] = []
+
+
+def close_progress_views() -> None:
+    """Stop every live table (and forget plain views) this driver opened."""
+    while _OPEN_VIEWS:
+        _OPEN_VIEWS.pop().close()
+
+
 class ProgressCallback(Callback):
     """Feeds Tune's trial events to a :class:`StudyProgress` and shows it.
 
@@ -93,8 +106,16 @@ class ProgressCallback(Callback):
         return {k: v for k, v in self.__dict__.items() if k not in ("printer", "_view")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        """A resumed study: this driver's display, and paces measured afresh."""
         self.__dict__.update(state)
-        self.printer, self._view = _print, None
+        self.live, self.every_s, self.printer = (
+            _DISPLAY["live"],
+            _DISPLAY["every_s"],
+            _DISPLAY["printer"],
+        )
+        self._view = None
+        for trial in self.progress.trials.values():
+            trial.last_report = None  # the time between two drivers is no epoch's
 
     @property
     def view(self) -> LiveProgress | PlainProgress:
@@ -104,6 +125,7 @@ class ProgressCallback(Callback):
                 if self.live
                 else PlainProgress(self.progress, self.printer, self.every_s)
             )
+            _OPEN_VIEWS.append(self)
         return self._view
 
     def close(self) -> None:
@@ -367,6 +389,7 @@ def _run_locked(
         )
 
     max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
+    _DISPLAY.update(live=live_progress, every_s=progress_every_s, printer=printer)
     progress = ProgressCallback(
         StudyProgress(total, planned_epochs(study), metric, mode, max_concurrent),
         live=live_progress,
@@ -421,14 +444,14 @@ def _run_locked(
     except KeyboardInterrupt:
         outcome = Outcome(interrupted=True)
     else:
-        progress.close()
+        close_progress_views()
         outcome = _collect(grid)
         # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
         statuses = _statuses(experiment_dir)
         outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
             len(statuses) < total
         )
-    progress.close()
+    close_progress_views()
     _end_study_run(mlflow_logger(), outcome)
     return _with_backlog(outcome, experiment_dir)
 

@@ -172,3 +172,32 @@ def test_a_study_run_on_a_terminal_shows_a_live_row_per_running_trial(tmp_path):
         assert any(f"│ train │   {epoch} │" in row and "MiB" in row for row in rows), rows
     assert f"started {trial}" in out and f"finished {trial}" in out
     assert "1 trial of cc" in out and "1 trial finished, 0 failed" in out
+
+
+def test_a_callback_restored_on_resume_takes_this_drivers_display_and_measures_afresh():
+    """Tune unpickles its callbacks when a study resumes, pickled by another driver."""
+    import pickle
+
+    from ablate import runner
+
+    clock = FakeClock()
+    study = _study(clock, trials=1, epochs=4)
+    callback = runner.ProgressCallback(study, live=True, every_s=5.0, printer=print)
+    study.start("a", 4)
+    clock.now += 10
+    study.report("a", {"epoch": 1})
+    lines: list[str] = []
+    runner._DISPLAY.update(live=False, every_s=60.0, printer=lines.append)
+    try:
+        restored = pickle.loads(pickle.dumps(callback))
+    finally:
+        runner._DISPLAY.update(live=False, every_s=30.0, printer=runner._print)
+    assert (restored.live, restored.every_s) == (False, 60.0)
+    restored.progress.clock = clock
+    clock.now += 7200  # the study waited two hours for its next driver
+    trial = restored.progress.report("a", {"epoch": 2})
+    assert trial.epoch_seconds == [10]  # not a two-hour epoch
+    restored.view.epoch(trial)
+    assert lines and lines[-1].startswith("  a: ")  # this driver's printer, plain mode
+    runner.close_progress_views()
+    assert not runner._OPEN_VIEWS
