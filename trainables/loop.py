@@ -278,26 +278,25 @@ class Trainer:
         Each rank encodes its share of every batch (:mod:`trainables.data_parallel`), so
         steps per epoch and the schedule do not change with the number of workers.
         """
+        batch, steps = self._epoch_shape(n)
+        order = torch.randperm(n, generator=self.shuffle_gen)
+        return [order[i * batch : (i + 1) * batch] for i in range(steps)]
+
+    def _epoch_shape(self, n: int) -> tuple[int, int]:
+        """Batch size and steps of an epoch over ``n`` images of the current stage."""
         batch = min(self.stages[self.stage_index].batch_size, n)
         batch -= batch % self.world_size  # a data set smaller than the batch
-        order = torch.randperm(n, generator=self.shuffle_gen)
         steps = n // batch
         if self.settings.steps_per_epoch is not None:
             steps = min(steps, self.settings.steps_per_epoch)
-        return [order[i * batch : (i + 1) * batch] for i in range(steps)]
+        return batch, steps
 
     def full_epoch_steps(self) -> int:
         """Steps of one epoch of the current stage, over every pool it trains on."""
         pools = [self.data.images]
         if self.data.unlabeled is not None and self.method.uses_unlabeled:
             pools.append(self.data.unlabeled)
-        batch = self.stages[self.stage_index].batch_size
-        steps = 0
-        for pool in pools:
-            n = pool.shape[0]
-            size = min(batch, n) - min(batch, n) % self.world_size
-            steps += min(n // size, self.settings.steps_per_epoch or n // size)
-        return steps
+        return sum(self._epoch_shape(pool.shape[0])[1] for pool in pools)
 
     def _step(self, images: torch.Tensor, index: torch.Tensor, source: str) -> StepOutput:
         index = index.to(self.device)
