@@ -227,11 +227,11 @@ def planned_epochs(study: Study) -> int:
     Optuna's trials are drawn later: each counts the first variant's epochs.
     """
     if study.search is not None and study.search.algorithm == "optuna":
-        return trial_count(study) * _epochs_or_none(first_trial(study))
-    return sum(_epochs_or_none(trial) for trial in expand(study))
+        return trial_count(study) * epochs_or_zero(first_trial(study))
+    return sum(epochs_or_zero(trial) for trial in expand(study))
 
 
-def _epochs_or_none(trial: TrialSpec) -> int:
+def epochs_or_zero(trial: TrialSpec) -> int:
     """A trial's epochs; 0 for one whose configuration is invalid (it fails at once)."""
     try:
         return trial.total_epochs()

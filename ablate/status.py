@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.planner import expand, first_trial, planned_epochs, trial_count
+from ablate.planner import epochs_or_zero, expand, first_trial, planned_epochs, trial_count
 from ablate.progress import StudyProgress, TrialProgress
 from ablate.study import Study, absolute_uri
 
 #: MLflow's run status as a trial state; KILLED: stopped by an interrupted driver.
 STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "stopped"}
-#: What a row shows per trial, besides the shared progress cells.
-EPOCH_METRICS = ("loss", "images_per_s", "peak_memory_mb", "gpu_utilisation")
 
 
 @dataclass
@@ -34,10 +32,10 @@ class StudyStatus:
 
 def _total_epochs(study: Study) -> tuple[dict[str, int], int]:
     """Each planned trial's epochs by name, and the epochs of a trial not planned by name."""
-    fallback = first_trial(study).total_epochs()
+    fallback = epochs_or_zero(first_trial(study))
     if study.search is not None and study.search.algorithm == "optuna":
         return {}, fallback
-    return {trial.key: trial.total_epochs() for trial in expand(study)}, fallback
+    return {trial.key: epochs_or_zero(trial) for trial in expand(study)}, fallback
 
 
 def read_status(study: Study, clock: Any = time.time) -> StudyStatus:
@@ -90,14 +88,9 @@ def _replay(
     history = sorted(client.get_metric_history(run.info.run_id, "epoch"), key=lambda m: m.step)
     for point in history:
         progress.report(name, {"epoch": point.value}, at=point.timestamp / 1000)
-    last = {key: metrics[key] for key in (*EPOCH_METRICS, progress.metric) if key in metrics}
-    trial.loss = last.get("loss", trial.loss)
-    trial.metric = last.get(progress.metric, trial.metric)
-    trial.images_per_s = last.get("images_per_s", trial.images_per_s)
-    trial.peak_memory_mb = last.get("peak_memory_mb", trial.peak_memory_mb)
-    trial.gpu_utilisation = last.get("gpu_utilisation", trial.gpu_utilisation)
-    trial.stage = tags.get("ablate.stage_name", "")
-    trial.node = tags.get("ablate.node", "")
+    # the last values of every metric, through the same path as a live epoch report
+    last = {**metrics, "epoch": trial.epoch, "stage_name": tags.get("ablate.stage_name", "")}
+    progress.report(name, {**last, "node": tags.get("ablate.node", "")}, at=trial.last_report)
     trial.state = STATES.get(run.info.status, run.info.status.lower())
     trial.error = tags.get("ablate.error", "")
     return trial
