@@ -98,27 +98,9 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         assert sorted(steps) == [1, 2, 3, 4], (run.info.run_name, steps)
 
 
-def test_ctrl_c_exits_130_and_the_next_run_completes(tmp_path):
-    path = write_study(tmp_path, "killed", STUDY)
-    first = _ablate_run(path, tmp_path)
-    for line in first.stdout:
-        if "started default-" in line:
-            time.sleep(2)
-            first.send_signal(signal.SIGINT)
-            break
-    out, _ = first.communicate(timeout=120)
-    assert first.returncode == 130, out
-    assert "interrupted; run `ablate run" in out
-
-    second = _ablate_run(path, tmp_path)
-    out, _ = second.communicate(timeout=300)
-    assert second.returncode == 0, out
-    assert "3 trials finished, 0 failed" in out
-
-
-def test_an_interrupted_study_reads_killed_in_mlflow_then_finished_after_resume(tmp_path):
-    """Ctrl-C ends the study's run KILLED (it used to read FINISHED) and the trial it
-    stopped too; the resume reopens both and ends them FINISHED."""
+def test_ctrl_c_exits_130_reads_killed_in_mlflow_and_the_next_run_finishes(tmp_path):
+    """Ctrl-C exits 130 and ends the study's run KILLED (it used to read FINISHED) and the
+    trial it stopped too; the next run resumes, reopens both and ends them FINISHED."""
     path = write_study(tmp_path, "killed", STUDY.replace("epochs: 4", "epochs: 6"))
     first = _ablate_run(path, tmp_path)
     for line in first.stdout:
@@ -140,5 +122,6 @@ def test_an_interrupted_study_reads_killed_in_mlflow_then_finished_after_resume(
     second = _ablate_run(path, tmp_path)
     out, _ = second.communicate(timeout=600)
     assert second.returncode == 0, out
+    assert "resuming study 'killed'" in out and "3 trials finished, 0 failed" in out
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4

@@ -50,13 +50,14 @@ def _processes_under(root: str) -> list[int]:
 def _stop_cluster(root: str) -> None:
     """Stop this test's cluster and nothing else: `ray stop` would also kill every other Ray
     session on the machine (a researcher's running study included)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    # some of Ray's processes outlive SIGTERM by more than 30 s: they get 5, then SIGKILL
+    for sig, grace_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 30)):
         for pid in _processes_under(root):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + grace_s
         while _processes_under(root) and time.monotonic() < deadline:
             time.sleep(0.5)
 
