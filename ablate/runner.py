@@ -36,6 +36,7 @@ from ablate.planner import (
 )
 from ablate.progress import LiveProgress, PlainProgress, StudyProgress
 from ablate.study import Study, absolute_uri
+from ablate.trial_reuse import trial_store_root
 from ablate.yaml_source import StudyFileError
 
 Printer = Callable[[str], None]
@@ -69,6 +70,7 @@ class Outcome:
 def _run_settings(study: Study) -> dict[str, Any]:
     run = study.run.model_dump()
     run["stage_store"] = str(Path(run["stage_store"] or Path(run["storage"]) / "stages").resolve())
+    run["trial_store"] = str(trial_store_root(study.run))
     if run["data_root"] is not None:
         run["data_root"] = str(Path(run["data_root"]).resolve())
     elif "ABLATE_DATA" not in os.environ:

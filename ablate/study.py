@@ -280,6 +280,14 @@ class RunSettings(Closed):
     )
     share_stages: bool = True
     stage_store: str | None = None
+    reuse_trials: bool = Field(
+        True,
+        description="Replay a finished trial with the same key (method, resolved config, data "
+        "set, seed, loop settings, code) instead of training it again.",
+    )
+    trial_store: str | None = Field(
+        None, description="Where finished trials are kept by key; default <run.storage>/trials."
+    )
     sync_bn: bool = Field(
         True,
         description="With resources.workers above 1: the backbone's batch norm over the global "

@@ -420,7 +420,7 @@ class MLflowTrialLogger(Callback):
         ]
         tags = [
             RunTag(f"{TAG}{k}", str(result[k]))
-            for k in ("device", "node", "assignment", "data_parallel", "stage_name")
+            for k in ("device", "node", "assignment", "data_parallel", "stage_name", "reused_from")
             if k in result
         ]
         tags += [RunTag(f"{TAG}{k}", str(v)) for k, v in result.items() if k.startswith(STAGE_NOTE)]

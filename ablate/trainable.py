@@ -10,7 +10,10 @@ trial asks for several workers.
 
 from __future__ import annotations
 
+import json
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,10 @@ import numpy as np
 import yaml
 
 from ablate.planner import TrialSpec
-from ablate.stage_cache import StageCache
+from ablate.stage_cache import MANIFEST_FILE, StageCache
 from ablate.study import RunSettings
+from ablate.trial_reuse import open_store, read_reports, trial_material, write_reports
+from trainables.loop import WAITING
 
 STATE_FILE = "state.pt"
 ASSIGNMENTS_FILE = "assignments.npy"
@@ -58,14 +63,13 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     """Train one trial; ``report(metrics, checkpoint_dir)`` is called once per epoch."""
     import torch
 
-    from trainables.loop import EpochReport, LoopSettings, Trainer
+    from trainables.loop import LoopSettings
     from trainables.registry import get_method
 
     spec, run = resolve(config)
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
     method_class = get_method(spec.method)
     method_config = spec.method_config()  # TrialConfigError: this trial fails, with its reason
-    data = trial_data(spec, run, method_config.image_size)
     settings = LoopSettings(
         seed=spec.seed,
         device=run.device,
@@ -74,6 +78,72 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
         steps_per_epoch=run.steps_per_epoch,
         sync_bn=run.sync_bn,
     )
+    workers = int(config.get("workers", 1))
+    # multi-worker trials are not shared yet: their ranks would have to decide together
+    store = open_store(run, f"{spec.study}/{spec.key}") if workers == 1 else None
+    material = trial_material(spec, run, workers, settings.torch_device().type)
+    if store is not None:
+        found = _finished_elsewhere(store, material, resuming=restore_dir is not None)
+        if found is not None:
+            _replay(found.parent, report)
+            return
+
+    def publish(final: Any, write: Callable[[Path], None]) -> None:
+        """Keep the finished trial under its key, if this trial holds the key's claim."""
+        if store is None or store.find(material) is not None:
+            return
+        if store.try_acquire(material) is None:  # the claim taken at the start is ours
+            store.publish(material, write)
+
+    try:
+        _train(spec, run, (method_class, method_config), settings, report, restore_dir, publish)
+    finally:
+        if store is not None:
+            store.release(material)  # no-op after a publish; a failed trial frees the key
+
+
+def _finished_elsewhere(store: StageCache, material: dict[str, Any], resuming: bool) -> Path | None:
+    """A published trial of this key; else None, with this trial's claim to publish it.
+
+    A trial that another live trial is training waits for it. A resumed trial never waits
+    (it has epochs on record already): it trains on, and publishes if it gets the claim.
+    """
+    found = store.try_acquire(material)
+    while found == WAITING and not resuming:
+        time.sleep(store.poll_s)
+        found = store.try_acquire(material)
+    return found if isinstance(found, Path) else None
+
+
+def _replay(folder: Path, report: Reporter) -> None:
+    """Report a published trial's epochs as this trial's, the last with its checkpoint."""
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    reports = read_reports(folder)
+    origin = {"reused_from": str(manifest["produced_by"])}
+    for metrics in reports[:-1]:
+        report({**metrics, **origin}, None)
+    with tempfile.TemporaryDirectory() as copy:
+        for name in (STATE_FILE, ASSIGNMENTS_FILE, CONFIG_FILE):
+            if (folder / name).exists():
+                shutil.copy2(folder / name, Path(copy) / name)
+        report({**reports[-1], **origin}, copy)
+
+
+def _train(
+    spec: TrialSpec,
+    run: RunSettings,
+    method: tuple[Any, Any],
+    settings: Any,
+    report: Reporter,
+    restore_dir: str | None,
+    publish: Callable[[Any, Callable[[Path], None]], None],
+) -> None:
+    """Train the trial; when it ends, ``publish`` it with a writer of its store folder."""
+    from trainables.loop import EpochReport, Trainer
+
+    method_class, method_config = method
+
+    data = trial_data(spec, run, method_config.image_size)
     trainer = Trainer(method_class, method_config, data, settings, _stage_store(spec, run))
     if restore_dir is not None:
         trainer.restore(Path(restore_dir) / STATE_FILE)
@@ -89,20 +159,31 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             **({"data_parallel": trainer.data_parallel} if trainer.world_size > 1 else {}),
             **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
+        reports.append(metrics)
         last = result.epoch == trainer.total_epochs
         if not trainer.is_chief or not (last or result.epoch % run.checkpoint_every == 0):
             report(metrics, None)
             return
         with tempfile.TemporaryDirectory() as folder:
-            trainer.save(Path(folder) / STATE_FILE)
-            if last and result.assignments is not None:
-                np.save(Path(folder) / ASSIGNMENTS_FILE, result.assignments)
-                (Path(folder) / CONFIG_FILE).write_text(
-                    yaml.safe_dump(method_config.model_dump(mode="json"))
-                )
+            _write_checkpoint(Path(folder), trainer, result.assignments if last else None)
             report(metrics, folder)
 
-    trainer.fit(on_epoch)
+    def _write_checkpoint(folder: Path, trainer: Trainer, assignments: Any) -> None:
+        trainer.save(folder / STATE_FILE)
+        if assignments is not None:
+            np.save(folder / ASSIGNMENTS_FILE, assignments)
+            (folder / CONFIG_FILE).write_text(yaml.safe_dump(method_config.model_dump(mode="json")))
+
+    reports: list[dict[str, Any]] = []
+    final = trainer.fit(on_epoch)
+    if final.epoch != trainer.total_epochs or not trainer.is_chief:
+        return
+
+    def write(state: Path) -> None:  # the store's folder: the checkpoint and what it reports
+        _write_checkpoint(state.parent, trainer, final.assignments)
+        write_reports(state.parent, reports)
+
+    publish(final, write)
 
 
 def _node_id() -> str:

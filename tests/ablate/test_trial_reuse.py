@@ -1,0 +1,73 @@
+"""Finished trials reused across studies and within one, by their key (real Ray, real MLflow)."""
+
+from mlflow import MlflowClient
+
+from ablate.cli import main
+from tests.conftest import write_study
+
+BASE = """\
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
+resources: {{cpus: 1, max_concurrent: 2}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+"""
+FIRST = 'name: first\nseeds: [0]\nvariants: {{full: {{}}}}\nrun: {{storage: "{root}/results"}}\n'
+SECOND = (
+    "name: second\nseeds: [0, 1]\n"
+    "variants: {{full: {{}}, no_entropy: {{loss.entropy: false}}}}\n"
+    'run: {{storage: "{root}/results"}}\n'
+)
+
+
+def _trials(root, experiment):
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id])
+    return client, {r.data.tags["ablate.trial"]: r for r in runs if "ablate.trial" in r.data.tags}
+
+
+def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, capsys):
+    assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
+    assert main(["run", str(write_study(tmp_path, "second", BASE + SECOND))]) == 0
+    assert "4 trials finished, 0 failed" in capsys.readouterr().out
+    client, first = _trials(tmp_path, "first")
+    _, second = _trials(tmp_path, "second")
+    reused = second["full-synthetic_n32_size8-s0"]
+    original = first["full-synthetic_n32_size8-s0"]
+    assert reused.data.tags["ablate.reused_from"] == "first/full-synthetic_n32_size8-s0"
+    for key in ("final_acc", "final_nmi", "final_loss", "loss_instance"):
+        assert reused.data.metrics[key] == original.data.metrics[key], key
+    history = [m.value for m in client.get_metric_history(reused.info.run_id, "loss")]
+    assert history == [m.value for m in client.get_metric_history(original.info.run_id, "loss")]
+    assert {a.path for a in client.list_artifacts(reused.info.run_id)} == {
+        "config.yaml",
+        "assignments.npy",
+    }
+    # another seed, another configuration: trained
+    for name in ("full-synthetic_n32_size8-s1", "no_entropy-synthetic_n32_size8-s0"):
+        assert "ablate.reused_from" not in second[name].data.tags, name
+
+
+def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
+    tmp_path, local_ray, capsys
+):
+    assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
+    off = FIRST.replace("name: first", "name: no_reuse")  # (a bare `off` is YAML's false)
+    off = off.replace('results"}}', 'results", reuse_trials: false}}')
+    assert main(["run", str(write_study(tmp_path, "no_reuse", BASE + off))]) == 0
+    _, trials = _trials(tmp_path, "no_reuse")
+    assert "ablate.reused_from" not in trials["full-synthetic_n32_size8-s0"].data.tags
+
+    twins = (
+        "name: twins\nseeds: [0]\n"
+        "variants: {{full: {{}}, same: {{tau_instance: 0.5}}}}\n"  # 0.5 is CC's default
+        'run: {{storage: "{root}/other"}}\n'
+    )
+    assert main(["run", str(write_study(tmp_path, "twins", BASE + twins))]) == 0
+    _, trials = _trials(tmp_path, "twins")
+    tags = [trials[f"{v}-synthetic_n32_size8-s0"].data.tags for v in ("full", "same")]
+    origins = [t.get("ablate.reused_from") for t in tags]
+    assert sorted(o is None for o in origins) == [False, True]  # one trained, one replayed
+    trained = next(v for v, o in zip(("full", "same"), origins, strict=True) if o is None)
+    assert f"twins/{trained}-synthetic_n32_size8-s0" in origins
