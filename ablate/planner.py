@@ -272,6 +272,19 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
         shown = resolved if verbose else {k: v for k, v in resolved.items() if v != defaults[k]}
         body = ", ".join(f"{k}={v}" for k, v in shown.items()) or "(method defaults)"
         lines.append(f"  {trial.key}: {body}")
+    from ablate.trial_reuse import done_elsewhere, equal_variants
+
+    done = done_elsewhere(study, trials)
+    if done:
+        lines.append(
+            f"{len(done)} of {trial_count(study)} trials are done already (in the trial store, "
+            f"by this or another study): they are replayed, not trained"
+        )
+    for a, b in equal_variants(study):
+        lines.append(
+            f"variants {a!r} and {b!r} resolve to the same configuration: one trains, "
+            "the other replays it"
+        )
     hours = gpu_hours(study)
     lines.append(
         f"trials: {trial_count(study)}; estimated GPU-hours: "

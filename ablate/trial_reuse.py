@@ -19,19 +19,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.planner import TrialSpec
-from ablate.stage_cache import StageCache
 from ablate.study import RunSettings
+
+if TYPE_CHECKING:
+    from ablate.stage_cache import StageCache
 
 REPORTS_FILE = "reports.jsonl"
 TRIALS_FOLDER = "trials"
 
 
 def trial_material(spec: TrialSpec, run: RunSettings, workers: int, device: str) -> dict[str, Any]:
-    """What a trial's outcome depends on (its key is this material's hash)."""
-    import torch
+    """What a trial's outcome depends on (its key is this material's hash).
+
+    Computed without importing torch, so ``ablate plan`` stays fast.
+    """
+    from importlib.metadata import version
 
     from trainables.fingerprint import method_fingerprint
     from trainables.registry import get_method
@@ -50,7 +55,7 @@ def trial_material(spec: TrialSpec, run: RunSettings, workers: int, device: str)
         "sync_bn": run.sync_bn if workers > 1 else None,
         "device": device,
         "code": method_fingerprint(module),
-        "torch": torch.__version__,
+        "torch": version("torch"),
     }
 
 
@@ -67,9 +72,39 @@ def trial_store_root(run: RunSettings) -> Path:
 
 def open_store(run: RunSettings, trial: str) -> StageCache | None:
     """The study's store of finished trials, unless ``run.reuse_trials`` is off."""
+    from ablate.stage_cache import StageCache  # imports torch: only where trials run
+
     if not run.reuse_trials:
         return None
     return StageCache(trial_store_root(run), {}, trial=trial)
+
+
+def done_elsewhere(study: Any, trials: list[TrialSpec]) -> list[TrialSpec]:
+    """The trials whose key the store holds finished: they will be replayed, not trained."""
+    if not study.run.reuse_trials or study.resources.workers > 1:
+        return []
+    root = trial_store_root(study.run)
+    if not root.is_dir():
+        return []
+    from ablate.stage_cache import StageCache
+
+    store = StageCache(root, {})  # the context trials open it with (open_store)
+    device = planned_device(study.run, study.resources.gpus)
+    return [t for t in trials if store.find(trial_material(t, study.run, 1, device)) is not None]
+
+
+def equal_variants(study: Any) -> list[tuple[str, str]]:
+    """Pairs of variants whose resolved configurations are equal: one trial between them."""
+    from trainables.config import unflatten
+
+    config_class = study.method_config_class()
+    resolved = {
+        v: config_class(**unflatten(study.overrides(v))).model_dump() for v in study.variants
+    }
+    names = list(resolved)
+    return [
+        (a, b) for i, a in enumerate(names) for b in names[i + 1 :] if resolved[a] == resolved[b]
+    ]
 
 
 def write_reports(folder: Path, reports: list[dict[str, Any]]) -> None:

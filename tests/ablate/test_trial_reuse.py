@@ -29,7 +29,11 @@ def _trials(root, experiment):
 
 def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, capsys):
     assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
-    assert main(["run", str(write_study(tmp_path, "second", BASE + SECOND))]) == 0
+    second_file = str(write_study(tmp_path, "second", BASE + SECOND))
+    capsys.readouterr()
+    assert main(["plan", second_file]) == 0
+    assert "1 of 4 trials are done already (in the trial store" in capsys.readouterr().out
+    assert main(["run", second_file]) == 0
     assert "4 trials finished, 0 failed" in capsys.readouterr().out
     client, first = _trials(tmp_path, "first")
     _, second = _trials(tmp_path, "second")
@@ -64,7 +68,13 @@ def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
         "variants: {{full: {{}}, same: {{tau_instance: 0.5}}}}\n"  # 0.5 is CC's default
         'run: {{storage: "{root}/other"}}\n'
     )
-    assert main(["run", str(write_study(tmp_path, "twins", BASE + twins))]) == 0
+    twins_file = str(write_study(tmp_path, "twins", BASE + twins))
+    capsys.readouterr()
+    assert main(["validate", twins_file]) == 0
+    assert "note: variants 'full' and 'same' resolve to the same configuration" in (
+        capsys.readouterr().out
+    )
+    assert main(["run", twins_file]) == 0
     _, trials = _trials(tmp_path, "twins")
     tags = [trials[f"{v}-synthetic_n32_size8-s0"].data.tags for v in ("full", "same")]
     origins = [t.get("ablate.reused_from") for t in tags]
