@@ -159,22 +159,28 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
         return []
     r = study.resources
     unit = r.gpus if r.gpus > 0 else 1.0  # devices per worker: a CPU trial counts as one
+    from ablate.trial_reuse import done_elsewhere
+
     lines = [f"measured on {device} (ablate plan --measure):"]
-    total, trial_hours, missing = 0.0, 0.0, 0
+    total, trial_hours, missing, saved = 0.0, 0.0, 0, 0.0
     for name, group in groups.items():
         cost = known[name]
         if cost is None:
             missing += len(group)
             continue
+        done = len(done_elsewhere(study, group))  # replayed, not trained
+        saved += cost["trial_hours"] * unit * done
         per_epoch = ", ".join(f"{s['name']} {s['seconds']:.1f} s/epoch" for s in cost["stages"])
         hours = cost["trial_hours"]
-        total += hours * unit * len(group)  # workers share the work: about as many device-hours
-        trial_hours += hours * len(group)
+        total += hours * unit * (len(group) - done)  # workers share the work: as many hours
+        trial_hours += hours * (len(group) - done)
         lines.append(
             f"  {name} (×{len(group)}): {per_epoch or 'no training'}, evaluation "
             f"{cost['evaluation_s']:.1f} s ×{cost['evaluations']}; {duration(hours * 3600)} a trial"
         )
-    line = f"study: {total:.2f} device-hours"
+    line = f"study: {total:.2f} device-hours to train"
+    if saved:
+        line += f" ({saved:.2f} saved by trials done already)"
     if missing:
         line += f" for the measured trials ({missing} not measured on {device})"
     if devices:

@@ -78,4 +78,4 @@ def test_a_configuration_not_measured_is_named_in_the_total(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "full-synthetic_n64_size8-s0 (×1)" in out
     assert "no_cluster-synthetic_n64_size8-s0 (×1)" not in out
-    assert "device-hours for the measured trials (1 not measured on cpu)" in out
+    assert "device-hours to train for the measured trials (1 not measured on cpu)" in out

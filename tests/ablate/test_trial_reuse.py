@@ -1,5 +1,7 @@
 """Finished trials reused across studies and within one, by their key (real Ray, real MLflow)."""
 
+import re
+
 from mlflow import MlflowClient
 
 from ablate.cli import main
@@ -31,8 +33,10 @@ def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, c
     assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
     second_file = str(write_study(tmp_path, "second", BASE + SECOND))
     capsys.readouterr()
-    assert main(["plan", second_file]) == 0
-    assert "1 of 4 trials are done already (in the trial store" in capsys.readouterr().out
+    assert main(["plan", second_file, "--measure", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 4 trials are done already (in the trial store" in out
+    assert re.search(r"study: [0-9.]+ device-hours to train \([0-9.]+ saved by trials done", out)
     assert main(["run", second_file]) == 0
     assert "4 trials finished, 0 failed" in capsys.readouterr().out
     client, first = _trials(tmp_path, "first")
