@@ -85,3 +85,23 @@ def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
     assert sorted(o is None for o in origins) == [False, True]  # one trained, one replayed
     trained = next(v for v, o in zip(("full", "same"), origins, strict=True) if o is None)
     assert f"twins/{trained}-synthetic_n32_size8-s0" in origins
+
+
+def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path):
+    """Two drivers, one trial store: the row both hold trains once, the other run waits."""
+    from tests.conftest import start_ablate
+
+    one = write_study(tmp_path, "one", BASE + FIRST.replace("name: first", "name: one"))
+    two = write_study(tmp_path, "two", BASE + FIRST.replace("name: first", "name: two"))
+    drivers = [start_ablate("run", str(path), cwd=tmp_path) for path in (one, two)]
+    outs = [driver.communicate(timeout=600)[0] for driver in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], outs
+    tags = [
+        _trials(tmp_path, name)[1]["full-synthetic_n32_size8-s0"].data.tags
+        for name in ("one", "two")
+    ]
+    origins = sorted(t.get("ablate.reused_from", "") for t in tags)
+    assert origins[0] == "" and origins[1] in {
+        "one/full-synthetic_n32_size8-s0",
+        "two/full-synthetic_n32_size8-s0",
+    }, origins
