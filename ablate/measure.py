@@ -159,7 +159,9 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
         return []
     r = study.resources
     unit = r.gpus if r.gpus > 0 else 1.0  # devices per worker: a CPU trial counts as one
-    from ablate.trial_reuse import done_elsewhere
+    from ablate.trial_reuse import replayed
+
+    skipped = replayed(study).keys
 
     lines = [f"measured on {device} (ablate plan --measure):"]
     total, trial_hours, missing, saved = 0.0, 0.0, 0, 0.0
@@ -168,7 +170,7 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
         if cost is None:
             missing += len(group)
             continue
-        done = len(done_elsewhere(study, group))  # replayed, not trained
+        done = sum(t.key in skipped for t in group)  # replayed, not trained
         saved += cost["trial_hours"] * unit * done
         per_epoch = ", ".join(f"{s['name']} {s['seconds']:.1f} s/epoch" for s in cost["stages"])
         hours = cost["trial_hours"]
@@ -180,7 +182,7 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
         )
     line = f"study: {total:.2f} device-hours to train"
     if saved:
-        line += f" ({saved:.2f} saved by trials done already)"
+        line += f" ({saved:.2f} saved: trials done already or repeated, replayed)"
     if missing:
         line += f" for the measured trials ({missing} not measured on {device})"
     if devices:

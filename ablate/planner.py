@@ -244,12 +244,6 @@ def trial_count(study: Study) -> int:
     return planned_trials(study)
 
 
-def gpu_hours(study: Study) -> float | None:
-    """Estimated GPU-hours, when the study gives ``resources.gpu_hours_per_trial``."""
-    per_trial = study.resources.gpu_hours_per_trial
-    return None if per_trial is None else trial_count(study) * per_trial
-
-
 def describe_plan(study: Study, verbose: bool = False) -> str:
     """The text ``ablate plan`` prints: trials with their resolved configs, count, GPU-hours."""
     from trainables.registry import get_method
@@ -272,26 +266,17 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
         shown = resolved if verbose else {k: v for k, v in resolved.items() if v != defaults[k]}
         body = ", ".join(f"{k}={v}" for k, v in shown.items()) or "(method defaults)"
         lines.append(f"  {trial.key}: {body}")
-    from ablate.trial_reuse import done_elsewhere, equal_variants
+    from ablate.trial_reuse import replayed, reuse_lines
 
-    done = done_elsewhere(study, trials)
-    if done:
-        lines.append(
-            f"{len(done)} of {trial_count(study)} trials are done already (in the trial store, "
-            f"by this or another study): they are replayed, not trained"
-        )
-    for a, b in equal_variants(study):
-        lines.append(
-            f"variants {a!r} and {b!r} resolve to the same configuration: one trains, "
-            "the other replays it"
-        )
-    hours = gpu_hours(study)
-    lines.append(
-        f"trials: {trial_count(study)}; estimated GPU-hours: "
-        + (
-            f"{hours:.1f}"
-            if hours is not None
-            else "unknown (set resources.gpu_hours_per_trial, or measure: ablate plan --measure)"
-        )
+    lines += reuse_lines(study)
+    total, skipped = trial_count(study), len(replayed(study).keys)
+    per_trial = study.resources.gpu_hours_per_trial
+    hours = (
+        "unknown (set resources.gpu_hours_per_trial, or measure: ablate plan --measure)"
+        if per_trial is None
+        else f"{(total - skipped) * per_trial:.1f}"
+        + (f" ({skipped * per_trial:.1f} saved)" if skipped else "")
     )
+    trained = f" ({total - skipped} to train, {skipped} replayed)" if skipped else ""
+    lines.append(f"trials: {total}{trained}; estimated GPU-hours: {hours}")
     return "\n".join(lines) + "\n"

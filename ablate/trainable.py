@@ -24,7 +24,14 @@ import yaml
 from ablate.planner import TrialSpec
 from ablate.stage_cache import MANIFEST_FILE, StageCache
 from ablate.study import RunSettings
-from ablate.trial_reuse import open_store, read_reports, trial_material, write_reports
+from ablate.trial_reuse import (
+    REPORTS_FILE,
+    open_store,
+    planned_device,
+    read_reports,
+    trial_material,
+    write_reports,
+)
 from trainables.loop import WAITING
 
 STATE_FILE = "state.pt"
@@ -60,10 +67,14 @@ def trial_data(spec: TrialSpec, run: RunSettings, image_size: int | None) -> Any
 
 
 def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: str | None) -> None:
-    """Train one trial; ``report(metrics, checkpoint_dir)`` is called once per epoch."""
+    """Train one trial; ``report(metrics, checkpoint_dir)`` is called once per epoch.
+
+    Every checkpoint carries the reports of all epochs so far (``reports.jsonl``), so that a
+    finished trial's last checkpoint is all the trial store needs to replay it.
+    """
     import torch
 
-    from trainables.loop import LoopSettings
+    from trainables.loop import EpochReport, LoopSettings, Trainer
     from trainables.registry import get_method
 
     spec, run = resolve(config)
@@ -78,75 +89,13 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
         steps_per_epoch=run.steps_per_epoch,
         sync_bn=run.sync_bn,
     )
-    workers = int(config.get("workers", 1))
-    # multi-worker trials are not shared yet: their ranks would have to decide together
-    store = open_store(run, f"{spec.study}/{spec.key}") if workers == 1 else None
-    material = trial_material(spec, run, workers, settings.torch_device().type)
-    if store is not None:
-        found = _finished_elsewhere(store, material, resuming=restore_dir is not None)
-        if found is not None:
-            _replay(found.parent, report)
-            return
-
-    def publish(final: Any, write: Callable[[Path], None]) -> None:
-        """Keep the finished trial under its key, if this trial holds the key's claim."""
-        if store is None or store.find(material) is not None:
-            return
-        if store.try_acquire(material) is None:  # the claim taken at the start is ours
-            store.publish(material, write)
-
-    try:
-        _train(spec, run, (method_class, method_config), settings, report, restore_dir, publish)
-    finally:
-        if store is not None:
-            store.release(material)  # no-op after a publish; a failed trial frees the key
-
-
-def _finished_elsewhere(store: StageCache, material: dict[str, Any], resuming: bool) -> Path | None:
-    """A published trial of this key; else None, with this trial's claim to publish it.
-
-    A trial that another live trial is training waits for it. A resumed trial never waits
-    (it has epochs on record already): it trains on, and publishes if it gets the claim.
-    """
-    found = store.try_acquire(material)
-    while found == WAITING and not resuming:
-        time.sleep(store.poll_s)
-        found = store.try_acquire(material)
-    return found if isinstance(found, Path) else None
-
-
-def _replay(folder: Path, report: Reporter) -> None:
-    """Report a published trial's epochs as this trial's, the last with its checkpoint."""
-    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    reports = read_reports(folder)
-    origin = {"reused_from": str(manifest["produced_by"])}
-    for metrics in reports[:-1]:
-        report({**metrics, **origin}, None)
-    with tempfile.TemporaryDirectory() as copy:
-        for name in (STATE_FILE, ASSIGNMENTS_FILE, CONFIG_FILE):
-            if (folder / name).exists():
-                shutil.copy2(folder / name, Path(copy) / name)
-        report({**reports[-1], **origin}, copy)
-
-
-def _train(
-    spec: TrialSpec,
-    run: RunSettings,
-    method: tuple[Any, Any],
-    settings: Any,
-    report: Reporter,
-    restore_dir: str | None,
-    publish: Callable[[Any, Callable[[Path], None]], None],
-) -> None:
-    """Train the trial; when it ends, ``publish`` it with a writer of its store folder."""
-    from trainables.loop import EpochReport, Trainer
-
-    method_class, method_config = method
-
     data = trial_data(spec, run, method_config.image_size)
     trainer = Trainer(method_class, method_config, data, settings, _stage_store(spec, run))
+    reports: list[dict[str, Any]] = []
     if restore_dir is not None:
         trainer.restore(Path(restore_dir) / STATE_FILE)
+        if (Path(restore_dir) / REPORTS_FILE).exists():
+            reports = read_reports(Path(restore_dir))
 
     def on_epoch(result: EpochReport, trainer: Trainer) -> None:
         metrics: dict[str, Any] = {
@@ -165,25 +114,68 @@ def _train(
             report(metrics, None)
             return
         with tempfile.TemporaryDirectory() as folder:
-            _write_checkpoint(Path(folder), trainer, result.assignments if last else None)
+            trainer.save(Path(folder) / STATE_FILE)
+            write_reports(Path(folder), reports)
+            if last:  # the final checkpoint: what the trial store keeps
+                if result.assignments is not None:
+                    np.save(Path(folder) / ASSIGNMENTS_FILE, result.assignments)
+                (Path(folder) / CONFIG_FILE).write_text(
+                    yaml.safe_dump(method_config.model_dump(mode="json"))
+                )
             report(metrics, folder)
 
-    def _write_checkpoint(folder: Path, trainer: Trainer, assignments: Any) -> None:
-        trainer.save(folder / STATE_FILE)
-        if assignments is not None:
-            np.save(folder / ASSIGNMENTS_FILE, assignments)
-            (folder / CONFIG_FILE).write_text(yaml.safe_dump(method_config.model_dump(mode="json")))
+    trainer.fit(on_epoch)
 
-    reports: list[dict[str, Any]] = []
-    final = trainer.fit(on_epoch)
-    if final.epoch != trainer.total_epochs or not trainer.is_chief:
-        return
 
-    def write(state: Path) -> None:  # the store's folder: the checkpoint and what it reports
-        _write_checkpoint(state.parent, trainer, final.assignments)
-        write_reports(state.parent, reports)
+def is_final(checkpoint: Path) -> bool:
+    """Whether a checkpoint is a finished trial's (only the last epoch's holds its config)."""
+    return (checkpoint / CONFIG_FILE).exists() and (checkpoint / REPORTS_FILE).exists()
 
-    publish(final, write)
+
+def _reused_or_claimed(store: StageCache, material: dict[str, Any], resuming: bool) -> Path | None:
+    """A published trial of this key; else None, with this trial's claim to publish it.
+
+    A trial that another live trial is training waits for it. A resumed trial never waits
+    (it has epochs on record already): it trains on, and publishes if it gets the claim.
+    """
+    found = store.try_acquire(material)
+    while found == WAITING and not resuming:
+        time.sleep(store.poll_s)
+        found = store.try_acquire(material)
+    return found.parent if isinstance(found, Path) else None
+
+
+def _replay(folder: Path, report: Reporter) -> None:
+    """Report a published trial's epochs as this trial's, the last with its checkpoint."""
+    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    reports = read_reports(folder)
+    origin = {"reused_from": str(manifest["produced_by"])}
+    for metrics in reports[:-1]:
+        report({**metrics, **origin}, None)
+    with tempfile.TemporaryDirectory() as copy:
+        for name in (STATE_FILE, ASSIGNMENTS_FILE, CONFIG_FILE, REPORTS_FILE):
+            if (folder / name).exists():
+                shutil.copy2(folder / name, Path(copy) / name)
+        report({**reports[-1], **origin}, copy)
+
+
+def _publish(store: StageCache, material: dict[str, Any], checkpoint: Path) -> None:
+    """Keep a finished trial's final checkpoint under its key (once; the claim holder's)."""
+    if store.find(material) is None and store.try_acquire(material) is None:
+        store.publish(
+            material, lambda state: shutil.copytree(checkpoint, state.parent, dirs_exist_ok=True)
+        )
+
+
+def _publishing(report: Reporter, store: StageCache, material: dict[str, Any]) -> Reporter:
+    """``report``, which first publishes the final checkpoint (before Tune moves it away)."""
+
+    def publish_then_report(metrics: dict[str, Any], folder: str | None) -> None:
+        if folder is not None and is_final(Path(folder)):
+            _publish(store, material, Path(folder))
+        report(metrics, folder)
+
+    return publish_then_report
 
 
 def _node_id() -> str:
@@ -224,15 +216,54 @@ def _train_from(config: dict[str, Any], report: Reporter, checkpoint: Any) -> No
 def tune_trial(config: dict[str, Any]) -> None:
     """A Ray Tune function trainable: one trial, reported through ``ray.tune``.
 
-    With ``workers`` above 1 the trial instead launches a ``TorchTrainer`` over that many
-    workers (Ray Train V2's Train-inside-Tune pattern) and forwards rank 0's reports.
+    A trial whose key the trial store holds finished replays it instead of training; one
+    whose key another live trial trains waits for it. With ``workers`` above 1 the trial
+    launches a ``TorchTrainer`` over that many workers (Ray Train V2's Train-inside-Tune
+    pattern) and forwards rank 0's reports; deciding here, before any worker starts, keeps
+    a replayed multi-worker trial from holding its GPUs at all.
     """
-    if int(config.get("workers", 1)) > 1:
-        _data_parallel_trial(config)
-        return
     from ray import tune
 
-    _train_from(config, _reporter(tune), tune.get_checkpoint())
+    spec, run = resolve(config)
+    workers = int(config.get("workers", 1))
+    report = _reporter(tune)
+    store = open_store(run, f"{spec.study}/{spec.key}")
+    device = planned_device(run, float(config.get("gpus", 0)))
+    material = trial_material(spec, run, workers, device)  # TrialConfigError: fails alone
+    if store is not None:
+        found = _reused_or_claimed(store, material, resuming=_resuming(config))
+        if found is not None:
+            _replay(found, report)
+            return
+        report = _publishing(report, store, material)
+    try:
+        if workers > 1:
+            final = _data_parallel_trial(config)
+            if store is not None and final is not None:
+                with final.as_directory() as folder:
+                    if is_final(Path(folder)):
+                        _publish(store, material, Path(folder))
+        else:
+            _train_from(config, report, tune.get_checkpoint())
+    finally:
+        if store is not None:
+            store.release(material)  # no-op after a publish; a failed trial frees the key
+
+
+def _resuming(config: dict[str, Any]) -> bool:
+    """Whether this trial ran before (Tune holds its checkpoint, or Train its workers' run)."""
+    from ray import tune
+
+    if int(config.get("workers", 1)) == 1:
+        return tune.get_checkpoint() is not None
+    return (Path(config["train_storage"]) / _train_run_name()).exists()
+
+
+def _train_run_name() -> str:
+    """Deterministic per trial, so that a resumed trial's TorchTrainer finds its checkpoints."""
+    from ray import tune
+
+    return f"train-{tune.get_context().get_trial_id()}"
 
 
 def _data_parallel_worker(config: dict[str, Any]) -> None:
@@ -242,9 +273,9 @@ def _data_parallel_worker(config: dict[str, Any]) -> None:
     _train_from(config, _reporter(ray.train), ray.train.get_checkpoint())
 
 
-def _data_parallel_trial(config: dict[str, Any]) -> None:
+def _data_parallel_trial(config: dict[str, Any]) -> Any:
+    """Train over ``workers`` ranks; the last checkpoint (a ``ray.train.Checkpoint``) or None."""
     import ray.train
-    from ray import tune
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -254,17 +285,17 @@ def _data_parallel_trial(config: dict[str, Any]) -> None:
         float(config.get("gpus", 0)),
     )
     per_worker = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
-    trial_id = tune.get_context().get_trial_id()
-    TorchTrainer(
+    result = TorchTrainer(
         _data_parallel_worker,
         train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker
         ),
         run_config=ray.train.RunConfig(
-            name=f"train-{trial_id}",  # deterministic: a resumed trial finds its checkpoints
+            name=_train_run_name(),
             storage_path=config["train_storage"],
             callbacks=[TuneReportCallback()],  # type: ignore[no-untyped-call,list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),
     ).fit()
+    return result.checkpoint

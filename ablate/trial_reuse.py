@@ -9,7 +9,8 @@ fingerprint of the code that trains it - and nothing else (not the study, the va
 or the tracking settings).
 
 A finished trial is published under its key in ``<run.trial_store>/<key>/`` (default
-``<run.storage>/trials``): its epoch reports, final checkpoint, assignments and config. A
+``<run.storage>/trials``): its final checkpoint, which holds its epoch reports, assignments
+and config. A
 later trial with the same key, in any study that shares the store, replays those reports
 instead of training (its MLflow run is tagged ``ablate.reused_from``); one that starts while
 another trains the key waits for it, through the same ``flock`` claims as shared stages.
@@ -18,10 +19,11 @@ another trains the key waits for it, through the same ``flock`` claims as shared
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ablate.planner import TrialSpec
+from ablate.planner import TrialConfigError, TrialSpec
 from ablate.study import RunSettings
 
 if TYPE_CHECKING:
@@ -32,10 +34,7 @@ TRIALS_FOLDER = "trials"
 
 
 def trial_material(spec: TrialSpec, run: RunSettings, workers: int, device: str) -> dict[str, Any]:
-    """What a trial's outcome depends on (its key is this material's hash).
-
-    Computed without importing torch, so ``ablate plan`` stays fast.
-    """
+    """What a trial's outcome depends on (its key is this material's hash)."""
     from importlib.metadata import version
 
     from trainables.fingerprint import method_fingerprint
@@ -79,18 +78,60 @@ def open_store(run: RunSettings, trial: str) -> StageCache | None:
     return StageCache(trial_store_root(run), {}, trial=trial)
 
 
-def done_elsewhere(study: Any, trials: list[TrialSpec]) -> list[TrialSpec]:
-    """The trials whose key the store holds finished: they will be replayed, not trained."""
-    if not study.run.reuse_trials or study.resources.workers > 1:
-        return []
-    root = trial_store_root(study.run)
-    if not root.is_dir():
-        return []
+@dataclass
+class Replayed:
+    """The trials of a study that will not train: their key is trained already, or by another."""
+
+    done: list[TrialSpec] = field(default_factory=list)  # published in the trial store
+    repeats: list[TrialSpec] = field(default_factory=list)  # an earlier trial's key, here
+
+    @property
+    def keys(self) -> set[str]:
+        return {t.key for t in self.done + self.repeats}
+
+
+def trial_keys(study: Any) -> dict[str, str]:
+    """Each trial's key (by trial name) as the trial will compute it; invalid points left out.
+
+    An optuna study's trials are not known before it runs: it has none here.
+    """
+    from ablate.planner import expand
     from ablate.stage_cache import StageCache
 
-    store = StageCache(root, {})  # the context trials open it with (open_store)
+    if study.search is not None and study.search.algorithm == "optuna":
+        return {}
+    store = StageCache(trial_store_root(study.run), {})  # the context trials open it with
     device = planned_device(study.run, study.resources.gpus)
-    return [t for t in trials if store.find(trial_material(t, study.run, 1, device)) is not None]
+    keys = {}
+    for trial in expand(study):
+        try:
+            material = trial_material(trial, study.run, study.resources.workers, device)
+        except TrialConfigError:  # an invalid point fails alone when it runs
+            continue
+        keys[trial.key] = store.key(material)
+    return keys
+
+
+def replayed(study: Any) -> Replayed:
+    """Which trials replay instead of training, as far as the driver can tell before launch."""
+    from ablate.planner import expand
+    from ablate.stage_cache import STATE_FILE
+
+    if not study.run.reuse_trials:
+        return Replayed()
+    root = trial_store_root(study.run)
+    keys = trial_keys(study)
+    found, seen = Replayed(), set()
+    for trial in expand(study) if keys else []:
+        key = keys.get(trial.key)
+        if key is None:
+            continue
+        if (root / key / STATE_FILE).exists():
+            found.done.append(trial)
+        elif key in seen:
+            found.repeats.append(trial)
+        seen.add(key)
+    return found
 
 
 def equal_variants(study: Any) -> list[tuple[str, str]]:
@@ -105,6 +146,26 @@ def equal_variants(study: Any) -> list[tuple[str, str]]:
     return [
         (a, b) for i, a in enumerate(names) for b in names[i + 1 :] if resolved[a] == resolved[b]
     ]
+
+
+def reuse_lines(study: Any) -> list[str]:
+    """What ``plan`` and ``run`` say before launch: trials done already, variants that are one."""
+    from ablate.planner import trial_count
+
+    total = trial_count(study)
+    done = len(replayed(study).done)
+    lines = []
+    if done:
+        lines.append(
+            f"{done} of {total} trial{'' if total == 1 else 's'} done already (in the "
+            "trial store, by this or another study): replayed, not trained"
+        )
+    lines += [
+        f"variants {a!r} and {b!r} resolve to the same configuration: one trains, "
+        "the other replays it"
+        for a, b in equal_variants(study)
+    ]
+    return lines
 
 
 def write_reports(folder: Path, reports: list[dict[str, Any]]) -> None:

@@ -239,6 +239,21 @@ def test_two_worker_trial_logs_what_the_one_worker_trial_logs(tmp_path, local_ra
     )
     assert "ablate.data_parallel" not in runs[1].data.tags
     assert {a.path for a in client.list_artifacts(two)} == {"config.yaml", "assignments.npy"}
+    # the worker count is part of a trial's key: the 2-worker trial trained, and a later study
+    # with the same row replays it without starting its workers
+    assert "ablate.reused_from" not in runs[2].data.tags
+    again = DATA_PARALLEL.replace("WORKERS", "2").replace("name: ddp2", "name: ddp2_again")
+    assert main(["run", str(write_study(tmp_path, "ddp2_again", again))]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 trial done already" in out and "1 trial finished, 0 failed" in out
+    _, (replayed,) = _trial_runs(tmp_path, "ddp2_again")
+    assert replayed.data.tags["ablate.reused_from"] == f"ddp2/{runs[2].info.run_name}"
+    for key in ("loss", "loss_instance", "steps"):
+        assert _history(client, replayed.info.run_id, key) == _history(client, two, key), key
+    assert {a.path for a in client.list_artifacts(replayed.info.run_id)} == {
+        "config.yaml",
+        "assignments.npy",
+    }
 
 
 GACL = """\

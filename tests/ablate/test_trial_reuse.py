@@ -1,7 +1,9 @@
 """Finished trials reused across studies and within one, by their key (real Ray, real MLflow)."""
 
+import json
 import re
 
+import pytest
 from mlflow import MlflowClient
 
 from ablate.cli import main
@@ -31,12 +33,14 @@ def _trials(root, experiment):
 
 def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, capsys):
     assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
-    second_file = str(write_study(tmp_path, "second", BASE + SECOND))
+    costed = BASE.replace("max_concurrent: 2}", "max_concurrent: 2, gpu_hours_per_trial: 0.5}")
+    second_file = str(write_study(tmp_path, "second", costed + SECOND))
     capsys.readouterr()
     assert main(["plan", second_file, "--measure", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "1 of 4 trials are done already (in the trial store" in out
-    assert re.search(r"study: [0-9.]+ device-hours to train \([0-9.]+ saved by trials done", out)
+    assert "1 of 4 trials done already (in the trial store" in out
+    assert "trials: 4 (3 to train, 1 replayed); estimated GPU-hours: 1.5 (0.5 saved)" in out
+    assert re.search(r"study: [0-9.]+ device-hours to train \([0-9.]+ saved: trials done", out)
     assert main(["run", second_file]) == 0
     assert "4 trials finished, 0 failed" in capsys.readouterr().out
     client, first = _trials(tmp_path, "first")
@@ -55,6 +59,16 @@ def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, c
     # another seed, another configuration: trained
     for name in ("full-synthetic_n32_size8-s1", "no_entropy-synthetic_n32_size8-s0"):
         assert "ablate.reused_from" not in second[name].data.tags, name
+    # the second study's statistics count the replayed row with its original numbers
+    paired = tmp_path / "paired.json"
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    command = ["stats", "second", "--paired", "--control", "full", "--tracking-uri", uri]
+    assert main([*command, "--json", str(paired)]) == 0
+    (row,) = json.loads(paired.read_text())["rows"]
+    assert row["seeds"] == [0, 1]
+    trained = second["full-synthetic_n32_size8-s1"].data.metrics["final_acc"]
+    assert row["control_mean"] == pytest.approx((original.data.metrics["final_acc"] + trained) / 2)
+    assert main(["report", second_file, "--format", "md", "--out", str(tmp_path / "report")]) == 0
 
 
 def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
@@ -78,6 +92,8 @@ def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
     assert "note: variants 'full' and 'same' resolve to the same configuration" in (
         capsys.readouterr().out
     )
+    assert main(["plan", twins_file]) == 0
+    assert "trials: 2 (1 to train, 1 replayed)" in capsys.readouterr().out
     assert main(["run", twins_file]) == 0
     _, trials = _trials(tmp_path, "twins")
     tags = [trials[f"{v}-synthetic_n32_size8-s0"].data.tags for v in ("full", "same")]

@@ -1,0 +1,80 @@
+"""What a finished trial leaves for the trial store: its final checkpoint with every epoch.
+
+The loop runs in this process (real torch, tiny synthetic data); only Ray's reporter is
+replaced by a list, because what is checked is what the trial hands to it.
+"""
+
+import shutil
+
+import pytest
+
+from ablate.planner import TrialSpec
+from ablate.stage_cache import StageCache
+from ablate.study import RunSettings
+from ablate.trainable import (
+    STATE_FILE,
+    _publish,
+    _publishing,
+    is_final,
+    train_fn_per_worker,
+)
+from ablate.trial_reuse import read_reports
+
+SPEC = TrialSpec(
+    study="s",
+    method="cc",
+    variant="full",
+    dataset={"name": "synthetic", "n": 32, "size": 8},
+    seed=0,
+    params={"epochs": 3, "backbone": "resnet18", "image_size": 8, "batch_size": 16},
+)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _config(tmp_path):
+    run = RunSettings(storage=str(tmp_path / "results"), stage_store=str(tmp_path / "stages"))
+    return {"spec": SPEC.to_dict(), "run": run.model_dump(), "cpus": 1, "workers": 1}
+
+
+def _reporter(kept, tmp_path, stop_after=None):
+    """Keeps a copy of each checkpoint folder; raises after epoch ``stop_after`` (a kill)."""
+
+    def report(metrics, folder):
+        epoch = int(metrics["epoch"])
+        if folder is not None:
+            kept[epoch] = shutil.copytree(folder, tmp_path / f"checkpoint-{epoch}")
+        if epoch == stop_after:
+            raise Interrupted
+
+    return report
+
+
+def test_a_resumed_trial_keeps_the_epochs_before_its_interruption(tmp_path):
+    kept = {}
+    with pytest.raises(Interrupted):
+        train_fn_per_worker(_config(tmp_path), _reporter(kept, tmp_path, stop_after=2), None)
+    assert not is_final(kept[2])
+    train_fn_per_worker(_config(tmp_path), _reporter(kept, tmp_path), str(kept[2]))
+    assert is_final(kept[3])
+    assert [r["epoch"] for r in read_reports(kept[3])] == [1.0, 2.0, 3.0]
+
+
+def test_only_the_final_checkpoint_is_published_and_once(tmp_path):
+    store = StageCache(tmp_path / "trials", {}, trial="s/full")
+    material = {"kind": "trial", "name": "x"}
+    assert store.try_acquire(material) is None  # this trial's claim
+    kept = {}
+    train_fn_per_worker(
+        _config(tmp_path), _publishing(_reporter(kept, tmp_path), store, material), None
+    )
+    published = store.find(material)
+    assert published is not None and published.name == STATE_FILE
+    assert is_final(published.parent)
+    assert published.read_bytes() == (kept[3] / STATE_FILE).read_bytes()
+    assert store.manifest(material)["produced_by"] == "s/full"
+    before = published.stat().st_mtime_ns
+    _publish(store, material, kept[2])  # a later publish of the key changes nothing
+    assert published.stat().st_mtime_ns == before
