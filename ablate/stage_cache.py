@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainables.loop import WAITING
+from trainables.stage_store import WAITING
 
 STATE_FILE = "state.pt"
 MANIFEST_FILE = "manifest.json"

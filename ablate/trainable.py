@@ -32,7 +32,7 @@ from ablate.trial_reuse import (
     trial_material,
     write_reports,
 )
-from trainables.loop import WAITING
+from trainables.stage_store import WAITING
 
 STATE_FILE = "state.pt"
 ASSIGNMENTS_FILE = "assignments.npy"

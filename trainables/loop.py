@@ -23,7 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from trainables.metrics import (
     neighbour_label_accuracy,
     spectral_assign,
 )
+from trainables.stage_store import WAITING, StageStore
 
 CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
 
@@ -114,37 +115,6 @@ class EpochReport:
     evaluated: bool
     assignments: np.ndarray | None = field(default=None, repr=False)
     notes: dict[str, str] = field(default_factory=dict)
-
-
-#: What :meth:`StageStore.try_acquire` answers while another live trial trains the stage.
-WAITING = "waiting"
-
-
-class StageStore(Protocol):
-    """Where finished shared stages are kept across trials (``ablate.stage_cache``).
-
-    ``material`` is everything a stage's outcome depends on; the store adds the data and
-    hashes it into a key.
-    """
-
-    def key(self, material: dict[str, Any]) -> str: ...
-
-    poll_s: float
-
-    def try_acquire(self, material: dict[str, Any]) -> Path | None | str:
-        """One look, never blocking: a finished stage's state, or None once claimed.
-
-        :data:`WAITING` while another live trial trains it.
-        """
-        ...
-
-    def publish(self, material: dict[str, Any], write: Callable[[Path], Any]) -> None:
-        """Store the stage's end state (``write(path)`` saves it) and drop the claim."""
-        ...
-
-    def release(self, material: dict[str, Any]) -> None:
-        """Give up a claim without publishing (the trial failed or stopped)."""
-        ...
 
 
 class Evaluator:

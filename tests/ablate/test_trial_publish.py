@@ -4,11 +4,11 @@ The loop runs in this process (real torch, tiny synthetic data); only Ray's repo
 replaced by a list, because what is checked is what the trial hands to it.
 """
 
+import dataclasses
 import shutil
 
 import pytest
 
-from ablate.planner import TrialSpec
 from ablate.stage_cache import StageCache
 from ablate.study import RunSettings
 from ablate.trainable import (
@@ -19,15 +19,9 @@ from ablate.trainable import (
     train_fn_per_worker,
 )
 from ablate.trial_reuse import read_reports
+from tests.ablate.test_trial_key import SPEC as KEYED
 
-SPEC = TrialSpec(
-    study="s",
-    method="cc",
-    variant="full",
-    dataset={"name": "synthetic", "n": 32, "size": 8},
-    seed=0,
-    params={"epochs": 3, "backbone": "resnet18", "image_size": 8, "batch_size": 16},
-)
+SPEC = dataclasses.replace(KEYED, params={**KEYED.params, "epochs": 3, "batch_size": 16})
 
 
 class Interrupted(Exception):

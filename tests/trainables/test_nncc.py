@@ -22,9 +22,10 @@ from tests.trainables.conftest import TINY
 from tests.trainables.gloo import free_port, join
 from trainables import neighbours
 from trainables.datasets import load_dataset
-from trainables.loop import WAITING, LoopSettings, Trainer
+from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 from trainables.nncc import NNCC, NNCCConfig
+from trainables.stage_store import WAITING
 
 NNCC_ONLY = {**TINY, "pretext": {"epochs": 0}, "num_augs": 2}
 
