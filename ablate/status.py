@@ -40,9 +40,7 @@ def _total_epochs(study: Study) -> tuple[dict[str, int], int]:
 
 def read_status(study: Study, clock: Any = time.time) -> StudyStatus:
     """The study as MLflow has it; a study never run has every trial pending."""
-    from mlflow.tracking import MlflowClient
-
-    from analysis.loading import require_store
+    from analysis.loading import mlflow_client, require_store
 
     uri = absolute_uri(study.tracking.uri)
     metric, mode = study.objective or (
@@ -60,7 +58,7 @@ def read_status(study: Study, clock: Any = time.time) -> StudyStatus:
     if uri.startswith("sqlite:///") and not Path(sqlite).exists():
         return StudyStatus(progress, running=False, uri=uri)  # never run here: all pending
     require_store(uri)
-    client = MlflowClient(uri)
+    client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(study.experiment)
     if experiment is None:
         return StudyStatus(progress, running=False, uri=uri)

@@ -331,9 +331,9 @@ class MLflowTrialLogger(Callback):
         """The client, the experiment and the study's parent run (found again on resume)."""
         if self.parent_id is not None:
             return
-        from mlflow.tracking import MlflowClient
+        from analysis.loading import mlflow_client
 
-        self._client = self._client or MlflowClient(self.tracking_uri)
+        self._client = self._client or mlflow_client(self.tracking_uri)
         if self.experiment_id is None:
             experiment = self._client.get_experiment_by_name(self.experiment)
             self.experiment_id = (

@@ -117,6 +117,28 @@ def require_store(tracking_uri: str, timeout_s: float = 10.0) -> None:
             raise ResultsError(f"no MLflow store at {folder} ({tracking_uri})")
 
 
+def mlflow_client(tracking_uri: str) -> Any:
+    """An ``MlflowClient``; a SQLite store is opened (and, when new, created) under a lock.
+
+    MLflow creates a new SQLite store's tables (its alembic migrations) when the first client
+    opens it, without a lock between processes: two drivers started at once on a new
+    database both migrate it and leave it half-migrated for good (``table
+    _alembic_tmp_experiments already exists`` on every later open). An exclusive ``flock`` on
+    ``<database>-init-lock`` beside it makes the second wait and find the tables made.
+    """
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    on_disk = tracking_uri.startswith("sqlite:///") and not tracking_uri.endswith(":memory:")
+    if not on_disk or not database.parent.is_dir():
+        return MlflowClient(tracking_uri)  # a server, or a folder MLflow will refuse anyway
+    with open(f"{database}-init-lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return MlflowClient(tracking_uri)  # opens the store: creates its tables if new
+
+
 def _best_epoch(client: Any, run_id: str, metric: str, mode: str) -> tuple[float, float]:
     history = client.get_metric_history(run_id, metric)
     if not history:
@@ -135,10 +157,8 @@ def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = Tr
     (diagnostics: choosing by them reads labels), ``epochs``, and every resolved
     hyperparameter as ``param.<key>``.
     """
-    from mlflow.tracking import MlflowClient
-
     require_store(tracking_uri)
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     rows = []
     for name in experiments:
         experiment = client.get_experiment_by_name(name)
@@ -180,9 +200,7 @@ def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = Tr
 
 def epoch_curves(tracking_uri: str, run_ids: list[str], metric: str) -> pd.DataFrame:
     """Per-epoch values of ``metric`` for runs: columns ``run_id, epoch, value``."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     rows = [
         {"run_id": run_id, "epoch": m.step, "value": m.value}
         for run_id in run_ids

@@ -111,7 +111,7 @@ def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path):
     two = write_study(tmp_path, "two", BASE + FIRST.replace("name: first", "name: two"))
     drivers = [start_ablate("run", str(path), cwd=tmp_path) for path in (one, two)]
     outs = [driver.communicate(timeout=600)[0] for driver in drivers]
-    assert [d.returncode for d in drivers] == [0, 0], outs
+    assert [d.returncode for d in drivers] == [0, 0], "\n".join(outs)
     tags = [
         _trials(tmp_path, name)[1]["full-synthetic_n32_size8-s0"].data.tags
         for name in ("one", "two")
