@@ -38,13 +38,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     print(f"{args.study}: ok ({study.method}, {trial_count(study)} trials)")
-    from ablate.trial_reuse import equal_variants
+    from ablate.trial_reuse import same_configuration_lines
 
-    for a, b in equal_variants(study):
-        print(
-            f"note: variants {a!r} and {b!r} resolve to the same configuration: they are one "
-            "trial (one trains, the other replays it; both rows are reported)"
-        )
+    for line in same_configuration_lines(study):
+        print(f"note: {line}")
     return 0
 
 

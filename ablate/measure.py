@@ -161,7 +161,7 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
     unit = r.gpus if r.gpus > 0 else 1.0  # devices per worker: a CPU trial counts as one
     from ablate.trial_reuse import replayed
 
-    skipped = replayed(study).keys
+    skipped = replayed(study).names
 
     lines = [f"measured on {device} (ablate plan --measure):"]
     total, trial_hours, missing, saved = 0.0, 0.0, 0, 0.0

@@ -268,8 +268,9 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
         lines.append(f"  {trial.key}: {body}")
     from ablate.trial_reuse import replayed, reuse_lines
 
-    lines += reuse_lines(study)
-    total, skipped = trial_count(study), len(replayed(study).keys)
+    found = replayed(study)
+    lines += reuse_lines(study, found)
+    total, skipped = trial_count(study), len(found.names)
     per_trial = study.resources.gpu_hours_per_trial
     hours = (
         "unknown (set resources.gpu_hours_per_trial, or measure: ablate plan --measure)"

@@ -36,7 +36,7 @@ from ablate.planner import (
 )
 from ablate.progress import LiveProgress, PlainProgress, StudyProgress
 from ablate.study import Study, absolute_uri
-from ablate.trial_reuse import reuse_lines, trial_store_root
+from ablate.trial_reuse import replayed, reuse_lines, trial_store_root
 from ablate.yaml_source import StudyFileError
 
 Printer = Callable[[str], None]
@@ -410,7 +410,7 @@ def _run_locked(
             f"study {study.name!r}: {total} trial{'' if total == 1 else 's'} of {study.method}; "
             f"results in {experiment_dir}"
         )
-        for line in reuse_lines(study):
+        for line in reuse_lines(study, replayed(study)):
             printer(line)
         tuner = tune.Tuner(
             trainable,

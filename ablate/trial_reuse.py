@@ -10,10 +10,10 @@ or the tracking settings).
 
 A finished trial is published under its key in ``<run.trial_store>/<key>/`` (default
 ``<run.storage>/trials``): its final checkpoint, which holds its epoch reports, assignments
-and config. A
-later trial with the same key, in any study that shares the store, replays those reports
-instead of training (its MLflow run is tagged ``ablate.reused_from``); one that starts while
-another trains the key waits for it, through the same ``flock`` claims as shared stages.
+and config. A later trial with the same key, in any study that shares the store, replays
+those reports instead of training (its MLflow run is tagged ``ablate.reused_from``); one
+that starts while another trains the key waits for it, through the same ``flock`` claims as
+shared stages.
 """
 
 from __future__ import annotations
@@ -80,14 +80,14 @@ def open_store(run: RunSettings, trial: str) -> StageCache | None:
 
 @dataclass
 class Replayed:
-    """The trials of a study that will not train: their key is trained already, or by another."""
+    """The trials (by name) of a study that will not train: their key is trained already."""
 
-    done: list[TrialSpec] = field(default_factory=list)  # published in the trial store
-    repeats: list[TrialSpec] = field(default_factory=list)  # an earlier trial's key, here
+    done: list[str] = field(default_factory=list)  # published in the trial store
+    repeats: list[str] = field(default_factory=list)  # an earlier trial's key, in this study
 
     @property
-    def keys(self) -> set[str]:
-        return {t.key for t in self.done + self.repeats}
+    def names(self) -> set[str]:
+        return {*self.done, *self.repeats}
 
 
 def trial_keys(study: Any) -> dict[str, str]:
@@ -114,22 +114,17 @@ def trial_keys(study: Any) -> dict[str, str]:
 
 def replayed(study: Any) -> Replayed:
     """Which trials replay instead of training, as far as the driver can tell before launch."""
-    from ablate.planner import expand
     from ablate.stage_cache import STATE_FILE
 
     if not study.run.reuse_trials:
         return Replayed()
     root = trial_store_root(study.run)
-    keys = trial_keys(study)
     found, seen = Replayed(), set()
-    for trial in expand(study) if keys else []:
-        key = keys.get(trial.key)
-        if key is None:
-            continue
+    for name, key in trial_keys(study).items():  # in the study's order: the first trains
         if (root / key / STATE_FILE).exists():
-            found.done.append(trial)
+            found.done.append(name)
         elif key in seen:
-            found.repeats.append(trial)
+            found.repeats.append(name)
         seen.add(key)
     return found
 
@@ -148,24 +143,27 @@ def equal_variants(study: Any) -> list[tuple[str, str]]:
     ]
 
 
-def reuse_lines(study: Any) -> list[str]:
+def same_configuration_lines(study: Any) -> list[str]:
+    """Variants that resolve to one configuration: one trains, the other replays it."""
+    return [
+        f"variants {a!r} and {b!r} resolve to the same configuration: one trains, "
+        "the other replays it (both rows are reported)"
+        for a, b in equal_variants(study)
+    ]
+
+
+def reuse_lines(study: Any, found: Replayed) -> list[str]:
     """What ``plan`` and ``run`` say before launch: trials done already, variants that are one."""
     from ablate.planner import trial_count
 
     total = trial_count(study)
-    done = len(replayed(study).done)
     lines = []
-    if done:
+    if found.done:
         lines.append(
-            f"{done} of {total} trial{'' if total == 1 else 's'} done already (in the "
-            "trial store, by this or another study): replayed, not trained"
+            f"{len(found.done)} of {total} trial{'' if total == 1 else 's'} done already (in "
+            "the trial store, by this or another study): replayed, not trained"
         )
-    lines += [
-        f"variants {a!r} and {b!r} resolve to the same configuration: one trains, "
-        "the other replays it"
-        for a, b in equal_variants(study)
-    ]
-    return lines
+    return lines + same_configuration_lines(study)
 
 
 def write_reports(folder: Path, reports: list[dict[str, Any]]) -> None:

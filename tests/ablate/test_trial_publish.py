@@ -56,7 +56,7 @@ def test_a_resumed_trial_keeps_the_epochs_before_its_interruption(tmp_path):
     assert [r["epoch"] for r in read_reports(kept[3])] == [1.0, 2.0, 3.0]
 
 
-def test_only_the_final_checkpoint_is_published_and_once(tmp_path):
+def test_the_final_checkpoint_is_published_by_the_claim_holder_only(tmp_path):
     store = StageCache(tmp_path / "trials", {}, trial="s/full")
     material = {"kind": "trial", "name": "x"}
     assert store.try_acquire(material) is None  # this trial's claim
@@ -69,6 +69,8 @@ def test_only_the_final_checkpoint_is_published_and_once(tmp_path):
     assert is_final(published.parent)
     assert published.read_bytes() == (kept[3] / STATE_FILE).read_bytes()
     assert store.manifest(material)["produced_by"] == "s/full"
-    before = published.stat().st_mtime_ns
-    _publish(store, material, kept[2])  # a later publish of the key changes nothing
-    assert published.stat().st_mtime_ns == before
+    # a key another live trial claims is that trial's to publish, not this one's
+    other_key = {"kind": "trial", "name": "y"}
+    assert StageCache(tmp_path / "trials", {}, trial="s/other").try_acquire(other_key) is None
+    _publish(store, other_key, kept[3])
+    assert store.find(other_key) is None
