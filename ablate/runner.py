@@ -148,6 +148,8 @@ class ProgressCallback(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
+        if "reuse_refused" in result:  # the trial store held a folder that failed its check
+            self.view.event(f"warning: {trial}: {result['reuse_refused']}")
         self.view.epoch(self.progress.report(str(trial), result))
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -420,7 +420,15 @@ class MLflowTrialLogger(Callback):
         ]
         tags = [
             RunTag(f"{TAG}{k}", str(result[k]))
-            for k in ("device", "node", "assignment", "data_parallel", "stage_name", "reused_from")
+            for k in (
+                "device",
+                "node",
+                "assignment",
+                "data_parallel",
+                "stage_name",
+                "reused_from",
+                "reuse_refused",
+            )
             if k in result
         ]
         tags += [RunTag(f"{TAG}{k}", str(v)) for k, v in result.items() if k.startswith(STAGE_NOTE)]
@@ -444,7 +452,7 @@ class MLflowTrialLogger(Callback):
         # whose checkpoint path Tune's report callback passes on in the result
         folder = trial.checkpoint_path or last.get("checkpoint_path")
         if folder:
-            from ablate.trainable import ASSIGNMENTS_FILE
+            from ablate.replay_checks import ASSIGNMENTS_FILE
 
             assignments = Path(folder) / ASSIGNMENTS_FILE
             if assignments.exists():

@@ -16,27 +16,38 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
 from ablate.planner import TrialSpec
-from ablate.stage_cache import MANIFEST_FILE, StageCache
+from ablate.replay_checks import (
+    ASSIGNMENTS_FILE,
+    CONFIG_FILE,
+    MANIFEST_FILE,
+    REPORTS_FILE,
+    STATE_FILE,
+    Expected,
+    RefusedReplay,
+    check_published,
+    copy_published,
+    read_reports,
+)
+from ablate.stage_cache import StageCache
 from ablate.study import RunSettings
 from ablate.trial_reuse import (
-    REPORTS_FILE,
+    loop_device,
     open_store,
-    planned_device,
-    read_reports,
+    trial_data_identity,
+    trial_device,
     trial_material,
     write_reports,
 )
 from trainables.stage_store import WAITING
 
-STATE_FILE = "state.pt"
-ASSIGNMENTS_FILE = "assignments.npy"
-CONFIG_FILE = "config.yaml"
+if TYPE_CHECKING:
+    from trainables.loop import LoopSettings
 
 Reporter = Callable[[dict[str, Any], str | None], None]
 
@@ -66,6 +77,23 @@ def trial_data(spec: TrialSpec, run: RunSettings, image_size: int | None) -> Any
     )
 
 
+def loop_settings(spec: TrialSpec, run: RunSettings, gpus: float) -> LoopSettings:
+    """The loop's settings for a trial holding ``gpus`` GPUs per worker.
+
+    The device follows :func:`~ablate.trial_reuse.trial_device`, the rule its key records.
+    """
+    from trainables.loop import LoopSettings
+
+    return LoopSettings(
+        seed=spec.seed,
+        device=loop_device(run, gpus),
+        amp=run.amp,
+        eval_every=run.eval_every,
+        steps_per_epoch=run.steps_per_epoch,
+        sync_bn=run.sync_bn,
+    )
+
+
 def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: str | None) -> None:
     """Train one trial; ``report(metrics, checkpoint_dir)`` is called once per epoch.
 
@@ -74,23 +102,17 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     """
     import torch
 
-    from trainables.loop import EpochReport, LoopSettings, Trainer
+    from trainables.loop import EpochReport, Trainer
     from trainables.registry import get_method
 
     spec, run = resolve(config)
     torch.set_num_threads(max(1, int(config.get("cpus", 1))))
     method_class = get_method(spec.method)
     method_config = spec.method_config()  # TrialConfigError: this trial fails, with its reason
-    settings = LoopSettings(
-        seed=spec.seed,
-        device=run.device,
-        amp=run.amp,
-        eval_every=run.eval_every,
-        steps_per_epoch=run.steps_per_epoch,
-        sync_bn=run.sync_bn,
-    )
+    settings = loop_settings(spec, run, float(config.get("gpus", 0)))
     data = trial_data(spec, run, method_config.image_size)
     trainer = Trainer(method_class, method_config, data, settings, _stage_store(spec, run))
+    notes: dict[str, Any] = dict(config.get("notes") or {})  # said once, in the first report
     reports: list[dict[str, Any]] = []
     if restore_dir is not None:
         trainer.restore(Path(restore_dir) / STATE_FILE)
@@ -108,7 +130,9 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             **({"data_parallel": trainer.data_parallel} if trainer.world_size > 1 else {}),
             **result.notes,  # stage_cache.<stage>: reused/published <key>
         }
-        reports.append(metrics)
+        reports.append(metrics)  # what a replay of this trial reports: not this run's notes
+        metrics = {**metrics, **notes}
+        notes.clear()
         last = result.epoch == trainer.total_epochs
         if not trainer.is_chief or not (last or result.epoch % run.checkpoint_every == 0):
             report(metrics, None)
@@ -145,18 +169,63 @@ def _reused_or_claimed(store: StageCache, material: dict[str, Any], resuming: bo
     return found.parent if isinstance(found, Path) else None
 
 
-def _replay(folder: Path, report: Reporter) -> None:
+def _replay(reports: list[dict[str, Any]], folder: Path, origin: str, report: Reporter) -> None:
     """Report a published trial's epochs as this trial's, the last with its checkpoint."""
-    manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    reports = read_reports(folder)
-    origin = {"reused_from": str(manifest["produced_by"])}
     for metrics in reports[:-1]:
-        report({**metrics, **origin}, None)
+        report({**metrics, "reused_from": origin}, None)
+    report({**reports[-1], "reused_from": origin}, str(folder))
+
+
+def _checked_replay(found: Path, expected: Expected, report: Reporter) -> None:
+    """Replay the published trial in ``found`` after checking a private copy of it.
+
+    :class:`RefusedReplay` (nothing reported) when the copy fails a check.
+    """
     with tempfile.TemporaryDirectory() as copy:
-        for name in (STATE_FILE, ASSIGNMENTS_FILE, CONFIG_FILE, REPORTS_FILE):
-            if (folder / name).exists():
-                shutil.copy2(folder / name, Path(copy) / name)
-        report({**reports[-1], **origin}, copy)
+        copy_published(found, Path(copy))
+        reports = check_published(Path(copy), expected)
+        manifest = json.loads((Path(copy) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        (Path(copy) / MANIFEST_FILE).unlink()  # the store's record, not the trial's checkpoint
+        _replay(reports, Path(copy), str(manifest.get("produced_by", "")), report)
+
+
+def _expected(
+    spec: TrialSpec, run: RunSettings, store: StageCache, material: dict[str, Any], samples: int
+) -> Expected:
+    """What this trial would have produced, to check a published trial against."""
+
+    def scores(assignments: np.ndarray) -> dict[str, float]:
+        from trainables.datasets import read_source
+        from trainables.metrics import clustering_scores
+
+        entry = spec.dataset_entry
+        config = spec.method_config()
+        source = read_source(
+            entry.name, entry.root or run.data_root, options=entry.options,
+            resolution=config.image_size,
+        )  # fmt: skip
+        return clustering_scores(assignments, source.labels, source.info.num_classes)
+
+    return Expected(
+        key=store.key(material),
+        material=material,
+        config=spec.method_config().model_dump(mode="json"),
+        method=spec.method,
+        epochs=spec.total_epochs(),
+        samples=samples,
+        scores=scores,
+    )
+
+
+def _set_aside(store: StageCache, found: Path) -> Path | None:
+    """Move a refused published folder out of the key's way; None if it cannot be moved."""
+    target = store.root / ".refused" / f"{found.name}.{time.strftime('%Y%m%dT%H%M%S')}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        found.rename(target)
+    except OSError:
+        return None
+    return target
 
 
 def _publish(store: StageCache, material: dict[str, Any], checkpoint: Path) -> None:
@@ -190,7 +259,8 @@ def _stage_store(spec: TrialSpec, run: RunSettings) -> StageCache | None:
     if not run.share_stages or run.stage_store is None:
         return None
     entry = spec.dataset_entry
-    context = {"dataset": entry.name, "options": entry.options}
+    data = trial_data_identity(spec, run).material()  # cached beside the data: read once
+    context = {"dataset": entry.name, "options": entry.options, "data": data}
     return StageCache(Path(run.stage_store), context, trial=spec.key)
 
 
@@ -228,26 +298,40 @@ def tune_trial(config: dict[str, Any]) -> None:
     workers = int(config.get("workers", 1))
     report = _reporter(tune)
     store = open_store(run, f"{spec.study}/{spec.key}")
-    device = planned_device(run, float(config.get("gpus", 0)))
-    material = trial_material(spec, run, workers, device)  # TrialConfigError: fails alone
-    if store is not None:
-        found = _reused_or_claimed(store, material, resuming=_resuming(config))
-        if found is not None:
-            _replay(found, report)
+    if store is None:
+        _train(config, report, workers)
+        return
+    data = trial_data_identity(spec, run, download=True)
+    device = trial_device(run, float(config.get("gpus", 0)))
+    material = trial_material(spec, run, workers, device, data)  # TrialConfigError: fails alone
+    found = _reused_or_claimed(store, material, resuming=_resuming(config))
+    if found is not None:
+        try:
+            _checked_replay(found, _expected(spec, run, store, material, data.samples), report)
             return
-        report = _publishing(report, store, material)
+        except RefusedReplay as refusal:
+            moved = _set_aside(store, found)
+            where = f"moved to {moved}" if moved else "left in place"
+            note = f"trial store folder {found} refused ({refusal}): trained instead; {where}"
+            config = {**config, "notes": {**(config.get("notes") or {}), "reuse_refused": note}}
     try:
-        if workers > 1:
-            final = _data_parallel_trial(config)
-            if store is not None and final is not None:
-                with final.as_directory() as folder:
-                    if is_final(Path(folder)):
-                        _publish(store, material, Path(folder))
-        else:
-            _train_from(config, report, tune.get_checkpoint())
+        final = _train(config, _publishing(report, store, material), workers)
+        if final is not None:  # a multi-worker trial: Train's last checkpoint
+            with final.as_directory() as folder:
+                if is_final(Path(folder)):
+                    _publish(store, material, Path(folder))
     finally:
-        if store is not None:
-            store.release(material)  # no-op after a publish; a failed trial frees the key
+        store.release(material)  # no-op after a publish; a failed trial frees the key
+
+
+def _train(config: dict[str, Any], report: Reporter, workers: int) -> Any:
+    """Train the trial in this process, or over ``workers`` ranks (their last checkpoint)."""
+    from ray import tune
+
+    if workers > 1:
+        return _data_parallel_trial(config)
+    _train_from(config, report, tune.get_checkpoint())
+    return None
 
 
 def _resuming(config: dict[str, Any]) -> bool:

@@ -11,33 +11,53 @@ or the tracking settings).
 A finished trial is published under its key in ``<run.trial_store>/<key>/`` (default
 ``<run.storage>/trials``): its final checkpoint, which holds its epoch reports, assignments
 and config. A later trial with the same key, in any study that shares the store, replays
-those reports instead of training (its MLflow run is tagged ``ablate.reused_from``); one
-that starts while another trains the key waits for it, through the same ``flock`` claims as
-shared stages.
+those reports instead of training (its MLflow run is tagged ``ablate.reused_from``), after
+:mod:`ablate.replay_checks` found the folder to be this trial's; one that starts while another
+trains the key waits for it, through the same ``flock`` claims as shared stages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate.planner import TrialConfigError, TrialSpec
+from ablate.replay_checks import REPORTS_FILE
 from ablate.study import RunSettings
 
 if TYPE_CHECKING:
     from ablate.stage_cache import StageCache
+    from trainables.data_identity import DataIdentity
 
-REPORTS_FILE = "reports.jsonl"
 TRIALS_FOLDER = "trials"
+#: The ablate modules that build and run a trial from its spec (the others schedule it and
+#: record it): an edit to them may change what a trial computes.
+TRIAL_CODE = ("trainable.py", "planner.py")
 
 
-def trial_material(spec: TrialSpec, run: RunSettings, workers: int, device: str) -> dict[str, Any]:
-    """What a trial's outcome depends on (its key is this material's hash)."""
-    from importlib.metadata import version
+@cache
+def trial_code_fingerprint() -> str:
+    """SHA-256 of :data:`TRIAL_CODE`'s sources (the package version never changed)."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for module in TRIAL_CODE:
+        digest.update(module.encode() + b"\0" + (here / module).read_bytes())
+    return digest.hexdigest()[:24]
 
-    from trainables.fingerprint import method_fingerprint
+
+def trial_material(
+    spec: TrialSpec, run: RunSettings, workers: int, device: str, data: DataIdentity
+) -> dict[str, Any]:
+    """What a trial's outcome depends on (its key is this material's hash).
+
+    ``device`` is the one the trial trains on (:func:`trial_device`); ``data`` the identity
+    of the data it reads (:func:`trial_data_identity`).
+    """
+    from trainables.fingerprint import library_versions, method_fingerprint
     from trainables.registry import get_method
 
     entry = spec.dataset_entry
@@ -47,6 +67,7 @@ def trial_material(spec: TrialSpec, run: RunSettings, workers: int, device: str)
         "method": spec.method,
         "config": spec.method_config().model_dump(mode="json"),
         "dataset": {"name": entry.name, "options": entry.options},
+        "data": data.material(),
         "seed": spec.seed,
         "steps_per_epoch": run.steps_per_epoch,
         "precision": "bf16" if device == "cuda" and run.amp != "off" else "fp32",
@@ -54,15 +75,41 @@ def trial_material(spec: TrialSpec, run: RunSettings, workers: int, device: str)
         "sync_bn": run.sync_bn if workers > 1 else None,
         "device": device,
         "code": method_fingerprint(module),
-        "torch": version("torch"),
+        "trial_code": trial_code_fingerprint(),
+        "libraries": library_versions(),
     }
 
 
-def planned_device(run: RunSettings, gpus: float) -> str:
-    """The device type a trial will train on, as the driver can tell before launch."""
+def trial_device(run: RunSettings, gpus: float) -> str:
+    """The device type a trial trains on, decided once, before launch, by this rule.
+
+    ``run.device`` when the study names one; otherwise CUDA exactly when the trial holds GPUs.
+    A zero-GPU trial trains on the CPU even where a GPU is visible to it (Ray 2.60 leaves a
+    node's GPUs visible to a trial that asked for none: ray-project/ray#54868), so the key,
+    the precision and ``plan`` all tell the truth.
+    """
     if run.device != "auto":
         return run.device.split(":")[0]
     return "cuda" if gpus > 0 else "cpu"
+
+
+def loop_device(run: RunSettings, gpus: float) -> str:
+    """The torch device string the loop gets: ``run.device`` as written, else the rule's."""
+    return run.device if run.device != "auto" else trial_device(run, gpus)
+
+
+def trial_data_identity(spec: TrialSpec, run: RunSettings, download: bool = False) -> DataIdentity:
+    """The identity of the data this trial reads (from the study's data root)."""
+    from trainables.data_identity import data_identity
+
+    entry = spec.dataset_entry
+    return data_identity(
+        entry.name,
+        entry.root or run.data_root,
+        options=entry.options,
+        resolution=spec.method_config().image_size,
+        download=download and entry.download,
+    )
 
 
 def trial_store_root(run: RunSettings) -> Path:
@@ -84,44 +131,91 @@ class Replayed:
 
     done: list[str] = field(default_factory=list)  # published in the trial store
     repeats: list[str] = field(default_factory=list)  # an earlier trial's key, in this study
+    unknown: list[str] = field(default_factory=list)  # data sets not readable here
 
     @property
     def names(self) -> set[str]:
         return {*self.done, *self.repeats}
 
 
-def trial_keys(study: Any) -> dict[str, str]:
-    """Each trial's key (by trial name) as the trial will compute it; invalid points left out.
+@dataclass
+class TrialKeys:
+    """Each trial's key material (by trial name), and the data sets that could not be read."""
 
-    An optuna study's trials are not known before it runs: it has none here.
+    materials: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
+
+    def hashed(self) -> dict[str, str]:
+        """Each trial's key, as the trial store names its folder."""
+        from ablate.stage_cache import StageCache
+
+        store = StageCache(Path("."), {})  # the context trials open the store with
+        return {name: store.key(material) for name, material in self.materials.items()}
+
+
+def trial_keys(study: Any) -> TrialKeys:
+    """Each trial's key material as the trial will compute it; invalid points left out.
+
+    An optuna study's trials are not known before it runs: it has none here. A data set that
+    is not on this machine (a study planned away from its cluster) has no identity here: its
+    trials are left out and named in ``unknown``.
     """
     from ablate.planner import expand
-    from ablate.stage_cache import StageCache
+    from trainables.datasets import DatasetNotFoundError
 
+    keys = TrialKeys()
     if study.search is not None and study.search.algorithm == "optuna":
-        return {}
-    store = StageCache(trial_store_root(study.run), {})  # the context trials open it with
-    device = planned_device(study.run, study.resources.gpus)
-    keys = {}
+        return keys
+    device = trial_device(study.run, study.resources.gpus)
+    identities: dict[str, DataIdentity | None] = {}  # each data set is read once
     for trial in expand(study):
         try:
-            material = trial_material(trial, study.run, study.resources.workers, device)
+            config = trial.method_config()
         except TrialConfigError:  # an invalid point fails alone when it runs
             continue
-        keys[trial.key] = store.key(material)
+        data = f"{trial.dataset_entry.label} at {config.image_size} px"
+        if data not in identities:
+            try:
+                identities[data] = trial_data_identity(trial, study.run)
+            except DatasetNotFoundError:
+                identities[data] = None
+                keys.unknown.append(trial.dataset_entry.label)
+        identity = identities[data]
+        if identity is not None:
+            material = trial_material(trial, study.run, study.resources.workers, device, identity)
+            keys.materials[trial.key] = material
     return keys
 
 
+def published_material(folder: Path) -> dict[str, Any] | None:
+    """The key material a published folder's manifest holds (None: none readable)."""
+    from ablate.replay_checks import MANIFEST_FILE
+
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    material = manifest.get("material") if isinstance(manifest, dict) else None
+    return material if isinstance(material, dict) else None
+
+
 def replayed(study: Any) -> Replayed:
-    """Which trials replay instead of training, as far as the driver can tell before launch."""
-    from ablate.stage_cache import STATE_FILE
+    """Which trials replay instead of training, as far as the driver can tell before launch.
+
+    A published folder counts when its manifest holds the trial's key material; the trial
+    checks the rest (:mod:`ablate.replay_checks`) before it replays.
+    """
+    from ablate.stage_cache import StageCache
 
     if not study.run.reuse_trials:
         return Replayed()
-    root = trial_store_root(study.run)
-    found, seen = Replayed(), set()
-    for name, key in trial_keys(study).items():  # in the study's order: the first trains
-        if (root / key / STATE_FILE).exists():
+    store = StageCache(trial_store_root(study.run), {})  # the context trials open it with
+    keys = trial_keys(study)
+    found, seen = Replayed(unknown=keys.unknown), set()
+    for name, material in keys.materials.items():  # in the study's order: the first trains
+        key = store.key(material)
+        stored = published_material(store.root / key)
+        if stored is not None and stored == json.loads(json.dumps(material, default=str)):
             found.done.append(name)
         elif key in seen:
             found.repeats.append(name)
@@ -163,6 +257,11 @@ def reuse_lines(study: Any, found: Replayed) -> list[str]:
             f"{len(found.done)} of {total} trial{'' if total == 1 else 's'} done already (in "
             "the trial store, by this or another study): replayed, not trained"
         )
+    for label in found.unknown:
+        lines.append(
+            f"data set {label} is not readable here: trials done already on it are not counted "
+            "(each trial still looks itself up where it runs)"
+        )
     return lines + same_configuration_lines(study)
 
 
@@ -170,8 +269,3 @@ def write_reports(folder: Path, reports: list[dict[str, Any]]) -> None:
     """Every epoch's report, one JSON object a line (values that are not JSON: as text)."""
     lines = [json.dumps(report, default=str) for report in reports]
     (folder / REPORTS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def read_reports(folder: Path) -> list[dict[str, Any]]:
-    text = (folder / REPORTS_FILE).read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]

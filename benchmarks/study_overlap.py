@@ -45,7 +45,7 @@ def main() -> None:
     saved_total = 0.0
     for path in args.studies:
         study = load_study(path)
-        keys, hours = trial_keys(study), trial_hours(study, args.device)
+        keys, hours = trial_keys(study).hashed(), trial_hours(study, args.device)
         replayed = [name for name, key in keys.items() if key in seen]
         seen.update(keys.values())
         saved = sum(hours.get(name, 0.0) for name in replayed)

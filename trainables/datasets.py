@@ -10,6 +10,7 @@ evaluator. A missing data set fails with one message saying where it looked and 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import pickle
 import struct
@@ -163,29 +164,36 @@ def _torchvision_download(dataset: str, root: Path) -> None:
         raise DatasetNotFoundError(f"data set {dataset!r} has no downloader; see README")
 
 
-def load_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray]:
+def cifar10_files(root: Path) -> list[Path]:
     folder = _require(
         root / "cifar-10-batches-py",
         "cifar10",
         "Use download: true, or unpack cifar-10-python.tar.gz there.",
     )
-    parts = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
-    parts.append(_unpickle(folder / "test_batch"))
+    return [folder / f"data_batch_{i}" for i in range(1, 6)] + [folder / "test_batch"]
+
+
+def load_cifar10(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_unpickle(path) for path in cifar10_files(root)]
     images = np.concatenate([_cifar_images(p["data"]) for p in parts])
     labels = np.concatenate([np.asarray(p["labels"], dtype=np.int64) for p in parts])
     return images, labels
 
 
-def load_cifar100(root: Path) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-100 on its 20 superclasses (``coarse_labels``; the fine->coarse table otherwise)."""
+def cifar100_files(root: Path) -> list[Path]:
     folder = _require(
         root / "cifar-100-python",
         "cifar100",
         "Use download: true, or unpack cifar-100-python.tar.gz there.",
     )
+    return [folder / "train", folder / "test"]
+
+
+def load_cifar100(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-100 on its 20 superclasses (``coarse_labels``; the fine->coarse table otherwise)."""
     images, labels = [], []
-    for split in ("train", "test"):
-        part = _unpickle(folder / split)
+    for path in cifar100_files(root):
+        part = _unpickle(path)
         images.append(_cifar_images(part["data"]))
         if "coarse_labels" in part:
             labels.append(np.asarray(part["coarse_labels"], dtype=np.int64))
@@ -199,20 +207,26 @@ def _stl_images(path: Path) -> np.ndarray:
     return np.ascontiguousarray(raw.transpose(0, 1, 3, 2))  # stored column-major
 
 
-def load_stl10(
-    root: Path, unlabeled: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def stl10_files(root: Path, unlabeled: bool = False) -> list[Path]:
+    """``train_X, train_y, test_X, test_y`` and, with ``unlabeled``, ``unlabeled_X``."""
     folder = _require(
         root / "stl10_binary", "stl10", "Use download: true, or unpack stl10_binary.tar.gz there."
     )
-    images = np.concatenate([_stl_images(folder / f"{s}_X.bin") for s in ("train", "test")])
+    files = [folder / f"{split}_{part}.bin" for split in ("train", "test") for part in "Xy"]
+    if unlabeled:
+        files.append(_require(folder / "unlabeled_X.bin", "stl10", ""))
+    return files
+
+
+def load_stl10(
+    root: Path, unlabeled: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    train_x, train_y, test_x, test_y, *more = stl10_files(root, unlabeled)
+    images = np.concatenate([_stl_images(train_x), _stl_images(test_x)])
     labels = np.concatenate(
-        [
-            np.fromfile(folder / f"{s}_y.bin", dtype=np.uint8).astype(np.int64) - 1
-            for s in ("train", "test")
-        ]
+        [np.fromfile(path, dtype=np.uint8).astype(np.int64) - 1 for path in (train_y, test_y)]
     )
-    extra = _stl_images(_require(folder / "unlabeled_X.bin", "stl10", "")) if unlabeled else None
+    extra = _stl_images(more[0]) if more else None
     return images, labels, extra
 
 
@@ -224,45 +238,75 @@ def _read_image(path: Path, size: int) -> np.ndarray:
         return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _load_folders(
-    dataset: str, folders: list[Path], size: int, cache: Path
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decode class folders once and keep a uint8 cache beside them (no decode per trial)."""
-    cached = _read_cache(cache)
-    if cached is not None:
-        return cached
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for label, folder in enumerate(folders):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg", ".png"})
+#: The files an image-folder data set reads.
+IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
+
+
+def class_images(dataset: str, folders: list[Path]) -> list[list[Path]]:
+    """Each class folder's images, sorted by name (the class order is the folders')."""
+    classes = []
+    for folder in folders:
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DatasetNotFoundError(f"data set {dataset!r}: class folder {folder} has no images")
-        images.extend(_read_image(p, size) for p in files)
-        labels.extend([label] * len(files))
+        classes.append(files)
+    return classes
+
+
+def file_listing(files: list[Path], base: Path) -> str:
+    """A hash of each file's name (relative to ``base``), size and modification time.
+
+    What a cache of files decoded or hashed once is valid for: a replaced, added or removed
+    file changes it (a copy that keeps all three is taken for the same file, as ``make`` does).
+    """
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        name = os.path.relpath(path, base)
+        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _load_folders(
+    dataset: str, folders: list[Path], size: int, cache: Path, extra: tuple[Path, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode class folders once and keep a uint8 cache beside them (no decode per trial).
+
+    The cache holds the listing of the files it was decoded from (``extra``: files such as
+    ``wnids.txt`` that fix the class order) and is decoded again when they change.
+    """
+    classes = class_images(dataset, folders)
+    listing = file_listing([*extra, *(p for files in classes for p in files)], cache.parent)
+    cached = _read_cache(cache, listing)
+    if cached is not None:
+        return cached
+    images = [_read_image(p, size) for files in classes for p in files]
+    labels = [label for label, files in enumerate(classes) for _ in files]
     result = np.stack(images), np.asarray(labels, dtype=np.int64)
-    _write_cache(cache, *result)
+    _write_cache(cache, *result, listing)
     return result
 
 
-def _read_cache(cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached arrays, or None when absent or unreadable.
+def _read_cache(cache: Path, listing: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached arrays, or None when absent, unreadable or decoded from other files.
 
-    Then the folders are decoded again and the cache rewritten: a damaged cache must not
-    break every later trial.
+    Then the folders are decoded again and the cache rewritten: a damaged or stale cache
+    must not break (or silently feed) every later trial.
     """
     if not cache.exists():
         return None
     try:
-        with np.load(cache) as stored:
+        with np.load(cache, allow_pickle=False) as stored:
             images, labels = stored["images"], stored["labels"]
+            source = str(stored["listing"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
-    if images.ndim != 4 or len(images) != len(labels):
+    if images.ndim != 4 or len(images) != len(labels) or source != listing:
         return None
     return images, labels
 
 
-def _write_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
+def _write_cache(cache: Path, images: np.ndarray, labels: np.ndarray, listing: str) -> None:
     """Write beside the target and rename into place.
 
     A reader (another trial, or the next run after a kill) sees the whole file or none.
@@ -270,15 +314,16 @@ def _write_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
     partial = cache.with_name(f"{cache.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         with partial.open("wb") as out:
-            np.savez(out, images=images, labels=labels)
+            np.savez(out, images=images, labels=labels, listing=np.asarray(listing))
         os.replace(partial, cache)
     except OSError:  # read-only data root: decode again next time
         partial.unlink(missing_ok=True)
 
 
-def load_imagenet_subset(
-    root: Path, dataset: str, folder_name: str, wnids: list[str], size: int
-) -> tuple[np.ndarray, np.ndarray]:
+def imagenet_subset_folders(
+    root: Path, dataset: str, folder_name: str, wnids: list[str]
+) -> list[Path]:
+    """The class folders of an ImageNet subset, in WNID order."""
     base = _require(
         root / folder_name,
         dataset,
@@ -288,20 +333,31 @@ def load_imagenet_subset(
     missing = [w for w in wnids if not (base / w).is_dir()]
     if missing:
         raise DatasetNotFoundError(f"data set {dataset!r}: {base} lacks class folders {missing}")
-    return _load_folders(
-        dataset, [base / w for w in wnids], size, base / f".ablate-cache-{size}.npz"
-    )
+    return [base / w for w in wnids]
 
 
-def load_tiny_imagenet(root: Path) -> tuple[np.ndarray, np.ndarray]:
+def load_imagenet_subset(
+    root: Path, dataset: str, folder_name: str, wnids: list[str], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    folders = imagenet_subset_folders(root, dataset, folder_name, wnids)
+    return _load_folders(dataset, folders, size, root / folder_name / f".ablate-cache-{size}.npz")
+
+
+def tiny_imagenet_folders(root: Path) -> tuple[Path, list[Path]]:
+    """``wnids.txt`` (the class order) and the class folders it names."""
     base = _require(
         root / "tiny-imagenet-200",
         "tiny_imagenet",
         "Unpack tiny-imagenet-200.zip there (train/<wnid>/images/*.JPEG and wnids.txt).",
     )
     wnids = (base / "wnids.txt").read_text().split()
-    folders = [base / "train" / w / "images" for w in wnids]
-    return _load_folders("tiny_imagenet", folders, 64, base / ".ablate-cache-64.npz")
+    return base / "wnids.txt", [base / "train" / w / "images" for w in wnids]
+
+
+def load_tiny_imagenet(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    order, folders = tiny_imagenet_folders(root)
+    cache = order.parent / ".ablate-cache-64.npz"
+    return _load_folders("tiny_imagenet", folders, 64, cache, extra=(order,))
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -323,7 +379,8 @@ def fashion_mnist_folders(root: Path) -> list[Path]:
     return [root / "fashion-mnist", root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
 
 
-def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray]:
+def fashion_mnist_files(root: Path) -> list[Path]:
+    """The four IDX files (plain or gzipped) of the first folder that holds all of them."""
     names = (
         "train-images-idx3-ubyte",
         "train-labels-idx1-ubyte",
@@ -336,10 +393,7 @@ def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray]:
             candidates = [folder / name, folder / f"{name}.gz"]
             found.append(next((c for c in candidates if c.exists()), None))
         if all(found):
-            arrays = [_read_idx(p) for p in found if p is not None]
-            images = np.concatenate([arrays[0], arrays[2]])[:, None]
-            labels = np.concatenate([arrays[1], arrays[3]]).astype(np.int64)
-            return images, labels
+            return [path for path in found if path is not None]
     looked = ", ".join(str(f) for f in fashion_mnist_folders(root))
     raise DatasetNotFoundError(
         f"data set 'fashion_mnist' not found: looked in {looked}. Install Debian's package "
@@ -347,17 +401,34 @@ def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def load_digits(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's bundled 8x8 digits (1,797 real images), upscaled bilinearly to ``size``."""
+def load_fashion_mnist(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    arrays = [_read_idx(path) for path in fashion_mnist_files(root)]
+    images = np.concatenate([arrays[0], arrays[2]])[:, None]
+    labels = np.concatenate([arrays[1], arrays[3]]).astype(np.int64)
+    return images, labels
+
+
+def digits_source() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1,797 real images), grey levels 0..16 as shipped."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    small = torch.as_tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+
+
+def upscale_digits(small: np.ndarray, size: int) -> np.ndarray:
+    """8x8 digits (0..16) as uint8 ``N×1×size×size`` images, upscaled bilinearly (torch)."""
+    grey = torch.as_tensor(small, dtype=torch.float32)[:, None] / 16.0
     big = torch.nn.functional.interpolate(
-        small, size=(size, size), mode="bilinear", align_corners=False
+        grey, size=(size, size), mode="bilinear", align_corners=False
     )
-    images = (big.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    return images, np.asarray(bunch.target, dtype=np.int64)
+    return (big.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def load_digits(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1,797 real images), upscaled bilinearly to ``size``."""
+    small, labels = digits_source()
+    return upscale_digits(small, size), labels
 
 
 def make_synthetic(n: int, classes: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -500,6 +571,121 @@ def storage_size(name: str, options: dict[str, Any], resolution: int | None) -> 
     return max(decoded, resolution or 0)
 
 
+@dataclass(frozen=True)
+class SourceData:
+    """A data set as read from its source with numpy alone, subset drawn: what identifies it.
+
+    ``images`` are the training images, except for ``digits``: their 8×8 originals (grey
+    levels 0..16) are upscaled to ``upscale`` px by :func:`load_dataset` with torch, so that
+    telling data sets apart never needs torch.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    extra: np.ndarray | None
+    info: DatasetInfo
+    upscale: int | None = None
+
+
+def _checked_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    if name not in CATALOGUE:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(CATALOGUE)}")
+    entry = CATALOGUE[name]
+    opts = dict(options or {})
+    unknown = set(opts) - entry.options - COMMON_OPTIONS
+    if unknown:
+        allowed = ", ".join(sorted(entry.options | COMMON_OPTIONS))
+        raise KeyError(f"data set {name!r} has no option(s) {sorted(unknown)}; allowed: {allowed}")
+    return opts
+
+
+def _imagenet_subset(name: str) -> tuple[str, list[str]]:
+    return (
+        ("imagenet10", list(IMAGENET10_WNIDS))
+        if name == "imagenet10"
+        else ("imagenet_dogs", list(IMAGENET_DOGS_WNIDS))
+    )
+
+
+def source_files(
+    name: str, base: Path, options: dict[str, Any], resolution: int | None = None
+) -> list[Path] | None:
+    """The files data set ``name`` is read from; None for the ones made in memory.
+
+    :class:`DatasetNotFoundError` when they are not there.
+    """
+    if name == "cifar10":
+        return cifar10_files(base)
+    if name == "cifar100":
+        return cifar100_files(base)
+    if name == "stl10":
+        return stl10_files(base, bool(options.get("unlabeled", False)))
+    if name in ("imagenet10", "imagenet_dogs"):
+        folders = imagenet_subset_folders(base, name, *_imagenet_subset(name))
+        return [p for files in class_images(name, folders) for p in files]
+    if name == "tiny_imagenet":
+        order, folders = tiny_imagenet_folders(base)
+        return [order, *(p for files in class_images(name, folders) for p in files)]
+    if name == "fashion_mnist":
+        return fashion_mnist_files(base)
+    return None  # digits (scikit-learn's, versioned with it) and synthetic
+
+
+def _read_arrays(
+    name: str, base: Path, opts: dict[str, Any], resolution: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    if name == "cifar10":
+        return (*load_cifar10(base), None)
+    if name == "cifar100":
+        return (*load_cifar100(base), None)
+    if name == "stl10":
+        return load_stl10(base, bool(opts.get("unlabeled", False)))
+    if name in ("imagenet10", "imagenet_dogs"):
+        size = storage_size(name, opts, resolution) or 96
+        return (*load_imagenet_subset(base, name, *_imagenet_subset(name), size), None)
+    if name == "tiny_imagenet":
+        return (*load_tiny_imagenet(base), None)
+    if name == "fashion_mnist":
+        return (*load_fashion_mnist(base), None)
+    if name == "digits":
+        return (*digits_source(), None)
+    images, labels = make_synthetic(
+        int(opts.get("n", 512)),
+        int(opts.get("classes", 4)),
+        int(opts.get("size", 32)),
+        int(opts.get("seed", 0)),
+    )
+    return images, labels, None
+
+
+def read_source(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    download: bool = False,
+    options: dict[str, Any] | None = None,
+    resolution: int | None = None,
+) -> SourceData:
+    """Data set ``name`` as :class:`SourceData` (see :func:`load_dataset` for the arguments)."""
+    opts = _checked_options(name, options)
+    base = Path(root) if root is not None else default_data_root()
+    try:
+        images, labels, extra = _read_arrays(name, base, opts, resolution)
+    except DatasetNotFoundError:
+        if not download:
+            raise
+        _torchvision_download(name, base)
+        images, labels, extra = _read_arrays(name, base, opts, resolution)
+    if "subset" in opts:
+        images, labels = _subset(name, images, labels, opts)
+    info = CATALOGUE[name].info
+    if name == "synthetic":
+        info = replace(info, num_classes=int(opts.get("classes", 4)))
+    upscale = int(opts.get("size", 32)) if name == "digits" else None
+    info = replace(info, native_size=upscale or int(images.shape[-1]))
+    return SourceData(images, labels, extra, info, upscale)
+
+
 def load_dataset(
     name: str,
     root: str | Path | None = None,
@@ -515,63 +701,13 @@ def load_dataset(
     training size: the ImageNet subsets are decoded at it when it exceeds their default 96
     and ``size`` is not given, so a 224-px method never trains on upsampled 96-px images.
     """
-    if name not in CATALOGUE:
-        raise KeyError(f"unknown data set {name!r}; known: {', '.join(CATALOGUE)}")
-    entry = CATALOGUE[name]
-    opts = dict(options or {})
-    unknown = set(opts) - entry.options - COMMON_OPTIONS
-    if unknown:
-        allowed = ", ".join(sorted(entry.options | COMMON_OPTIONS))
-        raise KeyError(f"data set {name!r} has no option(s) {sorted(unknown)}; allowed: {allowed}")
-    base = Path(root) if root is not None else default_data_root()
-    info = entry.info
-    extra: np.ndarray | None = None
-
-    def read() -> tuple[np.ndarray, np.ndarray]:
-        nonlocal extra
-        if name == "cifar10":
-            return load_cifar10(base)
-        if name == "cifar100":
-            return load_cifar100(base)
-        if name == "stl10":
-            images, labels, extra = load_stl10(base, bool(opts.get("unlabeled", False)))
-            return images, labels
-        if name in ("imagenet10", "imagenet_dogs"):
-            folder, wnids = (
-                ("imagenet10", IMAGENET10_WNIDS)
-                if name == "imagenet10"
-                else ("imagenet_dogs", IMAGENET_DOGS_WNIDS)
-            )
-            size = storage_size(name, opts, resolution)
-            return load_imagenet_subset(base, name, folder, wnids, size or 96)
-        if name == "tiny_imagenet":
-            return load_tiny_imagenet(base)
-        if name == "fashion_mnist":
-            return load_fashion_mnist(base)
-        if name == "digits":
-            return load_digits(int(opts.get("size", 32)))
-        return make_synthetic(
-            int(opts.get("n", 512)),
-            int(opts.get("classes", 4)),
-            int(opts.get("size", 32)),
-            int(opts.get("seed", 0)),
-        )
-
-    try:
-        images, labels = read()
-    except DatasetNotFoundError:
-        if not download:
-            raise
-        _torchvision_download(name, base)
-        images, labels = read()
-    if "subset" in opts:
-        images, labels = _subset(name, images, labels, opts)
-    if name == "synthetic":
-        info = replace(info, num_classes=int(opts.get("classes", 4)))
-    info = replace(info, native_size=int(images.shape[-1]))
+    source = read_source(name, root, download=download, options=options, resolution=resolution)
+    images = source.images
+    if source.upscale is not None:
+        images = upscale_digits(images, source.upscale)
     train = TrainImages(
         images=torch.from_numpy(np.ascontiguousarray(images)),
-        info=info,
-        unlabeled=None if extra is None else torch.from_numpy(extra),
+        info=source.info,
+        unlabeled=None if source.extra is None else torch.from_numpy(source.extra),
     )
-    return ClusteringData(train=train, labels=torch.from_numpy(labels))
+    return ClusteringData(train=train, labels=torch.from_numpy(source.labels))

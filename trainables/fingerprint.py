@@ -79,3 +79,36 @@ def code_fingerprint(module: str, read: Callable[[str], str | None] = read_modul
 def method_fingerprint(module: str) -> str:
     """:func:`code_fingerprint` of the installed sources, computed once per process."""
     return code_fingerprint(module)
+
+
+#: Libraries whose releases can change a trained result: kernels and RNG streams (torch,
+#: torchvision), neighbour search (faiss), k-means, metrics and assignment (scikit-learn,
+#: scipy, numpy), image decoding and resizing (Pillow).
+RESULT_LIBRARIES = (
+    "torch",
+    "torchvision",
+    ("faiss-gpu", "faiss-cpu", "faiss"),
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "pillow",
+)
+
+
+@cache
+def library_versions() -> dict[str, str]:
+    """The installed release of each of :data:`RESULT_LIBRARIES` (read without importing it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str] = {}
+    for entry in RESULT_LIBRARIES:
+        names = entry if isinstance(entry, tuple) else (entry,)
+        for name in names:
+            try:
+                found[names[0]] = f"{name} {version(name)}"
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            found[names[0]] = "not installed"
+    return found

@@ -32,7 +32,7 @@ from trainables import device_stats
 from trainables.data_parallel import RowSharding, average_gradients, synchronise_batch_norm
 from trainables.datasets import ClusteringData
 from trainables.evaluation_order import content_order
-from trainables.fingerprint import method_fingerprint
+from trainables.fingerprint import library_versions, method_fingerprint
 from trainables.method import Method, StepOutput, Views, unsplittable_batch
 from trainables.metrics import (
     clustering_scores,
@@ -466,9 +466,9 @@ class Trainer:
 
         A stage is shareable when it and every stage before it declare ``shared``: the
         network it starts from is then fixed by the seed and those declarations. The code that
-        trains it (:mod:`trainables.fingerprint`), the device type and the precision it ran
-        in are part of it, so neither an edited loss nor a bf16 GPU result is reused in their
-        place.
+        trains it (:mod:`trainables.fingerprint`), the releases of the libraries it computes
+        with, the device type and the precision it ran in are part of it, so neither an
+        edited loss nor a bf16 GPU result is reused in their place.
         """
         stages = []
         for stage in self.stages[: index + 1]:
@@ -487,7 +487,7 @@ class Trainer:
             "checkpoint_format": CHECKPOINT_FORMAT,
             "method": self.method.name,
             "code": method_fingerprint(type(self.method).__module__.rsplit(".", 1)[-1]),
-            "torch": torch.__version__,
+            "libraries": library_versions(),
             "stages": stages,
             "seed": self.settings.seed,
             "steps_per_epoch": self.settings.steps_per_epoch,

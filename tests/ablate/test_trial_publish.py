@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from ablate.replay_checks import read_reports
 from ablate.stage_cache import StageCache
 from ablate.study import RunSettings
 from ablate.trainable import (
@@ -18,7 +19,6 @@ from ablate.trainable import (
     is_final,
     train_fn_per_worker,
 )
-from ablate.trial_reuse import read_reports
 from tests.ablate.test_trial_key import SPEC as KEYED
 
 SPEC = dataclasses.replace(KEYED, params={**KEYED.params, "epochs": 3, "batch_size": 16})

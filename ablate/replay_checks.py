@@ -1,0 +1,201 @@
+"""What a published trial must be before its numbers are reported as another trial's.
+
+The trial store is a shared folder: another study, another user or a broken disk may have put
+anything under a key. A trial replays a published one only after copying its files into a
+private folder - regular files only, opened without following links, so a link to a private
+file is neither read nor uploaded - and checking the copies:
+
+- ``manifest.json`` names this key and holds this trial's full key material;
+- ``config.yaml`` is this trial's resolved configuration;
+- ``reports.jsonl`` holds one report per epoch, ending at this trial's last epoch;
+- ``assignments.npy`` loads without pickle as integers, one per sample of this trial's data;
+- the last report's ACC, NMI and ARI are those of the assignments against this data's labels;
+- ``state.pt`` loads as plain tensors and data (``weights_only``) of this method at that epoch.
+
+A folder that fails any check is reported in one line and the trial trains instead. These
+checks catch damaged, stale, foreign and planted folders; a writer who forges every file
+consistently is not stopped: give write access to a trial store only to people whose results
+you would publish.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ablate.stage_cache import MANIFEST_FILE as MANIFEST_FILE
+from ablate.stage_cache import STATE_FILE as STATE_FILE
+
+#: A trial's checkpoint beside the loop's state: every epoch's report so far, and in the
+#: final one its cluster assignments and resolved configuration.
+REPORTS_FILE = "reports.jsonl"
+ASSIGNMENTS_FILE = "assignments.npy"
+CONFIG_FILE = "config.yaml"
+#: What a published trial holds; anything else in its folder is left behind.
+PUBLISHED_FILES = (STATE_FILE, MANIFEST_FILE, REPORTS_FILE, ASSIGNMENTS_FILE, CONFIG_FILE)
+#: Larger than any state a method here writes (ResNet-34 with banks: about 200 MB).
+MAX_FILE_BYTES = 4 << 30
+SCORES = ("acc", "nmi", "ari")
+
+
+class RefusedReplay(Exception):
+    """A published trial this trial must not replay; the message says why."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What this trial knows of itself, against which a published trial is checked."""
+
+    key: str
+    material: dict[str, Any]
+    config: dict[str, Any]
+    method: str
+    epochs: int
+    samples: int
+    scores: Callable[[np.ndarray], dict[str, float]]  # ACC/NMI/ARI of assignments (labels)
+
+
+def copy_published(folder: Path, target: Path) -> None:
+    """Copy the published files as regular files, never following a link."""
+    for name in PUBLISHED_FILES:
+        source = folder / name
+        try:
+            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # ELOOP: a symbolic link
+            raise RefusedReplay(f"{name} is not a regular file ({error.strerror})") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise RefusedReplay(f"{name} is not a regular file")
+            if info.st_size > MAX_FILE_BYTES:
+                raise RefusedReplay(f"{name} is {info.st_size} bytes, larger than a trial writes")
+            with (target / name).open("wb") as out:
+                while chunk := handle.read(1 << 20):
+                    out.write(chunk)
+
+
+def _json_normal(value: Any) -> Any:
+    """``value`` as it reads back from the manifest (tuples as lists, unknowns as text)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _required(folder: Path, name: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise RefusedReplay(f"it has no {name}")
+    return path
+
+
+def _check_manifest(folder: Path, expected: Expected) -> None:
+    try:
+        manifest = json.loads(_required(folder, MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise RefusedReplay(f"{MANIFEST_FILE} is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("key") != expected.key:
+        raise RefusedReplay(f"{MANIFEST_FILE} does not name key {expected.key}")
+    if manifest.get("material") != _json_normal(expected.material):
+        stored = manifest.get("material")
+        differ = sorted(
+            k
+            for k in set(_json_normal(expected.material)) | set(stored or {})
+            if not isinstance(stored, dict)
+            or stored.get(k) != _json_normal(expected.material).get(k)
+        )
+        raise RefusedReplay(f"{MANIFEST_FILE} holds other key material ({', '.join(differ)})")
+
+
+def _check_config(folder: Path, expected: Expected) -> None:
+    try:
+        config = yaml.safe_load(_required(folder, CONFIG_FILE).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise RefusedReplay(f"{CONFIG_FILE} is not YAML") from None
+    if config != _json_normal(expected.config):
+        raise RefusedReplay(f"{CONFIG_FILE} is not this trial's configuration")
+
+
+def read_reports(folder: Path) -> list[dict[str, Any]]:
+    text = (folder / REPORTS_FILE).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _check_reports(folder: Path, expected: Expected) -> list[dict[str, Any]]:
+    _required(folder, REPORTS_FILE)
+    try:
+        reports = read_reports(folder)
+    except (ValueError, UnicodeDecodeError):
+        raise RefusedReplay(f"{REPORTS_FILE} is not JSON lines") from None
+    if not reports or not all(isinstance(r, dict) for r in reports):
+        raise RefusedReplay(f"{REPORTS_FILE} holds no epoch reports")
+    epochs = [r.get("epoch") for r in reports]
+    numbers = [float(e) for e in epochs if isinstance(e, int | float)]
+    rising = len(numbers) == len(epochs) and all(np.diff(numbers) > 0)
+    if not rising or epochs[-1] != expected.epochs:
+        raise RefusedReplay(
+            f"{REPORTS_FILE}'s epochs ({epochs[0]} .. {epochs[-1]}) do not rise to this "
+            f"trial's last ({expected.epochs})"
+        )
+    return reports
+
+
+def _check_assignments(folder: Path, expected: Expected, last: dict[str, Any]) -> None:
+    try:
+        assignments = np.load(_required(folder, ASSIGNMENTS_FILE), allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise RefusedReplay(f"{ASSIGNMENTS_FILE} is not a plain numpy array") from None
+    if assignments.dtype.kind not in "iu" or assignments.ndim != 1:
+        raise RefusedReplay(
+            f"{ASSIGNMENTS_FILE} holds {assignments.dtype} of shape {assignments.shape}, "
+            "not one cluster index per sample"
+        )
+    if assignments.shape[0] != expected.samples:
+        raise RefusedReplay(
+            f"{ASSIGNMENTS_FILE} has {assignments.shape[0]} entries; this trial's data set has "
+            f"{expected.samples} samples"
+        )
+    scores = expected.scores(assignments)
+    for name in SCORES:
+        reported = last.get(name)
+        if not isinstance(reported, int | float) or not math.isclose(
+            float(reported), scores[name], rel_tol=0, abs_tol=1e-9
+        ):
+            raise RefusedReplay(
+                f"its last report gives {name} {reported}, its assignments score "
+                f"{scores[name]:.6g} on this data"
+            )
+
+
+def _check_state(folder: Path, expected: Expected) -> None:
+    import torch
+
+    path = _required(folder, STATE_FILE)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any bytes at all may sit there: whatever torch.load raises, refuse
+        raise RefusedReplay(f"{STATE_FILE} is not a checkpoint of plain tensors and data") from None
+    if not isinstance(state, dict) or state.get("method") != expected.method:
+        raise RefusedReplay(f"{STATE_FILE} is not a checkpoint of method {expected.method!r}")
+    if state.get("epoch") != expected.epochs:
+        raise RefusedReplay(
+            f"{STATE_FILE} is at epoch {state.get('epoch')}, not at {expected.epochs}"
+        )
+
+
+def check_published(folder: Path, expected: Expected) -> list[dict[str, Any]]:
+    """The epoch reports of a copied published trial; :class:`RefusedReplay` if it fails."""
+    _check_manifest(folder, expected)
+    _check_config(folder, expected)
+    reports = _check_reports(folder, expected)
+    _check_assignments(folder, expected, reports[-1])
+    _check_state(folder, expected)
+    return reports
