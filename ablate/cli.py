@@ -188,7 +188,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
     if args.cd_diagram:
         _check_figure_path(args.cd_diagram)  # before any statistics are printed
-    runs = load_sources(args.sources, args.tracking_uri)
+    from analysis.loading import left_out_lines
+
+    runs = load_sources(args.sources, args.tracking_uri, args.include_stopped)
+    for line in left_out_lines(runs):
+        print(line)
     metrics = _metric_columns(runs)
     if args.metric not in metrics:
         raise ValueError(
@@ -225,7 +229,7 @@ def _metric_columns(runs: pd.DataFrame) -> list[str]:
     """The numeric result columns a user may test (not seeds, epochs or parameters)."""
     from pandas.api.types import is_numeric_dtype
 
-    skip = {"seed", "epochs"}
+    skip = {"seed", "epochs", "early_stopped"}
     return [
         str(c)
         for c in runs.columns
@@ -274,7 +278,7 @@ def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from analysis.loading import load_mlflow
+    from analysis.loading import left_out_lines, load_mlflow
     from analysis.report import ReportInput, write_report
 
     target = args.study_or_experiment
@@ -304,7 +308,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         reference, searched = {}, ()
     if not target.endswith(".csv"):
         assert uri is not None
-        runs = load_mlflow(uri, [experiment])
+        runs = load_mlflow(uri, [experiment], include_stopped=args.include_stopped)
         if target.endswith((".yaml", ".yml")) and not runs.empty:
             rank = runs["variant"].map(order).fillna(len(order))
             runs = runs.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
@@ -316,9 +320,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     report = ReportInput(name, runs, reference, searched, uri, **settings)
     for path in write_report(report, out, args.format, ["acc", "nmi", "ari"]):
         print(path)
-    failed = int((runs["status"] != "FINISHED").sum())
-    if failed:
-        print(f"note: {failed} run(s) did not finish and are left out of every table")
+    for line in left_out_lines(runs):
+        print(line)
     return 0
 
 
@@ -451,6 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--tracking-uri", help="MLflow URI (default: the study's, else sqlite:///mlflow.db)"
     )
+    report.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help="keep runs the scheduler (ASHA) stopped early: their last epoch is an early one, "
+        "not the study's (default: left out of tables and tests, and listed)",
+    )
     report.set_defaults(handler=_cmd_report)
 
     stats = commands.add_parser(
@@ -517,6 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stats.add_argument(
         "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"
+    )
+    stats.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help="keep runs the scheduler (ASHA) stopped early: their last epoch is an early one, "
+        "not the study's (default: left out of tables and tests, and listed)",
     )
     stats.set_defaults(handler=_cmd_stats)
     return parser

@@ -13,6 +13,9 @@ import numpy as np
 import pandas as pd
 
 METRICS = ("acc", "nmi", "ari")
+#: The status of a run a scheduler (ASHA) stopped before its last epoch: its numbers are an
+#: early epoch's, not a result, so tables and tests leave it out unless asked to keep it.
+STOPPED_EARLY = "STOPPED_EARLY"
 MISSING_MARKS = ("-", "N/A", "n/a", "NA", "", "–")
 KEYS = ["method", "variant", "dataset", "seed"]
 
@@ -148,10 +151,20 @@ def _best_epoch(client: Any, run_id: str, metric: str, mode: str) -> tuple[float
     return float(best.value), float(best.step)
 
 
-def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = True) -> pd.DataFrame:
+def load_mlflow(
+    tracking_uri: str,
+    experiments: list[str],
+    best_epoch: bool = True,
+    include_stopped: bool = False,
+) -> pd.DataFrame:
     """One row per trial run of the named experiments (studies).
 
+    A run the scheduler stopped early (tag ``ablate.early_stopped``) has status
+    :data:`STOPPED_EARLY`, unless ``include_stopped``, so that every table and test, which use
+    finished runs only, leave it out.
+
     Columns: ``experiment, run_id, run_name, method, variant, dataset, seed, status, error``,
+    ``early_stopped``,
     ``selection`` and ``selection_metric`` (what picked or stopped the trials, from the tags),
     the final ``acc/nmi/ari`` (last epoch), ``best_<metric>`` and ``best_<metric>_epoch``
     (diagnostics: choosing by them reads labels), ``epochs``, and every resolved
@@ -182,20 +195,42 @@ def load_mlflow(tracking_uri: str, experiments: list[str], best_epoch: bool = Tr
                 "dataset": tags.get("ablate.dataset", params.get("dataset", "")),
                 "seed": int(tags.get("ablate.seed", params.get("seed", 0))),
                 "status": run.info.status,
+                "early_stopped": tags.get("ablate.early_stopped") == "true",
                 "error": tags.get("ablate.error", ""),
                 "selection": tags.get("ablate.selection", ""),
                 "selection_metric": tags.get("ablate.selection_metric", ""),
                 "epochs": metrics.get("epoch", np.nan),
             }
+            if row["early_stopped"] and row["status"] == "FINISHED" and not include_stopped:
+                row["status"] = STOPPED_EARLY
             for metric in METRICS:
                 row[metric] = metrics.get(f"final_{metric}", metrics.get(metric, np.nan))
-                if best_epoch and run.info.status == "FINISHED":
+                if best_epoch and row["status"] == "FINISHED":
                     row[f"best_{metric}"], row[f"best_{metric}_epoch"] = _best_epoch(
                         client, run.info.run_id, metric, "max"
                     )
             row.update({f"param.{k}": v for k, v in params.items()})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def left_out_lines(runs: pd.DataFrame) -> list[str]:
+    """One line each for the runs that tables and tests leave out: stopped early, unfinished."""
+    if runs.empty or "status" not in runs:
+        return []
+    lines = []
+    stopped = runs[runs["status"] == STOPPED_EARLY]
+    if not stopped.empty:
+        names = ", ".join(map(str, stopped.get("run_name", stopped.index)))
+        lines.append(
+            f"note: {len(stopped)} run(s) stopped early by the scheduler are left out of every "
+            f"table and test (their numbers are an early epoch's): {names}; "
+            "--include-stopped keeps them"
+        )
+    unfinished = int((~runs["status"].isin(["FINISHED", STOPPED_EARLY])).sum())
+    if unfinished:
+        lines.append(f"note: {unfinished} run(s) did not finish and are left out of every table")
+    return lines
 
 
 def epoch_curves(tracking_uri: str, run_ids: list[str], metric: str) -> pd.DataFrame:

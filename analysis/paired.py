@@ -10,8 +10,13 @@ order), so every other row is compared with the control through its paired diffe
   the percentile method where BCa is undefined: the method used is recorded);
 - the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``: two-sided, ``zero_method="wilcox"``
   and ``method="auto"``, its defaults) and the paired t-test (``scipy.stats.ttest_rel``);
-- Holm's adjustment over the comparisons of one data set (``statsmodels``' ``multipletests``),
-  of the chosen test's p-values, and a verdict at α: better, worse or no detectable difference;
+- Holm's adjustment over the comparisons of one data set and metric (``statsmodels``'
+  ``multipletests``), of the chosen test's p-values, and a verdict at α: better, worse or no
+  detectable difference. The direction is the deciding test's, not the mean's: Wilcoxon's
+  rank sums W+ against W− (with the Hodges-Lehmann estimate, the median of the Walsh
+  averages), the t-test's mean. In deep clustering one collapsed seed can pull the mean the
+  other way while every other seed gains; the output says so when one seed decides the
+  mean's sign;
 - optionally the Bayesian signed-rank test with a region of practical equivalence
   (``baycomp``): the probabilities of worse, equivalent and better.
 
@@ -70,7 +75,11 @@ class PairedRow:
     p_worse: float | None = None  # baycomp, with --rope
     p_equivalent: float | None = None
     p_better: float | None = None
-    smallest_p: float | None = None  # the smallest p the chosen test can give with n pairs
+    smallest_p: float | None = None  # the smallest p the chosen test can give with these pairs
+    w_plus: float | None = None  # Wilcoxon's rank sums of the positive / negative differences
+    w_minus: float | None = None
+    hodges_lehmann: float | None = None  # median of the Walsh averages: the typical difference
+    dominant_seed: int | None = None  # a seed without which the mean difference changes sign
     sd_difference: float | None = None  # spread of the paired differences
     detectable_difference: float | None = None  # at power, α/m, with these n pairs
     seeds_needed: int | None = None  # for the difference asked for, at power and α/m
@@ -168,14 +177,55 @@ def _wilcoxon(d: np.ndarray) -> float | None:
 
 
 def _ttest(other: np.ndarray, control: np.ndarray) -> float | None:
+    """None below two pairs, and for equal non-zero differences (no spread: t undefined)."""
     d = other - control
     if len(d) < 2:
         return None
-    if np.all(d == d[0]):  # no spread: the t statistic is undefined
-        return 1.0 if d[0] == 0 else 0.0
+    if np.all(d == d[0]):
+        return 1.0 if d[0] == 0 else None
     with warnings.catch_warnings():  # near-identical values: scipy warns, the p stands
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.ttest_rel(other, control).pvalue)
+
+
+def signed_rank_sums(d: np.ndarray) -> tuple[float, float]:
+    """Wilcoxon's W+ and W−: average ranks of |d| over the non-zero differences (as scipy)."""
+    nonzero = d[d != 0]
+    if not len(nonzero):
+        return 0.0, 0.0
+    ranks = stats.rankdata(np.abs(nonzero))
+    return float(ranks[nonzero > 0].sum()), float(ranks[nonzero < 0].sum())
+
+
+def hodges_lehmann(d: np.ndarray) -> float | None:
+    """The median of the Walsh averages ``(d_i + d_j) / 2``, i ≤ j: Wilcoxon's estimate."""
+    if not len(d):
+        return None
+    i, j = np.triu_indices(len(d))
+    return float(np.median((d[i] + d[j]) / 2))
+
+
+def dominant_seed(d: np.ndarray, seeds: list[int]) -> int | None:
+    """The seed whose difference alone gives the mean its sign, if there is one.
+
+    Leaving out the largest difference (in size) turns the mean's sign: a collapsed or
+    exceptional seed, not the pairs together, decides what the mean says.
+    """
+    if len(d) < 3 or d.mean() == 0:
+        return None
+    extreme = int(np.argmax(np.abs(d)))
+    rest = np.delete(d, extreme).mean()
+    return int(seeds[extreme]) if np.sign(rest) != np.sign(d.mean()) else None
+
+
+def deciding_direction(test: Test, d: np.ndarray) -> float:
+    """Which way the deciding test points: Wilcoxon's W+ − W−, the t-test's mean (sign)."""
+    if not len(d):
+        return 0.0
+    if test == "wilcoxon":
+        w_plus, w_minus = signed_rank_sums(d)
+        return float(np.sign(w_plus - w_minus))
+    return float(np.sign(d.mean()))
 
 
 def _bootstrap(
@@ -202,14 +252,13 @@ def _bootstrap(
     return None, None, None
 
 
-def _verdict(
-    p: float | None, difference: float | None, alpha: float, direction: Direction
-) -> Verdict:
-    if p is None or difference is None:
+def _verdict(p: float | None, sign: float, alpha: float, direction: Direction) -> Verdict:
+    """The verdict at α; ``sign`` is the deciding test's direction (other − control)."""
+    if p is None:
         return "untested"
-    if p >= alpha or difference == 0:
+    if p >= alpha or sign == 0:
         return "no detectable difference"
-    improves = difference > 0 if direction == "max" else difference < 0
+    improves = sign > 0 if direction == "max" else sign < 0
     return "better" if improves else "worse"
 
 
@@ -270,6 +319,8 @@ def paired_analysis(
             c, o = base.loc[seeds].to_numpy(float), side.loc[seeds].to_numpy(float)
             d = o - c
             low, high, method = _bootstrap(d, confidence_level, seed)
+            w_plus, w_minus = signed_rank_sums(d) if len(d) else (None, None)
+            pairs = int(np.count_nonzero(d)) if test == "wilcoxon" else len(d)
             entry: dict[str, Any] = dict(
                 dataset=str(dataset),
                 control=control,
@@ -286,8 +337,14 @@ def paired_analysis(
                 ci_method=method,
                 wilcoxon_p=_wilcoxon(d),
                 ttest_p=_ttest(o, c),
-                smallest_p=smallest_p(test, len(seeds)),
+                smallest_p=smallest_p(test, pairs),  # Wilcoxon drops zero differences
                 sd_difference=difference_spread(d),
+                w_plus=w_plus,
+                w_minus=w_minus,
+                hodges_lehmann=hodges_lehmann(d),
+                dominant_seed=dominant_seed(d, seeds),
+                sign=deciding_direction(test, d),
+                tested_pairs=pairs,
             )
             if rope is not None and len(d) >= 2:
                 entry["p_worse"], entry["p_equivalent"], entry["p_better"] = _rope(
@@ -301,6 +358,15 @@ def paired_analysis(
                 )
             if len(d) and not np.any(d != 0):
                 notices.append(f"{dataset}: {other} equals {control} on every seed")
+            elif entry["dominant_seed"] is not None:
+                at = seeds.index(entry["dominant_seed"])
+                rest = float(np.delete(d, at).mean())
+                notices.append(
+                    f"{dataset}: one seed decides {other}'s mean: seed {entry['dominant_seed']} "
+                    f"differs by {d[at]:+.4f}, the mean of all {len(d)} is {d.mean():+.4f}, of "
+                    f"the other {len(d) - 1} {rest:+.4f} (Hodges-Lehmann "
+                    f"{entry['hodges_lehmann']:+.4f}); the verdict follows the test, not the mean"
+                )
             elif 2 <= len(d) < 5:
                 notices.append(
                     f"{dataset}: {other}'s interval rests on {len(d)} pairs: the bootstrap only "
@@ -324,13 +390,17 @@ def paired_analysis(
                     entry["seeds_needed"] = seeds_needed(sd, difference, strictest, power)
         for entry in pending:
             entry.setdefault("p_adjusted", None)
-            entry["verdict"] = _verdict(
-                entry["p_adjusted"], entry["mean_difference"], alpha, direction
-            )
+            sign, pairs = entry.pop("sign"), entry.pop("tested_pairs")
+            entry["verdict"] = _verdict(entry["p_adjusted"], sign, alpha, direction)
             reachable = min(1.0, family * entry["smallest_p"]) if family else 1.0
             if entry["n"] and reachable >= alpha:
+                counted = (
+                    f"{pairs} pair(s) with a non-zero difference"
+                    if pairs != entry["n"]
+                    else f"{pairs} pair(s)"
+                )
                 notices.append(
-                    f"{dataset}: {entry['other']} has {entry['n']} pair(s): the smallest "
+                    f"{dataset}: {entry['other']} has {counted}: the smallest "
                     f"Holm-adjusted p over {family} comparison(s) is {reachable:.3g}, never below "
                     f"alpha = {alpha} ({_pairs_needed(test, family, alpha)} pairs needed)"
                 )
@@ -341,7 +411,7 @@ def paired_analysis(
         alpha=alpha,
         test=test,
         test_description=WILCOXON if test == "wilcoxon" else TTEST,
-        correction="Holm over the comparisons against the control on each data set "
+        correction="Holm over the comparisons against the control on each data set, per metric "
         "(statsmodels.stats.multitest.multipletests, method='holm')",
         confidence_level=confidence_level,
         bootstrap_resamples=BOOTSTRAP_RESAMPLES,
@@ -399,10 +469,16 @@ def describe_paired(result: PairedAnalysis) -> str:
                 if r.ci_method
                 else "no interval (n < 2)"
             )
+            ranks = (
+                f" (W+ = {r.w_plus:g}, W- = {r.w_minus:g}, Hodges-Lehmann "
+                f"{_number(r.hodges_lehmann, 4, True)})"
+                if r.w_plus is not None and r.w_minus is not None
+                else ""
+            )
             line = (
-                f"  {r.other}: n = {r.n}, Δ = {_number(r.mean_difference, 4, True)} {interval}; "
-                f"Wilcoxon p = {_number(r.wilcoxon_p)}, t-test p = {_number(r.ttest_p)}, "
-                f"Holm p = {_number(r.p_adjusted)} -> {r.verdict}"
+                f"  {r.other}: n = {r.n}, mean Δ = {_number(r.mean_difference, 4, True)} "
+                f"{interval}; Wilcoxon p = {_number(r.wilcoxon_p)}{ranks}, t-test p = "
+                f"{_number(r.ttest_p)}, Holm p = {_number(r.p_adjusted)} -> {r.verdict}"
             )
             if r.p_better is not None:
                 line += (
@@ -512,7 +588,8 @@ def _significance_note(control: str, pairs: set[int], alpha: float, test: Test) 
     counts = "n = " + ", ".join(str(n) for n in sorted(pairs)) + " paired seeds"
     note = (
         f"▲ / ▼ / ≈: better than / worse than / no detectable difference from {control} "
-        f"({name}, {counts}, Holm-adjusted per data set, α = {alpha}); bold: significantly "
+        f"({name}, {counts}, Holm-adjusted per data set and metric, α = {alpha}); bold: "
+        "significantly "
         "better than every other row by the same test."
     )
     reachable = [n for n in pairs if smallest_p(test, n) < alpha]

@@ -238,7 +238,9 @@ def write_report(report: ReportInput, out: Path, fmt: str, metrics: list[str]) -
     return written
 
 
-def load_sources(sources: list[str], tracking_uri: str) -> pd.DataFrame:
+def load_sources(
+    sources: list[str], tracking_uri: str, include_stopped: bool = False
+) -> pd.DataFrame:
     """CSV files of published numbers and MLflow experiment names, as one frame of runs."""
     from analysis.loading import load_mlflow, load_published
 
@@ -250,7 +252,9 @@ def load_sources(sources: list[str], tracking_uri: str) -> pd.DataFrame:
         else:
             experiments.append(source)
     if experiments:
-        runs = load_mlflow(tracking_uri, experiments, best_epoch=False)
+        runs = load_mlflow(
+            tracking_uri, experiments, best_epoch=False, include_stopped=include_stopped
+        )
         if not runs.empty:
             runs["source"] = runs["experiment"]
         frames.append(runs)

@@ -150,3 +150,56 @@ def test_control_may_be_named_by_its_variant_alone_and_must_exist():
     assert paired_analysis(runs, "acc", "cc:full").control == "cc:full"
     with pytest.raises(ValueError, match="control 'nope' is not among the rows: cc:full, cc:no_a"):
         paired_analysis(runs, "acc", "nope")
+
+
+def test_the_verdict_follows_the_test_not_a_collapsed_seeds_mean():
+    """11 seeds gain +0.01..+0.02, one collapses at -0.4: Wilcoxon finds the variant better."""
+    control = [0.70 + 0.001 * s for s in range(12)]
+    gains = [0.01 + 0.001 * s for s in range(11)] + [-0.4]
+    runs = _runs({"full": control, "other": [c + g for c, g in zip(control, gains, strict=True)]})
+    result = paired_analysis(runs, "acc", "full")
+    row = result.rows[0]
+    d = np.array(gains)
+    assert row.wilcoxon_p == pytest.approx(stats.wilcoxon(d).pvalue) and row.wilcoxon_p < 0.05
+    assert (row.w_plus, row.w_minus) == (66.0, 12.0)
+    assert row.mean_difference < 0 < row.hodges_lehmann
+    assert row.verdict == "better" and row.dominant_seed == 11
+    assert any("one seed decides cc:other's mean: seed 11 differs by -0.4000" in w
+               for w in result.warnings)  # fmt: skip
+    text = describe_paired(result)
+    assert "W+ = 66, W- = 12, Hodges-Lehmann +0.0" in text and "-> better" in text
+    from analysis.paired import table_significance
+
+    marks = table_significance(runs, ["acc"], "full").marks
+    assert marks[("cc:other", "cifar10", "acc")] == "▲"
+    # the t-test decides by the mean: the same seeds are no detectable difference there
+    by_mean = paired_analysis(runs, "acc", "full", test="ttest").rows[0]
+    assert by_mean.verdict == "no detectable difference"
+
+
+def test_a_t_test_of_constant_differences_is_untested_like_its_interval():
+    runs = _runs({"full": [0.80, 0.70], "other": [0.81, 0.71]})
+    row = paired_analysis(runs, "acc", "full", test="ttest").rows[0]
+    assert row.ttest_p is None and row.p_adjusted is None and row.verdict == "untested"
+    assert row.ci_method == "degenerate (no spread)"
+
+
+def test_the_reachability_warning_counts_only_the_pairs_wilcoxon_keeps():
+    """Six pairs, two of them equal: Wilcoxon tests four, and can never reach 0.05."""
+    full = FULL[:6]
+    other = [v + (0.0 if i < 2 else 0.01 * (i + 1)) for i, v in enumerate(full)]
+    result = paired_analysis(_runs({"full": full, "other": other}), "acc", "full")
+    row = result.rows[0]
+    assert row.n == 6 and row.smallest_p == smallest_p("wilcoxon", 4) == 0.125
+    assert any(
+        "has 4 pair(s) with a non-zero difference: the smallest Holm-adjusted p over 1 "
+        "comparison(s) is 0.125, never below alpha = 0.05" in w
+        for w in result.warnings
+    )
+
+
+def test_the_table_note_says_holm_is_per_data_set_and_metric():
+    from analysis.paired import table_significance
+
+    note = table_significance(_runs({"full": FULL, "no_a": WORSE}), ["acc"], "full").note
+    assert "Holm-adjusted per data set and metric" in note
