@@ -100,12 +100,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=True)  # a study that ran was admitted already
     if args.watch is None:
-        print("\n".join(status_lines(read_status(study))))
+        print("\n".join(status_lines(read_status(study, study_file=args.study))))
         return 0
-    return _watch_status(study, args.watch)
+    return _watch_status(study, args.watch, args.study)
 
 
-def _watch_status(study: Any, every_s: float) -> int:
+def _watch_status(study: Any, every_s: float, study_file: str) -> int:
     """Redraw the status every ``every_s`` seconds until Ctrl-C (in place on a terminal)."""
     import time
 
@@ -120,7 +120,7 @@ def _watch_status(study: Any, every_s: float) -> int:
         live.start()
     try:
         while True:
-            text = "\n".join(status_lines(read_status(study)))
+            text = "\n".join(status_lines(read_status(study, study_file=study_file)))
             if live is not None:
                 live.update(Text(text), refresh=True)
             else:
@@ -539,11 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ablate.driver_lock import StudyLockedError
+    from ablate.file_locks import LockUnsupportedError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (StudyFileError, ValueError, StudyLockedError) as error:  # one line, no traceback
+    except (StudyFileError, ValueError, StudyLockedError, LockUnsupportedError) as error:
+        # one line, no traceback
         sys.stderr.write(f"ablate {args.command}: {error}\n")
         return 2
 

@@ -1,11 +1,14 @@
 """``ablate plan --measure``: what a study will cost, measured on this machine before launch.
 
 Each distinct configuration (variant, data set and search point; seeds repeat one) is built
-as its trial would be, and on the chosen device a few training steps of every stage, the
-epoch-end update (graph rebuilds, mining) and one evaluation are timed. A linear fit of two
+as its trial would be, and on the chosen device a few training steps of every phase the
+method declares (:meth:`~trainables.method.Method.phases`: its stages, and GCC's warm-up apart
+from the epochs after it), the epoch-end update (graph rebuilds, mining) and one evaluation
+are timed; each phase's pace is weighted by its epochs. A linear fit of two
 short epochs separates the per-step time from the per-epoch one, so a full epoch's seconds
 follow from its number of steps. The figures are cached in
-``<run.storage>/<study>/measured_cost.json``, keyed by configuration and device, and
+``<run.storage>/<study>/measured_cost.json``, keyed by configuration, device and the
+trial's CPU threads (``resources.cpus``), and
 ``ablate plan`` prints them afterwards.
 """
 
@@ -26,7 +29,7 @@ COST_FILE = "measured_cost.json"
 SHORT, LONG = 1, 3  # steps of the two timed epochs
 
 
-def config_key(spec: TrialSpec, run: RunSettings, device: str) -> str:
+def config_key(spec: TrialSpec, run: RunSettings, device: str, cpus: float) -> str:
     """What a trial's cost depends on: everything but its seed and its name."""
     material = {
         "method": spec.method,
@@ -36,6 +39,7 @@ def config_key(spec: TrialSpec, run: RunSettings, device: str) -> str:
         "eval_every": run.eval_every,
         "amp": run.amp,
         "device": device,
+        "cpus": cpus,  # the trial's torch threads
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -56,9 +60,25 @@ def distinct_trials(study: Study) -> dict[str, list[TrialSpec]]:
     return {group[0].key: group for group in groups.values()}
 
 
-def _timed_epoch(trainer: Any, steps: int) -> float:
+def _enter_phase(trainer: Any, first: int) -> None:
+    """Put the trainer where a phase begins: its stage, after the epoch-end update before it.
+
+    The update is what turns one phase into the next (GCC mines its first graph at the end
+    of the warm-up), so the phase's steps are timed as they will run.
+    """
+    trainer.epoch = first
+    stage = trainer._stage_at(first)
+    if stage != trainer.stage_index:
+        trainer._enter_stage(stage)
+    if first > trainer.stage_ends[stage] - trainer.stages[stage].epochs:  # inside a stage
+        trainer.method.on_epoch_end(first - 1)
+
+
+def _timed_epoch(trainer: Any, steps: int, first: int) -> float:
+    """Seconds of one epoch of ``steps`` steps, timed at epoch ``first`` of its phase."""
     import torch
 
+    trainer.epoch = first  # each timed epoch at the phase's start, not drifting past it
     trainer.settings = dataclasses.replace(trainer.settings, steps_per_epoch=steps)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
@@ -89,20 +109,19 @@ def measure_trial(
     settings = LoopSettings(seed=spec.seed, device=device, amp=run.amp, eval_every=10**9)
     trainer = Trainer(method_class, config, data, settings)
     stages: list[dict[str, Any]] = []
-    for index, stage in enumerate(trainer.stages):
-        if stage.epochs == 0:
-            continue
-        trainer.epoch = trainer.stage_ends[index] - stage.epochs  # enter this stage
-        _timed_epoch(trainer, SHORT)  # warm-up: allocator, first graph, autotuning
-        short = _timed_epoch(trainer, SHORT)
-        long = _timed_epoch(trainer, LONG)
+    for phase in method_class.phases(config):
+        _enter_phase(trainer, phase.first)
+        timings = [
+            _timed_epoch(trainer, steps, phase.first) for steps in (SHORT, SHORT, LONG)
+        ]  # the first warms up: allocator, first graph, autotuning
+        short, long = timings[1], timings[2]
         per_step = max((long - short) / (LONG - SHORT), 0.0)
         per_epoch = max(short - SHORT * per_step, 0.0)  # epoch-end updates
         full = dataclasses.replace(trainer.settings, steps_per_epoch=run.steps_per_epoch)
         trainer.settings = full
         steps = trainer.full_epoch_steps()
         stages.append(
-            {"name": stage.name, "epochs": stage.epochs, "seconds": steps * per_step + per_epoch}
+            {"name": phase.name, "epochs": phase.epochs, "seconds": steps * per_step + per_epoch}
         )
     start = time.perf_counter()
     trainer.evaluate()
@@ -138,7 +157,7 @@ def measure_study(study: Study, device: str) -> dict[str, Any]:
     """Measure every distinct configuration not yet cached for ``device``; the whole cache."""
     costs = load_costs(study)
     for name, group in distinct_trials(study).items():
-        key = config_key(group[0], study.run, device)
+        key = config_key(group[0], study.run, device, study.resources.cpus)
         if key not in costs:
             cost = measure_trial(group[0], study.run, device, study.resources.cpus)
             costs[key] = {"trial": name, **cost}
@@ -154,7 +173,10 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
     """What ``plan`` prints from the cache: per configuration, then the study's total."""
     costs = load_costs(study)
     groups = distinct_trials(study)
-    known = {name: costs.get(config_key(g[0], study.run, device)) for name, g in groups.items()}
+    cpus = study.resources.cpus
+    known = {
+        name: costs.get(config_key(g[0], study.run, device, cpus)) for name, g in groups.items()
+    }
     if not any(known.values()):
         return []
     r = study.resources

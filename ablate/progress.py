@@ -50,6 +50,7 @@ class TrialProgress:
     error: str = ""
     last_report: float | None = None
     epoch_seconds: list[float] = field(default_factory=list)  # wall clock, evaluation included
+    replayed: bool = False  # a finished trial's epochs, replayed from the trial store
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -69,7 +70,10 @@ class StudyProgress:
     """Every trial's progress and the study's ETA from measured epoch times.
 
     ``planned_epochs`` is the sum of every planned trial's epochs; the ETA divides what is
-    left by the trials that run at once (``concurrency``, else the most seen running).
+    left by the trials that run at once (``concurrency``, else the most seen running). A
+    replayed trial (its report carries ``reused_from``) costs nothing: neither its instant
+    epochs enter the pace nor its epochs the work left, nor do those of the trials expected
+    to replay (``replays``: epochs by trial name, known before they start).
     """
 
     def __init__(
@@ -80,8 +84,10 @@ class StudyProgress:
         mode: str,
         concurrency: int | None = None,
         clock: Clock = time.monotonic,
+        replays: dict[str, int] | None = None,
     ) -> None:
         self.total_trials, self.planned_epochs = total_trials, planned_epochs
+        self.replays = dict(replays or {})
         self.metric, self.mode = metric, mode
         self.concurrency = concurrency
         self.clock = clock
@@ -103,7 +109,8 @@ class StudyProgress:
         trial = self.trials.get(name) or self.start(name, int(result.get("total_epochs", 0)), at)
         now = self.clock() if at is None else at
         epoch = int(result.get("epoch", trial.epoch))
-        if trial.last_report is not None and epoch > trial.epoch:
+        trial.replayed = trial.replayed or "reused_from" in result
+        if trial.last_report is not None and epoch > trial.epoch and not trial.replayed:
             trial.epoch_seconds.append((now - trial.last_report) / (epoch - trial.epoch))
         trial.epoch, trial.last_report = epoch, now
         trial.stage = str(result.get("stage_name", trial.stage))
@@ -142,18 +149,21 @@ class StudyProgress:
 
     def eta_s(self) -> float | None:
         """Seconds until the last trial ends, at the measured pace; None before any epoch."""
-        paces = [t.seconds_per_epoch for t in self.trials.values() if t.seconds_per_epoch]
+        trained = [t for t in self.trials.values() if not t.replayed]
+        paces = [t.seconds_per_epoch for t in trained if t.seconds_per_epoch]
         if not paces:
             return None
         done = sum(
-            t.total_epochs if t.state in ("finished", "failed") else t.epoch
-            for t in self.trials.values()
+            t.total_epochs if t.state in ("finished", "failed") else t.epoch for t in trained
+        )
+        replayed = sum(t.total_epochs for t in self.trials.values() if t.replayed) + sum(
+            epochs for name, epochs in self.replays.items() if name not in self.trials
         )
         at_once = self.concurrency or max(self._most_running, 1)
-        remaining = max(self.planned_epochs - done, 0)
+        remaining = max(self.planned_epochs - done - replayed, 0)
         return remaining * (sum(paces) / len(paces)) / at_once
 
-    def study_line(self) -> str:
+    def study_line(self, eta: bool = True) -> str:
         pending = max(self.total_trials - len(self.trials), 0)
         running = len(self.running)
         line = (
@@ -163,7 +173,7 @@ class StudyProgress:
         best = self.best()
         if best is not None and best.metric is not None:
             line += f"; best {self.metric} {best.metric:.3f} ({best.name})"
-        if running or pending:
+        if eta and (running or pending):
             line += f"; study ETA {duration(self.eta_s())}"
         return line
 

@@ -26,6 +26,7 @@ from ray.tune import Callback
 
 from ablate.capacity import PlacementWatch, check_capacity, cluster_autoscales
 from ablate.driver_lock import study_lock
+from ablate.file_locks import local_lock_warning
 from ablate.planner import (
     OptunaSpace,
     TrialSpec,
@@ -36,7 +37,7 @@ from ablate.planner import (
 )
 from ablate.progress import LiveProgress, PlainProgress, StudyProgress
 from ablate.study import Study, absolute_uri
-from ablate.trial_reuse import replayed, reuse_lines, trial_store_root
+from ablate.trial_reuse import replay_epochs, replayed, reuse_lines, trial_store_root
 from ablate.yaml_source import StudyFileError
 
 Printer = Callable[[str], None]
@@ -346,6 +347,12 @@ def run_study(
         from analysis.loading import require_store
 
         require_store(uri)  # a server that does not answer: one line now, not minutes of retries
+    settings = _run_settings(study)
+    stores = [Path(settings[k]) for k in ("stage_store", "trial_store")]
+    for folder in dict.fromkeys([storage, *(p for p in stores if not p.is_relative_to(storage))]):
+        warning = local_lock_warning(folder)
+        if warning is not None:
+            printer(warning)
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
         return _run_locked(
             study, study_file, storage, uri, address, printer, live_progress, progress_every_s
@@ -394,8 +401,16 @@ def _run_locked(
 
     max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
     _DISPLAY.update(live=live_progress, every_s=progress_every_s, printer=printer)
+    found = replayed(study)  # before launch: trials done already, repeats within the study
     progress = ProgressCallback(
-        StudyProgress(total, planned_epochs(study), metric, mode, max_concurrent),
+        StudyProgress(
+            total,
+            planned_epochs(study),
+            metric,
+            mode,
+            max_concurrent,
+            replays=replay_epochs(study, found),
+        ),
         live=live_progress,
         every_s=progress_every_s,
         printer=printer,
@@ -412,7 +427,7 @@ def _run_locked(
             f"study {study.name!r}: {total} trial{'' if total == 1 else 's'} of {study.method}; "
             f"results in {experiment_dir}"
         )
-        for line in reuse_lines(study, replayed(study)):
+        for line in reuse_lines(study, found):
             printer(line)
         tuner = tune.Tuner(
             trainable,

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate.file_locks import held_elsewhere
 from trainables.stage_store import WAITING
 
 STATE_FILE = "state.pt"
@@ -99,8 +100,9 @@ class StageCache:
         descriptor = os.open(claim, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as error:
             os.close(descriptor)
+            held_elsewhere(error, claim)  # a file system that cannot lock: fail, never wait
             return WAITING
         found = self.find(material)
         if found is not None:  # published between the look and the claim

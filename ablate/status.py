@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ablate.driver_lock import LOCK_FILE, DriverState, driver_state
 from ablate.planner import epochs_or_zero, expand, first_trial, planned_epochs, trial_count
 from ablate.progress import StudyProgress, TrialProgress
 from ablate.study import Study, absolute_uri
+from ablate.trial_reuse import replay_epochs, replayed
 
 #: MLflow's run status as a trial state; KILLED: stopped by an interrupted driver.
 STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "stopped"}
@@ -23,11 +26,23 @@ STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KIL
 
 @dataclass
 class StudyStatus:
-    """The study's progress and whether its driver is running now (its MLflow parent run)."""
+    """The study's progress, and whether its driver runs now.
+
+    ``running``: MLflow's study run reads RUNNING; ``driver``: what the driver's lock says
+    (:func:`~ablate.driver_lock.driver_state`). Only both together are a live study: a killed
+    driver leaves its MLflow run RUNNING for good.
+    """
 
     progress: StudyProgress
     running: bool
     uri: str
+    driver: DriverState = "unknown"
+    study_file: str = "STUDY"
+    lock: Path | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.driver == "running"
 
 
 def _total_epochs(study: Study) -> tuple[dict[str, int], int]:
@@ -38,11 +53,18 @@ def _total_epochs(study: Study) -> tuple[dict[str, int], int]:
     return {trial.key: epochs_or_zero(trial) for trial in expand(study)}, fallback
 
 
-def read_status(study: Study, clock: Any = time.time) -> StudyStatus:
+def read_status(study: Study, clock: Any = time.time, study_file: str = "STUDY") -> StudyStatus:
     """The study as MLflow has it; a study never run has every trial pending."""
     from analysis.loading import mlflow_client, require_store
 
     uri = absolute_uri(study.tracking.uri)
+    experiment_dir = Path(study.run.storage).resolve() / study.name
+    answer = partial(
+        StudyStatus,
+        driver=driver_state(experiment_dir),
+        study_file=study_file,
+        lock=experiment_dir / LOCK_FILE,
+    )
     metric, mode = study.objective or (
         (study.search.metric, study.search.mode) if study.search else ("acc", "max")
     )
@@ -53,15 +75,16 @@ def read_status(study: Study, clock: Any = time.time) -> StudyStatus:
         mode,
         study.resources.max_concurrent,
         clock,
+        replays=replay_epochs(study, replayed(study)),  # pending trials that will replay
     )
     sqlite = uri.removeprefix("sqlite:///")
     if uri.startswith("sqlite:///") and not Path(sqlite).exists():
-        return StudyStatus(progress, running=False, uri=uri)  # never run here: all pending
+        return answer(progress, False, uri)  # never run here: all pending
     require_store(uri)
     client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(study.experiment)
     if experiment is None:
-        return StudyStatus(progress, running=False, uri=uri)
+        return answer(progress, False, uri)
     epochs_of, fallback = _total_epochs(study)
     running = False
     runs = client.search_runs([experiment.experiment_id], max_results=50_000)
@@ -73,7 +96,7 @@ def read_status(study: Study, clock: Any = time.time) -> StudyStatus:
         if "ablate.trial_id" not in tags:
             continue
         _replay(client, progress, run, epochs_of, fallback)
-    return StudyStatus(progress, running, uri)
+    return answer(progress, running, uri)
 
 
 def _replay(
@@ -83,6 +106,7 @@ def _replay(
     tags, metrics = run.data.tags, run.data.metrics
     name = tags.get("ablate.trial", run.info.run_name)
     trial = progress.start(name, epochs_of.get(name, fallback), at=run.info.start_time / 1000)
+    trial.replayed = "ablate.reused_from" in tags  # its epochs took no time: not a pace
     history = sorted(client.get_metric_history(run.info.run_id, "epoch"), key=lambda m: m.step)
     for point in history:
         progress.report(name, {"epoch": point.value}, at=point.timestamp / 1000)
@@ -97,16 +121,26 @@ def _replay(
 def status_lines(status: StudyStatus) -> list[str]:
     """The text ``ablate status`` prints: the study line, then a row per trial."""
     progress = status.progress
-    study_line = progress.study_line()
-    if not status.running:
-        study_line = study_line.split("; study ETA")[0] + "; no driver running"
+    study_line = progress.study_line(eta=status.live)
+    if status.running and status.driver == "gone":
+        study_line += f"; driver gone (killed?): resume with `ablate run {status.study_file}`"
+    elif status.running and status.driver == "unknown":
+        study_line += (
+            f"; MLflow says a driver runs, but its lock {status.lock} is not on this machine: "
+            "no ETA without a live driver"
+        )
+    elif not status.live:
+        study_line += "; no driver running"
     headers = ["trial", "state", "stage", "epoch", "loss", progress.metric, "img/s", "memory"]
     headers.append("node")
     rows = []
     for trial in progress.trials.values():
         name, stage, epoch, loss, metric, speed, memory, eta = progress.trial_cells(trial)
-        live = trial.state == "running" and status.running
-        state = f"running, ETA {eta}" if live else trial.state
+        state = trial.state
+        if trial.state == "running" and status.live:
+            state = f"running, ETA {eta}"
+        elif trial.state == "running" and status.driver == "gone":
+            state = "interrupted"  # its driver was killed: it resumes with the study
         node = trial.node[:12] or "-"
         rows.append([name, state, stage, epoch, loss, metric, speed, memory, node])
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]

@@ -261,7 +261,12 @@ class MLflowTrialLogger(Callback):
     ) -> None:
         if self.backlog_file is not None and self.backlog_file.exists():
             lines = self.backlog_file.read_text(encoding="utf-8").splitlines()
-            self.backlog = [json.loads(line) for line in lines if line.strip()]
+            records = [json.loads(line) for line in lines if line.strip()]
+            # how an earlier driver ended is moot now that this one runs the study: written
+            # late, its "KILLED" would mark the running study and its trials stopped
+            self.backlog = [r for r in records if r.get("event") != "end"]
+            if len(self.backlog) != len(records):
+                self._save_backlog()
         self._handle({"event": "setup"})  # a failing store is buffered like any write
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

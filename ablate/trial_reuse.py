@@ -223,6 +223,15 @@ def replayed(study: Any) -> Replayed:
     return found
 
 
+def replay_epochs(study: Any, found: Replayed) -> dict[str, int]:
+    """The epochs of each trial expected to replay (by name): work the study's ETA skips."""
+    from ablate.planner import epochs_or_zero, expand
+
+    if not found.names:
+        return {}
+    return {t.key: epochs_or_zero(t) for t in expand(study) if t.key in found.names}
+
+
 def equal_variants(study: Any) -> list[tuple[str, str]]:
     """Pairs of variants whose resolved configurations are equal: one trial between them."""
     from trainables.config import unflatten

@@ -27,7 +27,7 @@ def trial_hours(study: Study, device: str) -> dict[str, float]:
     unit = study.resources.gpus if study.resources.gpus > 0 else 1.0
     hours = {}
     for trial in expand(study):
-        measured = costs.get(config_key(trial, study.run, device))
+        measured = costs.get(config_key(trial, study.run, device, study.resources.cpus))
         if measured is not None:
             hours[trial.key] = measured["trial_hours"] * unit * study.resources.workers
         elif study.resources.gpu_hours_per_trial is not None:

@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 
 from trainables.config import AugmentConfig, Closed, LossSwitches, MethodConfig, OptimConfig
 from trainables.lazy import lazy
-from trainables.method import Embedding, Method, Stage, StepOutput, Views
+from trainables.method import Embedding, Method, Phase, Stage, StepOutput, Views
 from trainables.registry import register_method
 
 if TYPE_CHECKING:
@@ -390,6 +390,20 @@ class GCC(Method[GCCConfig]):
             return (train,)
         adam = OptimConfig(name="adam", lr=post.lr, weight_decay=post.weight_decay)
         return train, Stage("self_label", post.epochs, adam, post.batch_size)
+
+    @classmethod
+    def phases(cls, config: Any) -> tuple[Phase, ...]:
+        """The warm-up (SimCLR only: no neighbours, no graph) apart from the epochs after it."""
+        found = super().phases(config)
+        warmup = config.warmup_epochs if config.loss.rgc else 0
+        train = found[0]
+        if not 0 < warmup < train.epochs:
+            return found
+        return (
+            Phase("warm-up", train.first, warmup),
+            Phase(train.name, train.first + warmup, train.epochs - warmup),
+            *found[1:],
+        )
 
     @property
     def warming_up(self) -> bool:

@@ -254,9 +254,8 @@ class Trainer:
 
     def _epoch_shape(self, n: int) -> tuple[int, int]:
         """Batch size and steps of an epoch over ``n`` images of the current stage."""
-        batch = min(self.stages[self.stage_index].batch_size, n)
-        batch -= batch % self.world_size  # a data set smaller than the batch
-        steps = n // batch
+        batch = min(self.stages[self.stage_index].batch_size, n)  # a pool smaller than a batch
+        steps = n // batch  # several workers share its rows unevenly: the gather pads them
         if self.settings.steps_per_epoch is not None:
             steps = min(steps, self.settings.steps_per_epoch)
         return batch, steps

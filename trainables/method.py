@@ -77,6 +77,20 @@ class Stage:
     aug: AugmentConfig | None = None
 
 
+@dataclass(frozen=True)
+class Phase:
+    """A run of epochs in which a step costs the same: a stage, or part of one.
+
+    GCC's training stage starts with SimCLR-only warm-up epochs, whose steps carry no graph
+    neighbours; ``ablate plan --measure`` times each phase at its own first epoch and weights
+    it by its epochs. ``first`` counts from the trial's first epoch, across stages.
+    """
+
+    name: str
+    first: int
+    epochs: int
+
+
 def unsplittable_batch(stages: tuple[Stage, ...], workers: int) -> str | None:
     """Why ``workers`` cannot share these stages' batches equally, or None if they can.
 
@@ -141,6 +155,16 @@ class Method(Generic[ConfigT]):
     def stages(cls, config: Any) -> tuple[Stage, ...]:
         """The trial's stages in order; by default one, from the config's own settings."""
         return (Stage("train", config.epochs, config.optim, config.batch_size),)
+
+    @classmethod
+    def phases(cls, config: Any) -> tuple[Phase, ...]:
+        """The trial's phases of equal step cost; by default its stages with epochs."""
+        found, first = [], 0
+        for stage in cls.stages(config):
+            if stage.epochs:
+                found.append(Phase(stage.name, first, stage.epochs))
+            first += stage.epochs
+        return tuple(found)
 
     @classmethod
     def total_epochs(cls, config: Any) -> int:

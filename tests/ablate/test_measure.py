@@ -3,6 +3,7 @@ same study on the same machine, and its cache."""
 
 import json
 
+import pytest
 from mlflow import MlflowClient
 
 from ablate.cli import main
@@ -79,3 +80,42 @@ def test_a_configuration_not_measured_is_named_in_the_total(tmp_path, capsys):
     assert "full-synthetic_n64_size8-s0 (×1)" in out
     assert "no_cluster-synthetic_n64_size8-s0 (×1)" not in out
     assert "device-hours to train for the measured trials (1 not measured on cpu)" in out
+
+
+def test_each_phase_a_method_declares_is_timed_in_its_state_and_weighted_by_its_epochs(
+    monkeypatch,
+):
+    """GCC: 2 warm-up epochs (no graph) of 5; the 3 after them step with neighbours."""
+    from ablate import measure
+    from ablate.planner import TrialSpec
+    from ablate.study import RunSettings
+    from tests.trainables.conftest import TINY
+
+    params = {**TINY, "warmup_epochs": 2, "epochs": 5, "graph_every": 1, "knn_k": 3}
+    spec = TrialSpec("g", "gcc", "full", {"name": "synthetic", "n": 32, "size": 16}, 0, params)
+    seen = []
+
+    def timed(trainer, steps, first):  # a fake clock: 0.1 s a step, the epoch by its state
+        trainer.epoch = first
+        warm = trainer.method.warming_up
+        seen.append((first, warm, trainer.method.graph is not None))
+        return 0.1 * steps + (0.5 if warm else 2.0)
+
+    monkeypatch.setattr(measure, "_timed_epoch", timed)
+    cost = measure.measure_trial(spec, RunSettings(), "cpu")
+    assert seen == [(0, True, False)] * 3 + [(2, False, True)] * 3
+    steps = 32 // 16  # a full epoch's steps
+    phases = [(s["name"], s["epochs"], round(s["seconds"], 6)) for s in cost["stages"]]
+    assert phases == [("warm-up", 2, 0.1 * steps + 0.5), ("train", 3, 0.1 * steps + 2.0)]
+    train_s = 2 * (0.1 * steps + 0.5) + 3 * (0.1 * steps + 2.0)
+    evals = cost["evaluations"] * cost["evaluation_s"]
+    assert cost["trial_hours"] * 3600 == pytest.approx(train_s + evals)
+
+
+def test_the_cost_cache_is_keyed_by_the_trials_cpu_threads():
+    from ablate.measure import config_key
+    from ablate.planner import TrialSpec
+    from ablate.study import RunSettings
+
+    spec = TrialSpec("s", "cc", "full", {"name": "synthetic"}, 0, {})
+    assert config_key(spec, RunSettings(), "cpu", 1) != config_key(spec, RunSettings(), "cpu", 4)

@@ -201,3 +201,27 @@ def test_a_callback_restored_on_resume_takes_this_drivers_display_and_measures_a
     assert lines and lines[-1].startswith("  a: ")  # this driver's printer, plain mode
     runner.close_progress_views()
     assert not runner._OPEN_VIEWS
+
+
+def test_replayed_trials_count_neither_in_the_pace_nor_in_the_work_left():
+    """10 trials of 100 epochs, 6 of them done already: 4 to train, at 60 s an epoch."""
+    clock = FakeClock()
+    expected = {f"r{i}": 100 for i in range(6)}
+    study = StudyProgress(10, 1000, "acc", "max", 1, clock, replays=expected)
+    study.start("t0", 100)
+    clock.now += 60
+    study.report("t0", {"epoch": 1})
+    for name in ("r0", "r1"):  # replayed: 100 epochs in a blink
+        study.start(name, 100)
+        for epoch in range(1, 101):
+            clock.now += 0.001
+            study.report(name, {"epoch": epoch, "reused_from": "other/study"})
+        study.finish(name)
+    assert study.trials["r0"].replayed and not study.trials["r0"].epoch_seconds
+    # 4 trained trials of 100 epochs, 1 epoch done: 399 epochs at 60 s
+    assert study.eta_s() == pytest.approx(399 * 60)
+    # a trial expected to replay that trains instead (its store folder was refused) counts
+    study.start("r2", 100)
+    clock.now += 60
+    study.report("r2", {"epoch": 1})
+    assert study.eta_s() == pytest.approx(498 * 60)

@@ -26,17 +26,17 @@ IMAGE_SIZE = 16
 TOLERANCE = 1e-5  # relative to the largest magnitude of each tensor
 
 
-def _data():
-    return load_dataset("synthetic", options={"n": 48, "classes": 4, "size": 16})
+def _data(n: int = 48):
+    return load_dataset("synthetic", options={"n": n, "classes": 4, "size": 16})
 
 
-def _trainer(name: str, sync_bn: bool = True, **overrides) -> Trainer:
+def _trainer(name: str, sync_bn: bool = True, n: int = 48, **overrides) -> Trainer:
     method_class = registered_methods()[name]
     config = method_class.config_class(
         **{**_tiny(method_class), "batch_size": GLOBAL_BATCH, "image_size": IMAGE_SIZE, **overrides}
     )
     settings = LoopSettings(seed=3, steps_per_epoch=1, sync_bn=sync_bn)
-    trainer = Trainer(method_class, config, _data(), settings)
+    trainer = Trainer(method_class, config, _data(n), settings)
     trainer.method.network.double()  # the optimiser keeps the same parameter objects
     make_views = trainer.method.make_views
     trainer.method.make_views = lambda *args: tuple(v.double() for v in make_views(*args))
@@ -46,9 +46,9 @@ def _trainer(name: str, sync_bn: bool = True, **overrides) -> Trainer:
     return trainer
 
 
-def one_step(name: str, sync_bn: bool = True) -> dict:
+def one_step(name: str, sync_bn: bool = True, n: int = 48) -> dict:
     """Loss terms of one step, then every gradient and every state tensor after it."""
-    trainer = _trainer(name, sync_bn)
+    trainer = _trainer(name, sync_bn, n)
     metrics = trainer.train_epoch()
     net = trainer.method.network
     return {
@@ -59,18 +59,18 @@ def one_step(name: str, sync_bn: bool = True) -> dict:
     }
 
 
-def _rank(rank: int, port: int, jobs: list[tuple[str, bool]], results) -> None:
+def _rank(rank: int, port: int, jobs: list[tuple[str, bool, int]], results) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     join(rank, port)
     try:
         found = {}
-        for name, sync_bn in jobs:
+        for job in jobs:
             try:
-                found[(name, sync_bn)] = _as_numpy(one_step(name, sync_bn))
+                found[job] = _as_numpy(one_step(*job))
             except Exception as error:  # noqa: BLE001 - the test fails with the reason
-                found[(name, sync_bn)] = f"{type(error).__name__}: {error}"
+                found[job] = f"{type(error).__name__}: {error}"
         if rank == 0:  # numpy: plain pickles, not file descriptors of a process that exits
             results.put(found)
     finally:
@@ -83,7 +83,8 @@ def _as_numpy(out):
     return out.numpy() if isinstance(out, torch.Tensor) else out
 
 
-JOBS = [(name, True) for name in TRAINED] + [("cc", False)]
+SMALL_POOL = 15  # fewer images than the batch, and not a multiple of the workers
+JOBS = [(name, True, 48) for name in TRAINED] + [("cc", False, 48), ("cc", True, SMALL_POOL)]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def _assert_close(name: str, expected: dict, got: dict) -> None:
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_two_workers_compute_the_one_worker_step(name, two_workers):
-    got = two_workers[(name, True)]
+    got = two_workers[(name, True, 48)]
     assert not isinstance(got, str), got
     alone = one_step(name)
     assert got["steps"] == alone["steps"] == 1.0  # one global batch, not one per rank
@@ -114,10 +115,21 @@ def test_two_workers_compute_the_one_worker_step(name, two_workers):
 
 def test_per_rank_batch_norm_is_not_the_one_worker_step(two_workers):
     """``sync_bn: false`` normalises each rank's rows alone: the step changes, as it says."""
-    got = two_workers[("cc", False)]
+    got = two_workers[("cc", False, 48)]
     assert not isinstance(got, str), got
     with pytest.raises(AssertionError, match="off by"):
         _assert_close("cc gradient", one_step("cc")["grads"], got["grads"])
+
+
+def test_a_pool_smaller_than_the_batch_keeps_every_image_on_two_workers(two_workers):
+    """15 images, batch 16, two workers: one step over all 15 rows (8 and 7), as one worker."""
+    got = two_workers[("cc", True, SMALL_POOL)]
+    assert not isinstance(got, str), got
+    alone = one_step("cc", n=SMALL_POOL)
+    assert got["steps"] == alone["steps"] == 1.0
+    _assert_close("cc loss", alone["terms"], got["terms"])
+    _assert_close("cc gradient", alone["grads"], got["grads"])
+    _assert_close("cc state", alone["state"], got["state"])
 
 
 def test_a_batch_the_workers_cannot_split_is_refused():

@@ -1,0 +1,77 @@
+"""`ablate status` trusts a running state only while the study's driver holds its lock.
+
+The MLflow store is what a SIGKILLed driver leaves behind (its study run and a trial's run
+still RUNNING, epochs logged), written with MLflow's own client into a real SQLite store.
+"""
+
+import time
+
+from mlflow import MlflowClient
+
+from ablate.cli import main
+from tests.ablate.test_driver_lock import _holder
+from tests.conftest import write_study
+
+STUDY = """\
+name: crashed
+method: cc
+datasets: [{{name: synthetic, n: 32, size: 8}}]
+seeds: [0]
+base: {{backbone: resnet18, image_size: 8, epochs: 12, batch_size: 16}}
+variants: {{full: {{}}}}
+resources: {{cpus: 1, max_concurrent: 1}}
+tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
+run: {{storage: "{root}/results"}}
+"""
+TRIAL = "full-synthetic_n32_size8-s0"
+
+
+def _left_running(root):
+    """A study run and a trial run left RUNNING at epoch 3 of 12, as a killed driver leaves."""
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    experiment = client.create_experiment("crashed")
+    client.create_run(
+        experiment, run_name="crashed", tags={"ablate.role": "study", "ablate.study": "crashed"}
+    )
+    tags = {"ablate.trial_id": "t0", "ablate.trial": TRIAL, "ablate.study": "crashed"}
+    run = client.create_run(experiment, run_name=TRIAL, tags=tags)
+    start = int(time.time() * 1000) - 30_000
+    for epoch in (1, 2, 3):
+        client.log_metric(
+            run.info.run_id, "epoch", epoch, timestamp=start + 8_000 * epoch, step=epoch
+        )
+    (root / "results" / "crashed").mkdir(parents=True)
+    (root / "results" / "crashed" / ".driver.lock").write_text("{}")
+
+
+def _status(path, capsys):
+    assert main(["status", str(path)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_a_killed_driver_is_named_and_no_running_eta_is_shown(tmp_path, capsys):
+    path = write_study(tmp_path, "crashed", STUDY)
+    _left_running(tmp_path)
+    lines = _status(path, capsys)
+    assert lines[0].endswith(f"; driver gone (killed?): resume with `ablate run {path}`")
+    assert not any("ETA" in line for line in lines), lines
+    row = next(line for line in lines if line.startswith(TRIAL))
+    assert " interrupted " in row and " 3/12 " in row
+
+    holder = _holder(tmp_path / "results" / "crashed")  # a live driver holds the lock
+    try:
+        live = _status(path, capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "study ETA" in live[0] and "driver gone" not in live[0]
+    assert any(line.startswith(TRIAL) and "running, ETA" in line for line in live), live
+
+
+def test_a_lock_out_of_sight_gives_no_eta_and_says_why(tmp_path, capsys):
+    path = write_study(tmp_path, "crashed", STUDY)
+    _left_running(tmp_path)
+    (tmp_path / "results" / "crashed" / ".driver.lock").unlink()
+    lines = _status(path, capsys)
+    assert "MLflow says a driver runs, but its lock" in lines[0] and "no ETA" in lines[0]
+    assert not any("running, ETA" in line for line in lines)
