@@ -51,6 +51,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     sys.stdout.write(describe_plan(study, verbose=args.full))
+    from ablate.trial_reuse import plan_summary
+
+    sys.stdout.write(plan_summary(study))
     _print_cost(study, args)
     if args.pilot:
         from ablate.study import absolute_uri

@@ -9,14 +9,11 @@ and a define-by-run space instead.
 
 from __future__ import annotations
 
-import itertools
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
-from ablate.study import DatasetEntry, Domain, Study, planned_trials
+from ablate.search_space import Domain, search_points
+from ablate.study import DatasetEntry, Study, planned_trials
 from ablate.yaml_source import StudyFileError
 from trainables.config import MethodConfig, flatten, unflatten
 
@@ -82,55 +79,12 @@ class TrialSpec:
         return cls(**data)
 
 
-def _quantise(value: float, step: float | None, low: float) -> float:
-    return value if step is None else low + round((value - low) / step) * step
-
-
-def sample_domain(domain: Domain, rng: np.random.Generator) -> Any:
-    """One draw from a search dimension (bounds inclusive; ``step`` quantises)."""
-    if domain.values is not None:
-        return domain.values[int(rng.integers(len(domain.values)))]
-    if domain.distribution is None:
-        return domain.value
-    assert domain.low is not None and domain.high is not None
-    low, high = domain.low, domain.high
-    if domain.distribution == "uniform":
-        return float(_quantise(rng.uniform(low, high), domain.step, low))
-    if domain.distribution == "loguniform":
-        value = math.exp(rng.uniform(math.log(low), math.log(high)))
-        return float(min(max(_quantise(value, domain.step, low), low), high))
-    step = int(domain.step or 1)
-    if domain.distribution == "int":
-        return int(low) + step * int(rng.integers(0, (int(high) - int(low)) // step + 1))
-    value = math.exp(rng.uniform(math.log(low), math.log(high + 1)))  # logint
-    return int(min(max(int(low) + step * int((value - low) // step), int(low)), int(high)))
-
-
-def search_points(study: Study, variant: str | None = None) -> list[dict[str, Any]]:
-    """The hyperparameter points of a grid or random search ([{}] without a search).
-
-    ``variant`` adds that variant's own space (``search.variant_space``) to the shared one.
-    """
-    search = study.search
-    if search is None:
-        return [{}]
-    space = search.space if variant is None else search.space_for(variant)
-    keys = list(space)
-    if search.algorithm == "grid":
-        grids = [space[k].candidates() for k in keys]
-        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grids)]
-    if search.algorithm == "random":
-        rng = np.random.default_rng(search.seed)
-        return [{k: sample_domain(space[k], rng) for k in keys} for _ in range(search.num_samples)]
-    raise ValueError("optuna samples adaptively; it has no fixed points")
-
-
 def expand(study: Study) -> list[TrialSpec]:
     """Every trial of a grid/random/no-search study, in a stable order."""
     with_search = study.search is not None
     trials = []
     for variant in study.variants:
-        points = search_points(study, variant)
+        points = search_points(study.search, variant)
         for dataset in study.datasets:
             for n, point in enumerate(points):
                 for seed in study.seeds:
@@ -245,7 +199,10 @@ def trial_count(study: Study) -> int:
 
 
 def describe_plan(study: Study, verbose: bool = False) -> str:
-    """The text ``ablate plan`` prints: trials with their resolved configs, count, GPU-hours."""
+    """The trials ``ablate plan`` prints, with their resolved configs and their count.
+
+    :func:`ablate.trial_reuse.plan_summary` follows: what is done already, and the cost.
+    """
     from trainables.registry import get_method
 
     lines = [f"study {study.name!r}: method {study.method}, {trial_count(study)} trials"]
@@ -266,18 +223,4 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
         shown = resolved if verbose else {k: v for k, v in resolved.items() if v != defaults[k]}
         body = ", ".join(f"{k}={v}" for k, v in shown.items()) or "(method defaults)"
         lines.append(f"  {trial.key}: {body}")
-    from ablate.trial_reuse import replayed, reuse_lines
-
-    found = replayed(study)
-    lines += reuse_lines(study, found)
-    total, skipped = trial_count(study), len(found.names)
-    per_trial = study.resources.gpu_hours_per_trial
-    hours = (
-        "unknown (set resources.gpu_hours_per_trial, or measure: ablate plan --measure)"
-        if per_trial is None
-        else f"{(total - skipped) * per_trial:.1f}"
-        + (f" ({skipped * per_trial:.1f} saved)" if skipped else "")
-    )
-    trained = f" ({total - skipped} to train, {skipped} replayed)" if skipped else ""
-    lines.append(f"trials: {total}{trained}; estimated GPU-hours: {hours}")
     return "\n".join(lines) + "\n"

@@ -10,14 +10,15 @@ the file, the key path and the line. Nothing here imports torch or Ray.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from ablate.schema_base import Closed
+from ablate.search_space import Search, search_points
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
 from trainables.config import MethodConfig, flatten, unflatten
 from trainables.datasets import CATALOGUE, COMMON_OPTIONS, option_problem, storage_size
@@ -26,12 +27,6 @@ from trainables.registry import get_method, registered_methods
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-
-
-class Closed(BaseModel):
-    """Frozen, no unknown keys: a typo in a study file is an error, never a silent default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DatasetEntry(Closed):
@@ -81,134 +76,6 @@ class DatasetEntry(Closed):
         """A short name for runs and tables: the data set plus any non-default options."""
         extra = "".join(f"_{k}{v}" for k, v in sorted(self.options.items()))
         return f"{self.name}{extra}"
-
-
-#: Search bounds beyond this are a typo (or ``.inf``), not a hyperparameter.
-MAX_BOUND = 1e12
-
-
-class Domain(Closed):
-    """One search dimension.
-
-    ``{values: [...]}`` (grid points, or choices for random and optuna), ``{value: x}`` (a
-    constant), or ``{distribution: uniform|loguniform|int|logint, low, high, step?}`` (bounds
-    inclusive; ``step`` quantises).
-    """
-
-    values: list[Any] | None = None
-    value: Any = None
-    distribution: Literal["uniform", "loguniform", "int", "logint"] | None = None
-    low: float | None = None
-    high: float | None = None
-    step: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _one_form(self) -> Domain:
-        forms = [
-            self.values is not None,
-            "value" in self.model_fields_set,
-            self.distribution is not None,
-        ]
-        if sum(forms) != 1:
-            raise ValueError(
-                "give exactly one of 'values: [...]', 'value: x' or 'distribution: ...'"
-            )
-        if self.values is not None and not self.values:
-            raise ValueError("empty 'values' list: a search dimension needs at least one value")
-        if self.distribution is not None:
-            if self.low is None or self.high is None:
-                raise ValueError(f"distribution {self.distribution!r} needs 'low' and 'high'")
-            if not (math.isfinite(self.low) and math.isfinite(self.high)):
-                raise ValueError(f"needs finite bounds; got low={self.low}, high={self.high}")
-            if max(abs(self.low), abs(self.high)) > MAX_BOUND:
-                raise ValueError(
-                    f"bounds beyond ±{MAX_BOUND:.0e} are no hyperparameter; got low={self.low}, "
-                    f"high={self.high}"
-                )
-            if not self.low < self.high:
-                raise ValueError(f"needs low < high; got low={self.low}, high={self.high}")
-            if self.distribution in ("loguniform", "logint") and self.low <= 0:
-                raise ValueError(f"{self.distribution} needs low > 0; got {self.low}")
-            if self.distribution in ("int", "logint") and not (
-                float(self.low).is_integer() and float(self.high).is_integer()
-            ):
-                raise ValueError(
-                    f"{self.distribution} needs integer bounds; got {self.low}, {self.high}"
-                )
-            if self.step is not None:
-                if self.distribution in ("int", "logint") and not float(self.step).is_integer():
-                    raise ValueError(
-                        f"{self.distribution} needs a whole-number step (1, 2, ...); got "
-                        f"{self.step}"
-                    )
-                if self.step > self.high - self.low:
-                    raise ValueError(
-                        f"step {self.step} is wider than the range {self.low}..{self.high}"
-                    )
-        elif self.low is not None or self.high is not None or self.step is not None:
-            raise ValueError("'low', 'high' and 'step' belong to a 'distribution'")
-        return self
-
-    def candidates(self) -> list[Any]:
-        """Values to check against the method's config (a distribution's bounds)."""
-        if self.values is not None:
-            return list(self.values)
-        if self.distribution is None:
-            return [self.value]
-        as_int = self.distribution in ("int", "logint")
-        assert self.low is not None and self.high is not None
-        return [int(self.low), int(self.high)] if as_int else [self.low, self.high]
-
-
-class Search(Closed):
-    """The search: algorithm, budget, objective and space."""
-
-    algorithm: Literal["grid", "random", "optuna"] = "grid"
-    num_samples: int = Field(1, ge=1)
-    metric: str = "acc"
-    mode: Literal["max", "min"] = "max"
-    seed: int = 0
-    space: dict[str, Domain] = Field(default_factory=dict)
-    variant_space: dict[str, dict[str, Domain]] = Field(default_factory=dict)
-
-    def points(self, variant: str) -> int:
-        """How many points a variant's search trains (grid: the product; without building it)."""
-        if self.algorithm != "grid":
-            return self.num_samples
-        return math.prod(len(d.candidates()) for d in self.space_for(variant).values())
-
-    def space_for(self, variant: str) -> dict[str, Domain]:
-        """The shared space plus the variant's own (a variant's key wins)."""
-        return {**self.space, **self.variant_space.get(variant, {})}
-
-    def searched_keys(self) -> list[str]:
-        keys = list(self.space)
-        for own in self.variant_space.values():
-            keys += [k for k in own if k not in keys]
-        return keys
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Search:
-        if not self.space and not self.variant_space:
-            raise ValueError(
-                "'space' is empty: name at least one hyperparameter to search (in 'space', "
-                "or per variant in 'variant_space')"
-            )
-        if self.algorithm == "optuna" and self.variant_space:
-            raise ValueError("optuna searches one variant: put its space under 'space'")
-        if self.algorithm == "grid":
-            domains = [self.space, *self.variant_space.values()]
-            sampled = [k for space in domains for k, d in space.items() if d.distribution]
-            if sampled:
-                raise ValueError(
-                    f"grid search needs 'values' lists; {', '.join(sampled)} use a distribution "
-                    "(use algorithm: random or optuna)"
-                )
-            if self.num_samples != 1:
-                raise ValueError(
-                    "num_samples applies to random and optuna; grid runs every combination"
-                )
-        return self
 
 
 class Scheduler(Closed):
@@ -582,11 +449,9 @@ def _search_points_per_variant(study: Study) -> dict[str, list[dict[str, Any]]]:
 
     Optuna draws its points later: each candidate of each key on its own (bounds, choices).
     """
-    from ablate.planner import search_points  # the planner builds on this module
-
     assert study.search is not None
     if study.search.algorithm != "optuna":
-        return {variant: search_points(study, variant) for variant in study.variants}
+        return {variant: search_points(study.search, variant) for variant in study.variants}
     space = study.search.space
     return {
         variant: [{key: value} for key, domain in space.items() for value in domain.candidates()]

@@ -278,3 +278,22 @@ def write_reports(folder: Path, reports: list[dict[str, Any]]) -> None:
     """Every epoch's report, one JSON object a line (values that are not JSON: as text)."""
     lines = [json.dumps(report, default=str) for report in reports]
     (folder / REPORTS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def plan_summary(study: Any) -> str:
+    """What ``ablate plan`` ends with: trials done already, and the GPU-hours left to train."""
+    from ablate.planner import trial_count
+
+    found = replayed(study)
+    lines = reuse_lines(study, found)
+    total, skipped = trial_count(study), len(found.names)
+    per_trial = study.resources.gpu_hours_per_trial
+    hours = (
+        "unknown (set resources.gpu_hours_per_trial, or measure: ablate plan --measure)"
+        if per_trial is None
+        else f"{(total - skipped) * per_trial:.1f}"
+        + (f" ({skipped * per_trial:.1f} saved)" if skipped else "")
+    )
+    trained = f" ({total - skipped} to train, {skipped} replayed)" if skipped else ""
+    lines.append(f"trials: {total}{trained}; estimated GPU-hours: {hours}")
+    return "\n".join(lines) + "\n"

@@ -2,8 +2,9 @@
 
 import pytest
 
-from ablate.planner import describe_plan, expand, sample_domain, trial_count
-from ablate.study import Domain, load_study
+from ablate.planner import describe_plan, expand, trial_count
+from ablate.search_space import Domain, sample_domain
+from ablate.study import load_study
 from tests.conftest import write_study
 
 BASE = """\
