@@ -34,8 +34,8 @@ def _left_running(root):
         experiment, run_name="crashed", tags={"ablate.role": "study", "ablate.study": "crashed"}
     )
     tags = {"ablate.trial_id": "t0", "ablate.trial": TRIAL, "ablate.study": "crashed"}
-    run = client.create_run(experiment, run_name=TRIAL, tags=tags)
     start = int(time.time() * 1000) - 30_000
+    run = client.create_run(experiment, run_name=TRIAL, tags=tags, start_time=start)
     for epoch in (1, 2, 3):
         client.log_metric(
             run.info.run_id, "epoch", epoch, timestamp=start + 8_000 * epoch, step=epoch
@@ -64,7 +64,7 @@ def test_a_killed_driver_is_named_and_no_running_eta_is_shown(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
-    assert "study ETA" in live[0] and "driver gone" not in live[0]
+    assert "study ETA 72 s" in live[0] and "driver gone" not in live[0]  # 9 epochs at 8 s
     assert any(line.startswith(TRIAL) and "running, ETA" in line for line in live), live
 
 
