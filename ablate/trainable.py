@@ -286,8 +286,10 @@ def _train_from(config: dict[str, Any], report: Reporter, checkpoint: Any) -> No
 def tune_trial(config: dict[str, Any]) -> None:
     """A Ray Tune function trainable: one trial, reported through ``ray.tune``.
 
-    A trial whose key the trial store holds finished replays it instead of training; one
-    whose key another live trial trains waits for it. With ``workers`` above 1 the trial
+    A trial whose key the trial store holds finished replays it instead of training, once a
+    private copy passed :mod:`ablate.replay_checks` (a refused folder is set aside, said in
+    the first report, and the trial trains); one whose key another live trial trains waits
+    for it. With ``workers`` above 1 the trial
     launches a ``TorchTrainer`` over that many workers (Ray Train V2's Train-inside-Tune
     pattern) and forwards rank 0's reports; deciding here, before any worker starts, keeps
     a replayed multi-worker trial from holding its GPUs at all.
