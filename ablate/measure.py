@@ -66,10 +66,7 @@ def _enter_phase(trainer: Any, first: int) -> None:
     The update is what turns one phase into the next (GCC mines its first graph at the end
     of the warm-up), so the phase's steps are timed as they will run.
     """
-    trainer.epoch = first
-    stage = trainer._stage_at(first)
-    if stage != trainer.stage_index:
-        trainer._enter_stage(stage)
+    stage = trainer.start_at(first)
     if first > trainer.stage_ends[stage] - trainer.stages[stage].epochs:  # inside a stage
         trainer.method.on_epoch_end(first - 1)
 
@@ -104,7 +101,7 @@ def measure_trial(
 
     method_class = get_method(spec.method)
     config = spec.method_config()
-    data = trial_data(spec, run, config.image_size)
+    data = trial_data(spec, run)
     torch.set_num_threads(max(1, int(cpus)))
     settings = LoopSettings(seed=spec.seed, device=device, amp=run.amp, eval_every=10**9)
     trainer = Trainer(method_class, config, data, settings)

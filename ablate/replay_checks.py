@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ablate.stage_cache import MANIFEST_FILE as MANIFEST_FILE
-from ablate.stage_cache import STATE_FILE as STATE_FILE
+from ablate.stage_cache import MANIFEST_FILE, STATE_FILE
 
 #: A trial's checkpoint beside the loop's state: every epoch's report so far, and in the
 #: final one its cluster assignments and resolved configuration.
@@ -49,6 +48,14 @@ SCORES = ("acc", "nmi", "ari")
 
 class RefusedReplay(Exception):
     """A published trial this trial must not replay; the message says why."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published trial that passed every check: its epoch reports and who produced it."""
+
+    reports: list[dict[str, Any]]
+    produced_by: str
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,18 @@ def copy_published(folder: Path, target: Path) -> None:
                     out.write(chunk)
 
 
-def _json_normal(value: Any) -> Any:
-    """``value`` as it reads back from the manifest (tuples as lists, unknowns as text)."""
+def as_stored(value: Any) -> Any:
+    """``value`` as it reads back from a manifest (tuples as lists, unknowns as text)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """A published folder's manifest; None when it is absent or not a JSON object."""
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _required(folder: Path, name: str) -> Path:
@@ -97,22 +113,20 @@ def _required(folder: Path, name: str) -> Path:
     return path
 
 
-def _check_manifest(folder: Path, expected: Expected) -> None:
-    try:
-        manifest = json.loads(_required(folder, MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        raise RefusedReplay(f"{MANIFEST_FILE} is not JSON") from None
-    if not isinstance(manifest, dict) or manifest.get("key") != expected.key:
+def _check_manifest(folder: Path, expected: Expected) -> str:
+    """Who produced the published trial, once its manifest holds exactly this key."""
+    _required(folder, MANIFEST_FILE)
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise RefusedReplay(f"{MANIFEST_FILE} is not a JSON object")
+    if manifest.get("key") != expected.key:
         raise RefusedReplay(f"{MANIFEST_FILE} does not name key {expected.key}")
-    if manifest.get("material") != _json_normal(expected.material):
-        stored = manifest.get("material")
-        differ = sorted(
-            k
-            for k in set(_json_normal(expected.material)) | set(stored or {})
-            if not isinstance(stored, dict)
-            or stored.get(k) != _json_normal(expected.material).get(k)
-        )
+    stored, material = manifest.get("material"), as_stored(expected.material)
+    if stored != material:
+        stored = stored if isinstance(stored, dict) else {}
+        differ = sorted(k for k in set(material) | set(stored) if stored.get(k) != material.get(k))
         raise RefusedReplay(f"{MANIFEST_FILE} holds other key material ({', '.join(differ)})")
+    return str(manifest.get("produced_by", ""))
 
 
 def _check_config(folder: Path, expected: Expected) -> None:
@@ -120,7 +134,7 @@ def _check_config(folder: Path, expected: Expected) -> None:
         config = yaml.safe_load(_required(folder, CONFIG_FILE).read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError):
         raise RefusedReplay(f"{CONFIG_FILE} is not YAML") from None
-    if config != _json_normal(expected.config):
+    if config != as_stored(expected.config):
         raise RefusedReplay(f"{CONFIG_FILE} is not this trial's configuration")
 
 
@@ -191,11 +205,11 @@ def _check_state(folder: Path, expected: Expected) -> None:
         )
 
 
-def check_published(folder: Path, expected: Expected) -> list[dict[str, Any]]:
-    """The epoch reports of a copied published trial; :class:`RefusedReplay` if it fails."""
-    _check_manifest(folder, expected)
+def check_published(folder: Path, expected: Expected) -> Published:
+    """A copied published trial that passed every check; :class:`RefusedReplay` if not."""
+    produced_by = _check_manifest(folder, expected)
     _check_config(folder, expected)
     reports = _check_reports(folder, expected)
     _check_assignments(folder, expected, reports[-1])
     _check_state(folder, expected)
-    return reports
+    return Published(reports, produced_by)

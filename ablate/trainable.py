@@ -10,7 +10,6 @@ trial asks for several workers.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -25,18 +24,17 @@ from ablate.planner import TrialSpec
 from ablate.replay_checks import (
     ASSIGNMENTS_FILE,
     CONFIG_FILE,
-    MANIFEST_FILE,
     REPORTS_FILE,
-    STATE_FILE,
     Expected,
     RefusedReplay,
     check_published,
     copy_published,
     read_reports,
 )
-from ablate.stage_cache import StageCache
+from ablate.stage_cache import MANIFEST_FILE, STATE_FILE, StageCache
 from ablate.study import RunSettings
 from ablate.trial_reuse import (
+    data_arguments,
     loop_device,
     open_store,
     trial_data_identity,
@@ -63,18 +61,11 @@ def resolve(config: dict[str, Any]) -> tuple[TrialSpec, RunSettings]:
     return spec, RunSettings.model_validate(config["run"])
 
 
-def trial_data(spec: TrialSpec, run: RunSettings, image_size: int | None) -> Any:
+def trial_data(spec: TrialSpec, run: RunSettings) -> Any:
     """The trial's data set, decoded at the method's resolution, from the study's data root."""
     from trainables.datasets import load_dataset
 
-    entry = spec.dataset_entry
-    return load_dataset(
-        entry.name,
-        entry.root or run.data_root,
-        download=entry.download,
-        options=entry.options,
-        resolution=image_size,
-    )
+    return load_dataset(**data_arguments(spec, run), download=spec.dataset_entry.download)
 
 
 def loop_settings(spec: TrialSpec, run: RunSettings, gpus: float) -> LoopSettings:
@@ -110,8 +101,9 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     method_class = get_method(spec.method)
     method_config = spec.method_config()  # TrialConfigError: this trial fails, with its reason
     settings = loop_settings(spec, run, float(config.get("gpus", 0)))
-    data = trial_data(spec, run, method_config.image_size)
-    trainer = Trainer(method_class, method_config, data, settings, _stage_store(spec, run))
+    data = trial_data(spec, run)
+    store = _stage_store(spec, run, method_class.stages(method_config))
+    trainer = Trainer(method_class, method_config, data, settings, store)
     notes: dict[str, Any] = dict(config.get("notes") or {})  # said once, in the first report
     reports: list[dict[str, Any]] = []
     if restore_dir is not None:
@@ -183,10 +175,9 @@ def _checked_replay(found: Path, expected: Expected, report: Reporter) -> None:
     """
     with tempfile.TemporaryDirectory() as copy:
         copy_published(found, Path(copy))
-        reports = check_published(Path(copy), expected)
-        manifest = json.loads((Path(copy) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        published = check_published(Path(copy), expected)
         (Path(copy) / MANIFEST_FILE).unlink()  # the store's record, not the trial's checkpoint
-        _replay(reports, Path(copy), str(manifest.get("produced_by", "")), report)
+        _replay(published.reports, Path(copy), published.produced_by, report)
 
 
 def _expected(
@@ -198,12 +189,7 @@ def _expected(
         from trainables.datasets import read_source
         from trainables.metrics import clustering_scores
 
-        entry = spec.dataset_entry
-        config = spec.method_config()
-        source = read_source(
-            entry.name, entry.root or run.data_root, options=entry.options,
-            resolution=config.image_size,
-        )  # fmt: skip
+        source = read_source(**data_arguments(spec, run))
         return clustering_scores(assignments, source.labels, source.info.num_classes)
 
     return Expected(
@@ -254,9 +240,13 @@ def _node_id() -> str:
     return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else "local"
 
 
-def _stage_store(spec: TrialSpec, run: RunSettings) -> StageCache | None:
-    """The study's store of finished shared stages (NNCC's pretext), unless switched off."""
-    if not run.share_stages or run.stage_store is None:
+def _stage_store(spec: TrialSpec, run: RunSettings, stages: Any) -> StageCache | None:
+    """The store of finished shared stages, for a trial with one (NNCC's pretext).
+
+    None when no stage is shared, or sharing is switched off: the data's identity is then
+    not needed.
+    """
+    if not run.share_stages or run.stage_store is None or not any(s.shared for s in stages):
         return None
     entry = spec.dataset_entry
     data = trial_data_identity(spec, run).material()  # cached beside the data: read once

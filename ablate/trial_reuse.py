@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ablate.planner import TrialConfigError, TrialSpec
-from ablate.replay_checks import REPORTS_FILE
+from ablate.replay_checks import REPORTS_FILE, as_stored, read_manifest
 from ablate.study import RunSettings
 
 if TYPE_CHECKING:
@@ -98,18 +98,23 @@ def loop_device(run: RunSettings, gpus: float) -> str:
     return run.device if run.device != "auto" else trial_device(run, gpus)
 
 
+def data_arguments(spec: TrialSpec, run: RunSettings) -> dict[str, Any]:
+    """Where and how a trial reads its data set (the arguments of ``load_dataset`` and kin)."""
+    entry = spec.dataset_entry
+    return {
+        "name": entry.name,
+        "root": entry.root or run.data_root,
+        "options": entry.options,
+        "resolution": spec.method_config().image_size,  # image folders decode at it
+    }
+
+
 def trial_data_identity(spec: TrialSpec, run: RunSettings, download: bool = False) -> DataIdentity:
     """The identity of the data this trial reads (from the study's data root)."""
     from trainables.data_identity import data_identity
 
-    entry = spec.dataset_entry
-    return data_identity(
-        entry.name,
-        entry.root or run.data_root,
-        options=entry.options,
-        resolution=spec.method_config().image_size,
-        download=download and entry.download,
-    )
+    download = download and spec.dataset_entry.download
+    return data_identity(**data_arguments(spec, run), download=download)
 
 
 def trial_store_root(run: RunSettings) -> Path:
@@ -187,18 +192,6 @@ def trial_keys(study: Any) -> TrialKeys:
     return keys
 
 
-def published_material(folder: Path) -> dict[str, Any] | None:
-    """The key material a published folder's manifest holds (None: none readable)."""
-    from ablate.replay_checks import MANIFEST_FILE
-
-    try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    material = manifest.get("material") if isinstance(manifest, dict) else None
-    return material if isinstance(material, dict) else None
-
-
 def replayed(study: Any) -> Replayed:
     """Which trials replay instead of training, as far as the driver can tell before launch.
 
@@ -214,8 +207,8 @@ def replayed(study: Any) -> Replayed:
     found, seen = Replayed(unknown=keys.unknown), set()
     for name, material in keys.materials.items():  # in the study's order: the first trains
         key = store.key(material)
-        stored = published_material(store.root / key)
-        if stored is not None and stored == json.loads(json.dumps(material, default=str)):
+        manifest = read_manifest(store.root / key)
+        if manifest is not None and manifest.get("material") == as_stored(material):
             found.done.append(name)
         elif key in seen:
             found.repeats.append(name)

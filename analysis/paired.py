@@ -30,25 +30,33 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from analysis.differences import (
+    BOOTSTRAP_RESAMPLES,
+    Test,
+    bootstrap_interval,
+    deciding_direction,
+    dominant_seed,
+    hodges_lehmann,
+    rope_probabilities,
+    signed_rank_sums,
+    ttest_p,
+    wilcoxon_p,
+)
 from analysis.power import detectable_difference, difference_spread, seeds_needed
 from analysis.stats import Direction, metric_direction, smallest_p
 from analysis.tables import Significance
 
-Test = Literal["wilcoxon", "ttest"]
 Verdict = Literal["better", "worse", "no detectable difference", "untested"]
 WILCOXON = (
     "Wilcoxon signed-rank (scipy.stats.wilcoxon: two-sided, zero_method='wilcox', method='auto')"
 )
 TTEST = "paired t-test (scipy.stats.ttest_rel, two-sided)"
-BOOTSTRAP_RESAMPLES = 9999
 
 
 @dataclass(frozen=True)
@@ -167,91 +175,6 @@ def block_table(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table.reindex(columns=list(dict.fromkeys(values["label"])))
 
 
-def _wilcoxon(d: np.ndarray) -> float | None:
-    """None below two pairs (no test); 1 when every difference is zero (scipy refuses)."""
-    if len(d) < 2:
-        return None
-    if not np.any(d != 0):
-        return 1.0
-    return float(stats.wilcoxon(d).pvalue)
-
-
-def _ttest(other: np.ndarray, control: np.ndarray) -> float | None:
-    """None below two pairs, and for equal non-zero differences (no spread: t undefined)."""
-    d = other - control
-    if len(d) < 2:
-        return None
-    if np.all(d == d[0]):
-        return 1.0 if d[0] == 0 else None
-    with warnings.catch_warnings():  # near-identical values: scipy warns, the p stands
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_rel(other, control).pvalue)
-
-
-def signed_rank_sums(d: np.ndarray) -> tuple[float, float]:
-    """Wilcoxon's W+ and W−: average ranks of |d| over the non-zero differences (as scipy)."""
-    nonzero = d[d != 0]
-    if not len(nonzero):
-        return 0.0, 0.0
-    ranks = stats.rankdata(np.abs(nonzero))
-    return float(ranks[nonzero > 0].sum()), float(ranks[nonzero < 0].sum())
-
-
-def hodges_lehmann(d: np.ndarray) -> float | None:
-    """The median of the Walsh averages ``(d_i + d_j) / 2``, i ≤ j: Wilcoxon's estimate."""
-    if not len(d):
-        return None
-    i, j = np.triu_indices(len(d))
-    return float(np.median((d[i] + d[j]) / 2))
-
-
-def dominant_seed(d: np.ndarray, seeds: list[int]) -> int | None:
-    """The seed whose difference alone gives the mean its sign, if there is one.
-
-    Leaving out the largest difference (in size) turns the mean's sign: a collapsed or
-    exceptional seed, not the pairs together, decides what the mean says.
-    """
-    if len(d) < 3 or d.mean() == 0:
-        return None
-    extreme = int(np.argmax(np.abs(d)))
-    rest = np.delete(d, extreme).mean()
-    return int(seeds[extreme]) if np.sign(rest) != np.sign(d.mean()) else None
-
-
-def deciding_direction(test: Test, d: np.ndarray) -> float:
-    """Which way the deciding test points: Wilcoxon's W+ − W−, the t-test's mean (sign)."""
-    if not len(d):
-        return 0.0
-    if test == "wilcoxon":
-        w_plus, w_minus = signed_rank_sums(d)
-        return float(np.sign(w_plus - w_minus))
-    return float(np.sign(d.mean()))
-
-
-def _bootstrap(
-    d: np.ndarray, level: float, seed: int
-) -> tuple[float | None, float | None, str | None]:
-    """A bootstrap interval of the mean difference: BCa, percentile where BCa is undefined."""
-    if len(d) < 2:
-        return None, None, None
-    if np.all(d == d[0]):
-        return float(d[0]), float(d[0]), "degenerate (no spread)"
-    for method in ("BCa", "percentile"):
-        with np.errstate(all="ignore"):
-            result = stats.bootstrap(
-                (d,),
-                np.mean,
-                confidence_level=level,
-                n_resamples=BOOTSTRAP_RESAMPLES,
-                method=method,
-                random_state=np.random.default_rng(seed),
-            )
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            return float(low), float(high), method
-    return None, None, None
-
-
 def _verdict(p: float | None, sign: float, alpha: float, direction: Direction) -> Verdict:
     """The verdict at α; ``sign`` is the deciding test's direction (other − control)."""
     if p is None:
@@ -260,17 +183,6 @@ def _verdict(p: float | None, sign: float, alpha: float, direction: Direction) -
         return "no detectable difference"
     improves = sign > 0 if direction == "max" else sign < 0
     return "better" if improves else "worse"
-
-
-def _rope(other: np.ndarray, control: np.ndarray, rope: float, seed: int,
-          direction: Direction) -> tuple[float, float, float]:  # fmt: skip
-    """The Bayesian signed-rank posterior (baycomp): P(worse), P(equivalent), P(better)."""
-    from baycomp import SignedRankTest
-
-    left, middle, right = SignedRankTest.probs(control, other, rope=rope, random_state=seed)
-    # baycomp: left = P(control − other > rope), right = P(other − control > rope)
-    higher, lower = float(right), float(left)
-    return (lower, float(middle), higher) if direction == "max" else (higher, float(middle), lower)
 
 
 def paired_analysis(
@@ -318,7 +230,7 @@ def paired_analysis(
             seeds = sorted(set(base.index) & set(side.index))
             c, o = base.loc[seeds].to_numpy(float), side.loc[seeds].to_numpy(float)
             d = o - c
-            low, high, method = _bootstrap(d, confidence_level, seed)
+            low, high, method = bootstrap_interval(d, confidence_level, seed)
             w_plus, w_minus = signed_rank_sums(d) if len(d) else (None, None)
             pairs = int(np.count_nonzero(d)) if test == "wilcoxon" else len(d)
             entry: dict[str, Any] = dict(
@@ -335,8 +247,8 @@ def paired_analysis(
                 ci_low=low,
                 ci_high=high,
                 ci_method=method,
-                wilcoxon_p=_wilcoxon(d),
-                ttest_p=_ttest(o, c),
+                wilcoxon_p=wilcoxon_p(d),
+                ttest_p=ttest_p(o, c),
                 smallest_p=smallest_p(test, pairs),  # Wilcoxon drops zero differences
                 sd_difference=difference_spread(d),
                 w_plus=w_plus,
@@ -347,7 +259,7 @@ def paired_analysis(
                 tested_pairs=pairs,
             )
             if rope is not None and len(d) >= 2:
-                entry["p_worse"], entry["p_equivalent"], entry["p_better"] = _rope(
+                entry["p_worse"], entry["p_equivalent"], entry["p_better"] = rope_probabilities(
                     o, c, rope, seed, direction
                 )
             pending.append(entry)

@@ -13,8 +13,8 @@ import pandas as pd
 
 from analysis import tables
 from analysis.aggregate import aggregate
+from analysis.differences import Test
 from analysis.paired import (
-    Test,
     default_control,
     describe_paired,
     paired_analysis,

@@ -50,7 +50,7 @@ def write_cifar100(
         fine = rng.integers(0, 100, n).tolist()
         record = {b"data": imgs.reshape(n, -1), b"fine_labels": fine}
         if with_coarse:
-            from trainables.datasets import CIFAR100_SUPERCLASS_OF_FINE
+            from trainables.dataset_files import CIFAR100_SUPERCLASS_OF_FINE
 
             record[b"coarse_labels"] = CIFAR100_SUPERCLASS_OF_FINE[fine].tolist()
         with (folder / split).open("wb") as f:

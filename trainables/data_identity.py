@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from trainables.dataset_files import file_listing
 from trainables.datasets import (
     SourceData,
     default_data_root,
-    file_listing,
     read_source,
     source_files,
     storage_size,
@@ -73,7 +73,7 @@ def hash_source(source: SourceData) -> DataIdentity:
 def _code_hash() -> str:
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for module in ("datasets.py", "data_identity.py"):
+    for module in ("dataset_files.py", "datasets.py", "data_identity.py"):
         digest.update((here / module).read_bytes())
     return digest.hexdigest()
 

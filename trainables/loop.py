@@ -200,6 +200,17 @@ class Trainer:
                 net[name] = synchronise_batch_norm(net[name], self.device)
         return RowSharding([net[name] for name in names], self.rank, self.world_size)
 
+    def start_at(self, epoch: int) -> int:
+        """Stand at the start of ``epoch`` with its stage entered; the stage's index.
+
+        ``ablate plan --measure`` times each phase of a trial there.
+        """
+        self.epoch = epoch
+        index = self._stage_at(epoch)
+        if index != self.stage_index:
+            self._enter_stage(index)
+        return index
+
     def _stage_at(self, epoch: int) -> int:
         """Index of the stage that trains (0-based) ``epoch``."""
         return min(bisect.bisect_right(self.stage_ends, epoch), len(self.stages) - 1)

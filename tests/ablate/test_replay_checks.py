@@ -62,8 +62,9 @@ def _refusal(folder, expected):
 def test_an_untouched_published_trial_passes_and_gives_every_epoch(published, tmp_path):
     folder, expected = published
     copy_published(folder, tmp_path)
-    reports = check_published(tmp_path, expected)
-    assert [r["epoch"] for r in reports] == [1.0, 2.0, 3.0]
+    published = check_published(tmp_path, expected)
+    assert [r["epoch"] for r in published.reports] == [1.0, 2.0, 3.0]
+    assert published.produced_by == "s/full"
 
 
 def test_a_manifest_of_other_key_material_is_refused(published, copy):

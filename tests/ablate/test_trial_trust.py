@@ -10,7 +10,7 @@ import numpy as np
 from mlflow import MlflowClient
 
 from ablate.cli import main
-from ablate.replay_checks import MANIFEST_FILE
+from ablate.stage_cache import MANIFEST_FILE
 from ablate.study import load_study
 from ablate.trial_reuse import trial_keys, trial_store_root
 from tests import dataset_fixtures as fx

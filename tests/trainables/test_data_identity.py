@@ -7,7 +7,7 @@ import pytest
 
 from tests import dataset_fixtures as fx
 from trainables import data_identity as identity_module
-from trainables import datasets
+from trainables import dataset_files
 from trainables.data_identity import FINGERPRINT_FOLDER, data_identity
 from trainables.datasets import load_dataset
 
@@ -58,7 +58,7 @@ def test_data_outside_the_data_root_is_fingerprinted_in_the_users_cache(tmp_path
     """Debian's read-only /usr/share copy: nothing is written beside it."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     fx.write_fashion_mnist(tmp_path / "system")
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "system")
+    monkeypatch.setattr(dataset_files, "DEBIAN_FASHION_MNIST", tmp_path / "system")
     data_identity("fashion_mnist", tmp_path / "empty-root")
     assert not (tmp_path / "system" / FINGERPRINT_FOLDER).exists()
     assert len(list((tmp_path / "cache" / "ablate" / "data-fingerprints").iterdir())) == 1
@@ -79,7 +79,7 @@ def test_digits_are_identified_without_torch_and_by_their_size():
 
 @pytest.mark.parametrize("change", ["replaced", "added"])
 def test_the_image_decode_cache_follows_the_files(tmp_path, change):
-    wnids = datasets.IMAGENET10_WNIDS
+    wnids = dataset_files.IMAGENET10_WNIDS
     fx.write_image_folder(tmp_path / "imagenet10", wnids, per_class=1)
     first = load_dataset("imagenet10", tmp_path, options={"size": 24})
     folder = tmp_path / "imagenet10" / wnids[0]

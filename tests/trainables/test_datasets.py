@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tests import dataset_fixtures as fx
-from trainables import datasets
+from trainables import dataset_files, datasets
 from trainables.datasets import DatasetNotFoundError, load_dataset
 
 
@@ -23,15 +23,15 @@ def test_cifar100_uses_the_20_superclasses(tmp_path, with_coarse):
     images, fines = fx.write_cifar100(tmp_path, with_coarse=with_coarse)
     data = load_dataset("cifar100", tmp_path)
     assert np.array_equal(data.train.images.numpy(), images)
-    assert np.array_equal(data.labels.numpy(), datasets.CIFAR100_SUPERCLASS_OF_FINE[fines])
+    assert np.array_equal(data.labels.numpy(), dataset_files.CIFAR100_SUPERCLASS_OF_FINE[fines])
     assert data.train.num_clusters == 20
 
 
 def test_cifar100_superclass_table_is_a_partition():
-    counts = np.bincount(datasets.CIFAR100_SUPERCLASS_OF_FINE, minlength=20)
+    counts = np.bincount(dataset_files.CIFAR100_SUPERCLASS_OF_FINE, minlength=20)
     assert (counts == 5).all()
-    assert datasets.CIFAR100_SUPERCLASS_OF_FINE[[4, 30, 55, 72, 95]].tolist() == [0] * 5
-    assert datasets.CIFAR100_SUPERCLASS_OF_FINE[[41, 69, 81, 85, 89]].tolist() == [19] * 5
+    assert dataset_files.CIFAR100_SUPERCLASS_OF_FINE[[4, 30, 55, 72, 95]].tolist() == [0] * 5
+    assert dataset_files.CIFAR100_SUPERCLASS_OF_FINE[[41, 69, 81, 85, 89]].tolist() == [19] * 5
 
 
 def test_stl10_transposes_column_major_and_shifts_labels(tmp_path):
@@ -48,8 +48,8 @@ def test_stl10_transposes_column_major_and_shifts_labels(tmp_path):
 @pytest.mark.parametrize(
     "name,folder,wnids",
     [
-        ("imagenet10", "imagenet10", datasets.IMAGENET10_WNIDS),
-        ("imagenet_dogs", "imagenet_dogs", datasets.IMAGENET_DOGS_WNIDS),
+        ("imagenet10", "imagenet10", dataset_files.IMAGENET10_WNIDS),
+        ("imagenet_dogs", "imagenet_dogs", dataset_files.IMAGENET_DOGS_WNIDS),
     ],
 )
 def test_imagenet_subsets_read_image_folders_by_wnid(tmp_path, name, folder, wnids):
@@ -72,7 +72,7 @@ def test_imagenet_subsets_read_image_folders_by_wnid(tmp_path, name, folder, wni
     ids=["half-written", "empty", "garbage"],
 )
 def test_a_damaged_image_cache_is_rebuilt_not_fatal(tmp_path, damage):
-    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
+    fx.write_image_folder(tmp_path / "imagenet10", dataset_files.IMAGENET10_WNIDS, per_class=1)
     first = load_dataset("imagenet10", tmp_path, options={"size": 24})
     cache = tmp_path / "imagenet10" / ".ablate-cache-24.npz"
     damage(cache)
@@ -85,7 +85,7 @@ def test_a_damaged_image_cache_is_rebuilt_not_fatal(tmp_path, damage):
 
 def test_the_image_cache_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     """A writer killed mid-write leaves no file under the cache's name."""
-    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
+    fx.write_image_folder(tmp_path / "imagenet10", dataset_files.IMAGENET10_WNIDS, per_class=1)
 
     def killed(out, **arrays):
         out.write(b"PK\x03\x04 half")
@@ -98,7 +98,7 @@ def test_the_image_cache_appears_whole_or_not_at_all(tmp_path, monkeypatch):
 
 def test_imagenet_subsets_are_decoded_at_the_methods_resolution_when_larger(tmp_path):
     """CC and CCES train at 224 px: decoding at 96 and upsampling would blur every image."""
-    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS, per_class=1)
+    fx.write_image_folder(tmp_path / "imagenet10", dataset_files.IMAGENET10_WNIDS, per_class=1)
     shapes = {
         resolution: load_dataset("imagenet10", tmp_path, resolution=resolution).train.native_size
         for resolution in (None, 64, 224)
@@ -110,7 +110,7 @@ def test_imagenet_subsets_are_decoded_at_the_methods_resolution_when_larger(tmp_
 
 
 def test_imagenet_subset_names_missing_class_folders(tmp_path):
-    fx.write_image_folder(tmp_path / "imagenet10", datasets.IMAGENET10_WNIDS[:3])
+    fx.write_image_folder(tmp_path / "imagenet10", dataset_files.IMAGENET10_WNIDS[:3])
     with pytest.raises(DatasetNotFoundError, match="lacks class folders"):
         load_dataset("imagenet10", tmp_path)
 
@@ -133,7 +133,7 @@ def test_fashion_mnist_reads_idx_files(tmp_path, layout):
 
 
 def test_fashion_mnist_missing_names_every_place_looked(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(dataset_files, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
     with pytest.raises(DatasetNotFoundError) as error:
         load_dataset("fashion_mnist", tmp_path)
     message = str(error.value)
