@@ -396,9 +396,9 @@ class GCC(Method[GCCConfig]):
         """The warm-up (SimCLR only: no neighbours, no graph) apart from the epochs after it."""
         found = super().phases(config)
         warmup = config.warmup_epochs if config.loss.rgc else 0
+        if not found or found[0].name != "train" or not 0 < warmup < found[0].epochs:
+            return found  # no training epochs, or all of them warm-up (or none)
         train = found[0]
-        if not 0 < warmup < train.epochs:
-            return found
         return (
             Phase("warm-up", train.first, warmup),
             Phase(train.name, train.first + warmup, train.epochs - warmup),

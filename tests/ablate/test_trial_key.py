@@ -114,4 +114,3 @@ def test_an_edit_of_the_code_that_builds_and_runs_a_trial_changes_the_key(monkey
     before = _key()
     monkeypatch.setattr(trial_reuse, "trial_code_fingerprint", lambda: "edited planner")
     assert _key() != before
-    assert trial_reuse.TRIAL_CODE == ("trainable.py", "planner.py")
