@@ -38,7 +38,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     print(f"{args.study}: ok ({study.method}, {trial_count(study)} trials)")
-    from ablate.trial_reuse import same_configuration_lines
+    from ablate.reuse_plan import same_configuration_lines
 
     for line in same_configuration_lines(study):
         print(f"note: {line}")
@@ -51,7 +51,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     sys.stdout.write(describe_plan(study, verbose=args.full))
-    from ablate.trial_reuse import plan_summary
+    from ablate.reuse_plan import plan_summary
 
     sys.stdout.write(plan_summary(study))
     _print_cost(study, args)

@@ -46,11 +46,7 @@ def config_key(spec: TrialSpec, run: RunSettings, device: str, cpus: float) -> s
 
 def distinct_trials(study: Study) -> dict[str, list[TrialSpec]]:
     """The study's trials grouped by configuration (seeds apart), keyed by their first name."""
-    trials = (
-        expand(study)
-        if study.search is None or study.search.algorithm != "optuna"
-        else [first_trial(study)] * len(study.seeds)
-    )
+    trials = expand(study) if not study.adaptive else [first_trial(study)] * len(study.seeds)
     groups: dict[str, list[TrialSpec]] = {}
     for trial in trials:
         seedless = dataclasses.replace(trial, seed=0)
@@ -178,7 +174,7 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
         return []
     r = study.resources
     unit = r.gpus if r.gpus > 0 else 1.0  # devices per worker: a CPU trial counts as one
-    from ablate.trial_reuse import replayed
+    from ablate.reuse_plan import replayed
 
     skipped = replayed(study).names
 

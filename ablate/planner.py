@@ -16,6 +16,7 @@ from ablate.search_space import Domain, search_points
 from ablate.study import DatasetEntry, Study, planned_trials
 from ablate.yaml_source import StudyFileError
 from trainables.config import MethodConfig, flatten, unflatten
+from trainables.registry import get_method
 
 
 class TrialConfigError(ValueError):
@@ -52,8 +53,6 @@ class TrialSpec:
         """The resolved, validated method config of this trial (:class:`TrialConfigError`)."""
         from pydantic import ValidationError
 
-        from trainables.registry import get_method
-
         try:
             return get_method(self.method).config_class(**unflatten(self.params))
         except ValidationError as error:
@@ -67,8 +66,6 @@ class TrialSpec:
 
     def total_epochs(self) -> int:
         """Epochs over every stage of the trial (training, then e.g. self-labelling)."""
-        from trainables.registry import get_method
-
         return get_method(self.method).total_epochs(self.method_config())
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,8 +114,8 @@ def baseline_trials(study: Study) -> list[TrialSpec]:
     """The study's baseline rows on every data set and seed.
 
     ``pixels``: k-means on the raw pixels (method ``kmeans``) at the study's ``image_size``;
-    ``untrained``: the study's method with ``base`` but zero epochs (NNCC: no pretext either),
-    clustered by k-means on its initial features.
+    ``untrained``: the study's method with ``base`` and its :meth:`Method.untrained_overrides`
+    (no epochs in any stage), clustered by k-means on its initial features.
     """
     base = flatten(study.base)
     trials = []
@@ -128,9 +125,7 @@ def baseline_trials(study: Study) -> list[TrialSpec]:
             params = {k: v for k, v in base.items() if k == "image_size"}
         else:
             method = study.method
-            params = {**base, "epochs": 0}
-            if method == "nncc":
-                params["pretext.epochs"] = 0
+            params = {**base, **get_method(method).untrained_overrides()}
         for dataset in study.datasets:
             for seed in study.seeds:
                 trials.append(
@@ -180,7 +175,7 @@ def planned_epochs(study: Study) -> int:
 
     Optuna's trials are drawn later: each counts the first variant's epochs.
     """
-    if study.search is not None and study.search.algorithm == "optuna":
+    if study.adaptive:
         return trial_count(study) * epochs_or_zero(first_trial(study))
     return sum(epochs_or_zero(trial) for trial in expand(study))
 
@@ -201,14 +196,12 @@ def trial_count(study: Study) -> int:
 def describe_plan(study: Study, verbose: bool = False) -> str:
     """The trials ``ablate plan`` prints, with their resolved configs and their count.
 
-    :func:`ablate.trial_reuse.plan_summary` follows: what is done already, and the cost.
+    :func:`ablate.reuse_plan.plan_summary` follows: what is done already, and the cost.
     """
-    from trainables.registry import get_method
-
     lines = [f"study {study.name!r}: method {study.method}, {trial_count(study)} trials"]
     if study.description:
         lines.append(f"  {study.description}")
-    if study.search is not None and study.search.algorithm == "optuna":
+    if study.search is not None and study.adaptive:
         s = study.search
         lines.append(
             f"  optuna (TPE) samples {s.num_samples} configurations adaptively, each run for "

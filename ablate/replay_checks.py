@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ablate.stage_cache import MANIFEST_FILE, STATE_FILE
+from ablate.keyed_store import MANIFEST_FILE, STATE_FILE
 
 #: A trial's checkpoint beside the loop's state: every epoch's report so far, and in the
 #: final one its cluster assignments and resolved configuration.
@@ -51,7 +51,7 @@ class RefusedReplay(Exception):
 
 
 @dataclass(frozen=True)
-class Published:
+class CheckedTrial:
     """A published trial that passed every check: its epoch reports and who produced it."""
 
     reports: list[dict[str, Any]]
@@ -143,6 +143,12 @@ def read_reports(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+def write_reports(folder: Path, reports: list[dict[str, Any]]) -> None:
+    """Every epoch's report, one JSON object a line (values that are not JSON: as text)."""
+    lines = [json.dumps(report, default=str) for report in reports]
+    (folder / REPORTS_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _check_reports(folder: Path, expected: Expected) -> list[dict[str, Any]]:
     _required(folder, REPORTS_FILE)
     try:
@@ -205,11 +211,11 @@ def _check_state(folder: Path, expected: Expected) -> None:
         )
 
 
-def check_published(folder: Path, expected: Expected) -> Published:
+def check_published(folder: Path, expected: Expected) -> CheckedTrial:
     """A copied published trial that passed every check; :class:`RefusedReplay` if not."""
     produced_by = _check_manifest(folder, expected)
     _check_config(folder, expected)
     reports = _check_reports(folder, expected)
     _check_assignments(folder, expected, reports[-1])
     _check_state(folder, expected)
-    return Published(reports, produced_by)
+    return CheckedTrial(reports, produced_by)

@@ -36,8 +36,9 @@ from ablate.planner import (
     trial_count,
 )
 from ablate.progress import LiveProgress, PlainProgress, StudyProgress
+from ablate.reuse_plan import replay_epochs, replayed, reuse_lines
 from ablate.study import Study, absolute_uri
-from ablate.trial_reuse import replay_epochs, replayed, reuse_lines, trial_store_root
+from ablate.trial_keys import trial_store_root
 from ablate.yaml_source import StudyFileError
 
 Printer = Callable[[str], None]
@@ -167,7 +168,7 @@ class ProgressCallback(Callback):
 
 def _search_alg(study: Study) -> Any:
     """Optuna's TPE, repeated once per seed so every sampled config gets replicates."""
-    if study.search is None or study.search.algorithm != "optuna":
+    if study.search is None or not study.adaptive:
         return None
     import optuna
     from ray.tune.search import Repeater
@@ -207,7 +208,7 @@ def _param_space(study: Study) -> dict[str, Any]:
         "workers": r.workers,
         "train_storage": str(storage / f"{study.name}-train"),
     }
-    if study.search is not None and study.search.algorithm == "optuna":
+    if study.adaptive:
         return {**base, "spec": first_trial(study).to_dict(), "seeds": list(study.seeds)}
     return {**base, "spec": tune.grid_search([t.to_dict() for t in expand(study)])}
 
@@ -437,7 +438,7 @@ def _run_locked(
                 mode=mode,
                 scheduler=_scheduler(study),
                 search_alg=_search_alg(study),
-                num_samples=total if study.search and study.search.algorithm == "optuna" else 1,
+                num_samples=total if study.adaptive else 1,
                 max_concurrent_trials=max_concurrent,
                 reuse_actors=True,
                 trial_name_creator=_trial_name,

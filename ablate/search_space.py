@@ -103,6 +103,20 @@ class Search(Closed):
     space: dict[str, Domain] = Field(default_factory=dict)
     variant_space: dict[str, dict[str, Domain]] = Field(default_factory=dict)
 
+    @property
+    def adaptive(self) -> bool:
+        """Whether points are drawn while the study runs (optuna's TPE).
+
+        Each is steered by the results so far: no trial is known before launch, and one
+        variant on one data set is searched at a time.
+        """
+        return self.algorithm == "optuna"
+
+    @property
+    def selects(self) -> bool:
+        """Whether the search picks among its points by ``metric`` (random, optuna)."""
+        return self.algorithm != "grid"
+
     def points(self, variant: str) -> int:
         """How many points a variant's search trains (grid: the product; without building it)."""
         if self.algorithm != "grid":
@@ -126,7 +140,7 @@ class Search(Closed):
                 "'space' is empty: name at least one hyperparameter to search (in 'space', "
                 "or per variant in 'variant_space')"
             )
-        if self.algorithm == "optuna" and self.variant_space:
+        if self.adaptive and self.variant_space:
             raise ValueError("optuna searches one variant: put its space under 'space'")
         if self.algorithm == "grid":
             domains = [self.space, *self.variant_space.values()]
@@ -182,4 +196,4 @@ def search_points(search: Search | None, variant: str | None = None) -> list[dic
     if search.algorithm == "random":
         rng = np.random.default_rng(search.seed)
         return [{k: sample_domain(space[k], rng) for k in keys} for _ in range(search.num_samples)]
-    raise ValueError("optuna samples adaptively; it has no fixed points")
+    raise ValueError(f"{search.algorithm} samples adaptively; it has no fixed points")

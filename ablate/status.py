@@ -17,8 +17,8 @@ from typing import Any
 from ablate.driver_lock import LOCK_FILE, DriverState, driver_state
 from ablate.planner import epochs_or_zero, expand, first_trial, planned_epochs, trial_count
 from ablate.progress import StudyProgress, TrialProgress
+from ablate.reuse_plan import replay_epochs, replayed
 from ablate.study import Study, absolute_uri
-from ablate.trial_reuse import replay_epochs, replayed
 
 #: MLflow's run status as a trial state; KILLED: stopped by an interrupted driver.
 STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "stopped"}
@@ -48,7 +48,7 @@ class StudyStatus:
 def _total_epochs(study: Study) -> tuple[dict[str, int], int]:
     """Each planned trial's epochs by name, and the epochs of a trial not planned by name."""
     fallback = epochs_or_zero(first_trial(study))
-    if study.search is not None and study.search.algorithm == "optuna":
+    if study.adaptive:
         return {}, fallback
     return {trial.key: epochs_or_zero(trial) for trial in expand(study)}, fallback
 

@@ -246,6 +246,14 @@ class Study(Closed):
         return self.tracking.experiment or self.name
 
     @property
+    def adaptive(self) -> bool:
+        """Whether the study's trials are drawn while it runs (:attr:`Search.adaptive`).
+
+        None is then known before launch, and planning counts its sample budget instead.
+        """
+        return self.search is not None and self.search.adaptive
+
+    @property
     def objective(self) -> tuple[str, str] | None:
         """(metric, mode) by which trials are picked (optuna, random) or stopped (ASHA).
 
@@ -254,9 +262,7 @@ class Study(Closed):
         search, scheduler = self.search, self.scheduler
         if scheduler.type == "asha" and scheduler.metric is not None:
             return scheduler.metric, scheduler.mode or _default_mode(scheduler.metric)
-        selects = scheduler.type == "asha" or (
-            search is not None and search.algorithm in ("random", "optuna")
-        )
+        selects = scheduler.type == "asha" or (search is not None and search.selects)
         if not selects or search is None:
             return None
         return search.metric, search.mode
@@ -413,7 +419,7 @@ def _check_baselines(doc: YamlDocument, study: Study) -> None:
             ("variants", taken[0]),
             f"variant name {taken[0]!r} is the name of a baseline row; rename the variant",
         )
-    if study.search is not None and study.search.algorithm == "optuna":
+    if study.adaptive:
         raise doc.error(
             ("baselines",),
             "optuna adapts its trials one by one; run the baselines in a study of their own",
@@ -428,7 +434,7 @@ def _check_objective(doc: YamlDocument, study: Study) -> None:
         f"({', '.join(LABEL_METRICS)}: the runs are then tagged ablate.selection: labels)"
     )
     search, scheduler = study.search, study.scheduler
-    if search is not None and search.algorithm in ("random", "optuna"):
+    if search is not None and search.selects:
         if "metric" not in search.model_fields_set:
             raise doc.error(
                 ("search",),
@@ -450,7 +456,7 @@ def _search_points_per_variant(study: Study) -> dict[str, list[dict[str, Any]]]:
     Optuna draws its points later: each candidate of each key on its own (bounds, choices).
     """
     assert study.search is not None
-    if study.search.algorithm != "optuna":
+    if not study.adaptive:
         return {variant: search_points(study.search, variant) for variant in study.variants}
     space = study.search.space
     return {
@@ -494,7 +500,7 @@ MAX_TRIALS = 10_000
 def planned_trials(study: Study) -> int:
     """The study's trial count, computed without expanding the search."""
     search = study.search
-    if search is not None and search.algorithm == "optuna":
+    if search is not None and search.adaptive:
         return search.num_samples * len(study.seeds)
     points = sum(search.points(v) if search else 1 for v in study.variants)
     return (points + len(study.baselines)) * len(study.datasets) * len(study.seeds)
@@ -539,9 +545,7 @@ def validate_study(doc: YamlDocument, force: bool = False) -> Study:
                 for value in domain.candidates():
                     config = _build(doc, study, [(("base",), base), (where, {key: value})])
                     _check_batch_split(doc, study, config, f"{key}={value!r}")
-        if study.search.algorithm == "optuna" and (
-            len(study.variants) > 1 or len(study.datasets) > 1
-        ):
+        if study.adaptive and (len(study.variants) > 1 or len(study.datasets) > 1):
             raise doc.error(
                 ("search", "algorithm"),
                 "optuna searches one variant on one data set at a time (each result steers the "

@@ -10,44 +10,29 @@ trial asks for several workers.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
 
+from ablate.keyed_store import STATE_FILE
 from ablate.planner import TrialSpec
 from ablate.replay_checks import (
     ASSIGNMENTS_FILE,
     CONFIG_FILE,
     REPORTS_FILE,
-    Expected,
-    RefusedReplay,
-    check_published,
-    copy_published,
     read_reports,
-)
-from ablate.stage_cache import MANIFEST_FILE, STATE_FILE, StageCache
-from ablate.study import RunSettings
-from ablate.trial_reuse import (
-    data_arguments,
-    loop_device,
-    open_store,
-    trial_data_identity,
-    trial_device,
-    trial_material,
     write_reports,
 )
-from trainables.stage_store import WAITING
+from ablate.stage_sharing import open_stage_sharing
+from ablate.study import RunSettings
+from ablate.trial_keys import data_arguments, loop_device
+from ablate.trial_reuse import Reporter, TrialReuse
 
 if TYPE_CHECKING:
     from trainables.loop import LoopSettings
-
-Reporter = Callable[[dict[str, Any], str | None], None]
 
 
 def resolve(config: dict[str, Any]) -> tuple[TrialSpec, RunSettings]:
@@ -71,7 +56,7 @@ def trial_data(spec: TrialSpec, run: RunSettings) -> Any:
 def loop_settings(spec: TrialSpec, run: RunSettings, gpus: float) -> LoopSettings:
     """The loop's settings for a trial holding ``gpus`` GPUs per worker.
 
-    The device follows :func:`~ablate.trial_reuse.trial_device`, the rule its key records.
+    The device follows :func:`~ablate.trial_keys.trial_device`, the rule its key records.
     """
     from trainables.loop import LoopSettings
 
@@ -102,8 +87,8 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     method_config = spec.method_config()  # TrialConfigError: this trial fails, with its reason
     settings = loop_settings(spec, run, float(config.get("gpus", 0)))
     data = trial_data(spec, run)
-    store = _stage_store(spec, run, method_class.stages(method_config))
-    trainer = Trainer(method_class, method_config, data, settings, store)
+    sharing = open_stage_sharing(spec, run, method_class.stages(method_config))
+    trainer = Trainer(method_class, method_config, data, settings, sharing)
     notes: dict[str, Any] = dict(config.get("notes") or {})  # said once, in the first report
     reports: list[dict[str, Any]] = []
     if restore_dir is not None:
@@ -143,115 +128,11 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
     trainer.fit(on_epoch)
 
 
-def is_final(checkpoint: Path) -> bool:
-    """Whether a checkpoint is a finished trial's (only the last epoch's holds its config)."""
-    return (checkpoint / CONFIG_FILE).exists() and (checkpoint / REPORTS_FILE).exists()
-
-
-def _reused_or_claimed(store: StageCache, material: dict[str, Any], resuming: bool) -> Path | None:
-    """A published trial of this key; else None, with this trial's claim to publish it.
-
-    A trial that another live trial is training waits for it. A resumed trial never waits
-    (it has epochs on record already): it trains on, and publishes if it gets the claim.
-    """
-    found = store.try_acquire(material)
-    while found == WAITING and not resuming:
-        time.sleep(store.poll_s)
-        found = store.try_acquire(material)
-    return found.parent if isinstance(found, Path) else None
-
-
-def _replay(reports: list[dict[str, Any]], folder: Path, origin: str, report: Reporter) -> None:
-    """Report a published trial's epochs as this trial's, the last with its checkpoint."""
-    for metrics in reports[:-1]:
-        report({**metrics, "reused_from": origin}, None)
-    report({**reports[-1], "reused_from": origin}, str(folder))
-
-
-def _checked_replay(found: Path, expected: Expected, report: Reporter) -> None:
-    """Replay the published trial in ``found`` after checking a private copy of it.
-
-    :class:`RefusedReplay` (nothing reported) when the copy fails a check.
-    """
-    with tempfile.TemporaryDirectory() as copy:
-        copy_published(found, Path(copy))
-        published = check_published(Path(copy), expected)
-        (Path(copy) / MANIFEST_FILE).unlink()  # the store's record, not the trial's checkpoint
-        _replay(published.reports, Path(copy), published.produced_by, report)
-
-
-def _expected(
-    spec: TrialSpec, run: RunSettings, store: StageCache, material: dict[str, Any], samples: int
-) -> Expected:
-    """What this trial would have produced, to check a published trial against."""
-
-    def scores(assignments: np.ndarray) -> dict[str, float]:
-        from trainables.datasets import read_source
-        from trainables.metrics import clustering_scores
-
-        source = read_source(**data_arguments(spec, run))
-        return clustering_scores(assignments, source.labels, source.info.num_classes)
-
-    return Expected(
-        key=store.key(material),
-        material=material,
-        config=spec.method_config().model_dump(mode="json"),
-        method=spec.method,
-        epochs=spec.total_epochs(),
-        samples=samples,
-        scores=scores,
-    )
-
-
-def _set_aside(store: StageCache, found: Path) -> Path | None:
-    """Move a refused published folder out of the key's way; None if it cannot be moved."""
-    target = store.root / ".refused" / f"{found.name}.{time.strftime('%Y%m%dT%H%M%S')}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        found.rename(target)
-    except OSError:
-        return None
-    return target
-
-
-def _publish(store: StageCache, material: dict[str, Any], checkpoint: Path) -> None:
-    """Keep a finished trial's final checkpoint under its key (once; the claim holder's)."""
-    if store.find(material) is None and store.try_acquire(material) is None:
-        store.publish(
-            material, lambda state: shutil.copytree(checkpoint, state.parent, dirs_exist_ok=True)
-        )
-
-
-def _publishing(report: Reporter, store: StageCache, material: dict[str, Any]) -> Reporter:
-    """``report``, which first publishes the final checkpoint (before Tune moves it away)."""
-
-    def publish_then_report(metrics: dict[str, Any], folder: str | None) -> None:
-        if folder is not None and is_final(Path(folder)):
-            _publish(store, material, Path(folder))
-        report(metrics, folder)
-
-    return publish_then_report
-
-
 def _node_id() -> str:
     """The Ray node this trial runs on (hostnames and IPs repeat on one-machine clusters)."""
     import ray
 
     return str(ray.get_runtime_context().get_node_id()) if ray.is_initialized() else "local"
-
-
-def _stage_store(spec: TrialSpec, run: RunSettings, stages: Any) -> StageCache | None:
-    """The store of finished shared stages, for a trial with one (NNCC's pretext).
-
-    None when no stage is shared, or sharing is switched off: the data's identity is then
-    not needed.
-    """
-    if not run.share_stages or run.stage_store is None or not any(s.shared for s in stages):
-        return None
-    entry = spec.dataset_entry
-    data = trial_data_identity(spec, run).material()  # cached beside the data: read once
-    context = {"dataset": entry.name, "options": entry.options, "data": data}
-    return StageCache(Path(run.stage_store), context, trial=spec.key)
 
 
 def _reporter(api: Any) -> Reporter:
@@ -276,44 +157,24 @@ def _train_from(config: dict[str, Any], report: Reporter, checkpoint: Any) -> No
 def tune_trial(config: dict[str, Any]) -> None:
     """A Ray Tune function trainable: one trial, reported through ``ray.tune``.
 
-    A trial whose key the trial store holds finished replays it instead of training, once a
-    private copy passed :mod:`ablate.replay_checks` (a refused folder is set aside, said in
-    the first report, and the trial trains); one whose key another live trial trains waits
-    for it. With ``workers`` above 1 the trial
-    launches a ``TorchTrainer`` over that many workers (Ray Train V2's Train-inside-Tune
-    pattern) and forwards rank 0's reports; deciding here, before any worker starts, keeps
-    a replayed multi-worker trial from holding its GPUs at all.
+    Resolve the trial, replay its key from the trial store or train it, done
+    (:class:`~ablate.trial_reuse.TrialReuse`). With ``workers`` above 1 the trial launches a
+    ``TorchTrainer`` over that many workers (Ray Train V2's Train-inside-Tune pattern) and
+    forwards rank 0's reports; deciding here, before any worker starts, keeps a replayed
+    multi-worker trial from holding its GPUs at all.
     """
     from ray import tune
 
     spec, run = resolve(config)
     workers = int(config.get("workers", 1))
     report = _reporter(tune)
-    store = open_store(run, f"{spec.study}/{spec.key}")
-    if store is None:
-        _train(config, report, workers)
-        return
-    data = trial_data_identity(spec, run, download=True)
-    device = trial_device(run, float(config.get("gpus", 0)))
-    material = trial_material(spec, run, workers, device, data)  # TrialConfigError: fails alone
-    found = _reused_or_claimed(store, material, resuming=_resuming(config))
-    if found is not None:
-        try:
-            _checked_replay(found, _expected(spec, run, store, material, data.samples), report)
+    with TrialReuse.open(spec, run, config, resuming=_resuming(config)) as reuse:
+        if reuse.replay(report):
             return
-        except RefusedReplay as refusal:
-            moved = _set_aside(store, found)
-            where = f"moved to {moved}" if moved else "left in place"
-            note = f"trial store folder {found} refused ({refusal}): trained instead; {where}"
-            config = {**config, "notes": {**(config.get("notes") or {}), "reuse_refused": note}}
-    try:
-        final = _train(config, _publishing(report, store, material), workers)
+        final = _train(reuse.noted(config), reuse.publishing(report), workers)
         if final is not None:  # a multi-worker trial: Train's last checkpoint
             with final.as_directory() as folder:
-                if is_final(Path(folder)):
-                    _publish(store, material, Path(folder))
-    finally:
-        store.release(material)  # no-op after a publish; a failed trial frees the key
+                reuse.publish_final(Path(folder))
 
 
 def _train(config: dict[str, Any], report: Reporter, workers: int) -> Any:

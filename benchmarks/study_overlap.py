@@ -1,6 +1,6 @@
 """How many trials of a set of studies the trial store saves, run in the order given.
 
-Each study's trials are keyed as they will be (``ablate.trial_reuse``: method, resolved
+Each study's trials are keyed as they will be (``ablate.trial_keys``: method, resolved
 configuration, data set, seed, loop settings, code); a trial whose key an earlier study of the
 list, or an earlier trial of its own, holds is replayed instead of trained. Printed per
 study: trials, replayed, to train, and the device-hours saved where a figure is known (the
@@ -18,7 +18,7 @@ import argparse
 from ablate.measure import config_key, load_costs
 from ablate.planner import expand
 from ablate.study import Study, load_study
-from ablate.trial_reuse import trial_keys
+from ablate.trial_keys import trial_keys
 
 
 def trial_hours(study: Study, device: str) -> dict[str, float]:

@@ -23,7 +23,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -32,7 +32,6 @@ from trainables import device_stats
 from trainables.data_parallel import RowSharding, average_gradients, synchronise_batch_norm
 from trainables.datasets import ClusteringData
 from trainables.evaluation_order import content_order
-from trainables.fingerprint import library_versions, method_fingerprint
 from trainables.method import Method, StepOutput, Views, unsplittable_batch
 from trainables.metrics import (
     clustering_scores,
@@ -40,7 +39,6 @@ from trainables.metrics import (
     neighbour_label_accuracy,
     spectral_assign,
 )
-from trainables.stage_store import WAITING, StageStore
 
 CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
 
@@ -117,6 +115,30 @@ class EpochReport:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+class EpochHooks(Protocol):
+    """What runs around each epoch of the loop.
+
+    The stage store's sharing of finished stages (``ablate.stage_sharing``), without the
+    loop knowing of stores or claims.
+    """
+
+    def before_epoch(self, trainer: Trainer) -> dict[str, str]:
+        """Notes for the epoch's report.
+
+        A hook that restores a finished stage moves ``trainer.epoch`` to the stage's end;
+        the loop then trains nothing.
+        """
+        ...
+
+    def after_epoch(self, trainer: Trainer) -> dict[str, str]:
+        """Notes for the report of the epoch just trained."""
+        ...
+
+    def close(self) -> None:
+        """The loop ended, finished or not."""
+        ...
+
+
 class Evaluator:
     """Holds the labels and scores assignments; the only place labels are read."""
 
@@ -156,10 +178,10 @@ class Trainer:
         config: Any,
         data: ClusteringData,
         settings: LoopSettings | None = None,
-        stage_store: StageStore | None = None,
+        hooks: EpochHooks | None = None,
     ) -> None:
         self.settings = settings or LoopSettings()
-        self.stage_store = stage_store
+        self.hooks = hooks
         self.device = self.settings.torch_device()
         torch.manual_seed(self.settings.seed)  # network initialisation
         self.data = data.train.to(self.device)
@@ -181,7 +203,6 @@ class Trainer:
         self.stage_ends = [int(end) for end in np.cumsum([s.epochs for s in self.stages])]
         self.total_epochs = self.stage_ends[-1]
         self.epoch = 0
-        self._claimed: dict[str, Any] | None = None  # a shared stage this trial trains
         self._enter_stage(0)
 
     def _shard_over_ranks(self) -> RowSharding:
@@ -429,37 +450,38 @@ class Trainer:
     def fit(self, on_epoch: Callable[[EpochReport, Trainer], None] | None = None) -> EpochReport:
         """Train from the current epoch through every stage; call ``on_epoch`` after each.
 
-        A shared stage found in the stage store is restored instead of trained (one report, at
-        its last epoch); one this trial trains is published when it ends. Every stage's last
-        epoch is evaluated, so a pretext's own score is on record in every trial.
+        The hooks may restore a finished stage instead (one report, at its last epoch). Every
+        stage's last epoch is evaluated, so a pretext's own score is on record in every trial.
         """
         report = EpochReport(self.epoch, {}, evaluated=False)
         if self.total_epochs == 0:  # a baseline: the untrained network, evaluated once
             return self._evaluate_untrained(on_epoch)
         try:
-            resumed = self._reclaim_after_resume()
             while self.epoch < self.total_epochs:
-                notes = resumed or self._reuse_shared_stage()
-                metrics = {"stage": float(self.stage_index)} if notes else self.train_epoch()
-                resumed = {}
-                if not notes:
-                    notes = self._publish_finished_stage()
-                assignments = None
-                if self.is_chief and (
-                    self.epoch in self.stage_ends or self.epoch % self.settings.eval_every == 0
-                ):
-                    scores, assignments = self.evaluate()
-                    metrics.update(scores)
-                report = EpochReport(
-                    self.epoch, metrics, assignments is not None, assignments, notes
-                )
+                report = self._next_epoch()
                 if on_epoch is not None:
                     on_epoch(report, self)
         finally:
-            if self._claimed is not None and self.stage_store is not None:
-                self.stage_store.release(self._claimed)
-                self._claimed = None
+            if self.hooks is not None:
+                self.hooks.close()
         return report
+
+    def _next_epoch(self) -> EpochReport:
+        """Train one epoch (or restore a finished stage through the hooks) and score it."""
+        starting = self.epoch
+        notes = self.hooks.before_epoch(self) if self.hooks is not None else {}
+        if self.epoch != starting:  # a hook restored a finished stage: nothing to train
+            metrics: dict[str, float] = {"stage": float(self.stage_index)}
+        else:
+            metrics = self.train_epoch()
+            notes = {**notes, **(self.hooks.after_epoch(self) if self.hooks is not None else {})}
+        assignments = None
+        if self.is_chief and (
+            self.epoch in self.stage_ends or self.epoch % self.settings.eval_every == 0
+        ):
+            scores, assignments = self.evaluate()
+            metrics.update(scores)
+        return EpochReport(self.epoch, metrics, assignments is not None, assignments, notes)
 
     def _evaluate_untrained(
         self, on_epoch: Callable[[EpochReport, Trainer], None] | None
@@ -469,119 +491,6 @@ class Trainer:
         if on_epoch is not None:
             on_epoch(report, self)
         return report
-
-    # -- shared stages ----------------------------------------------------------------------
-    def shared_material(self, index: int) -> dict[str, Any] | None:
-        """What stage ``index``'s end state depends on, or None if it cannot be shared.
-
-        A stage is shareable when it and every stage before it declare ``shared``: the
-        network it starts from is then fixed by the seed and those declarations. The code that
-        trains it (:mod:`trainables.fingerprint`), the releases of the libraries it computes
-        with, the device type and the precision it ran in are part of it, so neither an
-        edited loss nor a bf16 GPU result is reused in their place.
-        """
-        stages = []
-        for stage in self.stages[: index + 1]:
-            if stage.shared is None:
-                return None
-            stages.append(
-                {
-                    "name": stage.name,
-                    "epochs": stage.epochs,
-                    "batch_size": stage.batch_size,
-                    "optim": stage.optim.model_dump(mode="json"),
-                    "shared": dict(stage.shared),
-                }
-            )
-        return {
-            "checkpoint_format": CHECKPOINT_FORMAT,
-            "method": self.method.name,
-            "code": method_fingerprint(type(self.method).__module__.rsplit(".", 1)[-1]),
-            "libraries": library_versions(),
-            "stages": stages,
-            "seed": self.settings.seed,
-            "steps_per_epoch": self.settings.steps_per_epoch,
-            "device": self.device.type,
-            "precision": "bf16" if self.use_amp else "fp32",  # amp "auto" differs by device
-            "workers": self.world_size,
-            "sync_bn": self.settings.sync_bn and self.world_size > 1,
-        }
-
-    def _shared_stage_starting(self) -> tuple[str, dict[str, Any]] | None:
-        if self.stage_store is None:
-            return None
-        for index, end in enumerate(self.stage_ends):
-            start = end - self.stages[index].epochs
-            if start == self.epoch and self.stages[index].epochs > 0:
-                material = self.shared_material(index)
-                return None if material is None else (self.stages[index].name, material)
-        return None
-
-    def _reuse_shared_stage(self) -> dict[str, str]:
-        """Restore a finished shared stage that starts now, or claim it; notes on reuse."""
-        starting = self._shared_stage_starting()
-        if starting is None or self.stage_store is None:
-            return {}
-        name, material = starting
-        while True:  # every rank meets here each poll: no collective waits for hours
-            found = self._look_up_stage(material)
-            if found != WAITING:
-                return self._claim_or_restore(name, material, found)
-            time.sleep(self.stage_store.poll_s)
-
-    def _claim_or_restore(
-        self, name: str, material: dict[str, Any], found: Path | None | str
-    ) -> dict[str, str]:
-        """Claim the stage (``found`` None) or restore its published state; notes on reuse."""
-        assert self.stage_store is not None
-        if found is None:
-            self._claimed = material if self.is_chief else None
-            return {}
-        self.restore(found)
-        return {f"stage_cache.{name}": f"reused {self.stage_store.key(material)}"}
-
-    def _look_up_stage(self, material: dict[str, Any]) -> Path | None | str:
-        """The chief's one look at the stage store, shared with every rank."""
-        assert self.stage_store is not None
-        found = self.stage_store.try_acquire(material) if self.is_chief else None
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            box = [found if found is None or found == WAITING else str(found)]
-            dist.broadcast_object_list(box, src=0)
-            found = box[0]
-        return found if found is None or found == WAITING else Path(str(found))
-
-    def _reclaim_after_resume(self) -> dict[str, str]:
-        """Take a shared stage's claim back after a resume inside it.
-
-        The claim was the previous process's lock, dropped when that process died; without
-        it the stage would never be published. A stage published meanwhile is restored.
-        """
-        if self.stage_store is None or self.epoch == 0:
-            return {}
-        index = bisect.bisect_right(self.stage_ends, self.epoch)
-        if index >= len(self.stages):
-            return {}
-        start = self.stage_ends[index] - self.stages[index].epochs
-        material = self.shared_material(index)
-        if material is None or not start < self.epoch:
-            return {}
-        found = self._look_up_stage(material)
-        if found == WAITING:
-            return {}  # another live trial trains it from the start; this one goes on
-        # reclaimed, or published by another trial meanwhile: the same state, ready
-        return self._claim_or_restore(self.stages[index].name, material, found)
-
-    def _publish_finished_stage(self) -> dict[str, str]:
-        if self._claimed is None or self.stage_store is None:
-            return {}
-        if self.epoch != self.stage_ends[self.stage_index]:
-            return {}
-        material, self._claimed = self._claimed, None
-        self.stage_store.publish(material, self.save)
-        name = self.stages[self.stage_index].name
-        return {f"stage_cache.{name}": f"published {self.stage_store.key(material)}"}
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

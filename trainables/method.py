@@ -157,6 +157,14 @@ class Method(Generic[ConfigT]):
         return (Stage("train", config.epochs, config.optim, config.batch_size),)
 
     @classmethod
+    def untrained_overrides(cls) -> dict[str, Any]:
+        """The config keys that make a trial the untrained network (``untrained`` row).
+
+        No epochs in any stage.
+        """
+        return {"epochs": 0}
+
+    @classmethod
     def phases(cls, config: Any) -> tuple[Phase, ...]:
         """The trial's phases of equal step cost; by default its stages with epochs."""
         found, first = [], 0

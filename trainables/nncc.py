@@ -193,6 +193,11 @@ class NNCC(Method[NNCCConfig]):
         self.component = self.kappa.clone()
 
     @classmethod
+    def untrained_overrides(cls) -> dict[str, Any]:
+        """No NNCC epochs and no pretext either."""
+        return {"epochs": 0, "pretext.epochs": 0}
+
+    @classmethod
     def stages(cls, config: NNCCConfig) -> tuple[Stage, ...]:
         """Pretext then NNCC; the pretext is shared by every trial with the same settings."""
         pretext = config.pretext

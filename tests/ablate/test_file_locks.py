@@ -4,12 +4,11 @@ import errno
 
 import pytest
 
-from ablate import driver_lock, stage_cache
+from ablate import driver_lock, keyed_store
 from ablate.cli import main
 from ablate.file_locks import LockUnsupportedError, local_lock_warning
-from ablate.stage_cache import StageCache
+from ablate.keyed_store import Busy, Claimed, KeyedStore
 from tests.conftest import write_study
-from trainables.stage_store import WAITING
 
 STUDY = """\
 name: nolocks
@@ -54,14 +53,14 @@ def test_status_of_such_a_study_says_the_same(tmp_path, monkeypatch, capsys):
 def test_claims_wait_only_for_a_holder_and_fail_on_a_file_system_without_locks(
     tmp_path, monkeypatch
 ):
-    store = StageCache(tmp_path / "trials", {}, trial="s/t")
-    monkeypatch.setattr(stage_cache.fcntl, "flock", _refusing(errno.EWOULDBLOCK))
-    assert store.try_acquire({"k": 1}) == WAITING
-    monkeypatch.setattr(stage_cache.fcntl, "flock", _refusing(errno.ENOLCK))
+    store = KeyedStore(tmp_path / "trials", {}, owner="s/t")
+    monkeypatch.setattr(keyed_store.fcntl, "flock", _refusing(errno.EWOULDBLOCK))
+    assert store.look({"k": 1}) == Busy()
+    monkeypatch.setattr(keyed_store.fcntl, "flock", _refusing(errno.ENOLCK))
     with pytest.raises(LockUnsupportedError, match=r"cannot lock .*\.claim"):
-        store.try_acquire({"k": 1})
+        store.look({"k": 1})
     monkeypatch.undo()
-    assert store.try_acquire({"k": 1}) is None  # a real lock: claimed
+    assert store.look({"k": 1}) == Claimed()  # a real lock: claimed
 
 
 MOUNTS = """\

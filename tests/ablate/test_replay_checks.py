@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from ablate.keyed_store import KeyedStore
 from ablate.replay_checks import RefusedReplay, check_published, copy_published
-from ablate.stage_cache import StageCache
-from ablate.trainable import _expected, _publish, train_fn_per_worker
-from ablate.trial_reuse import trial_data_identity, trial_material
+from ablate.trainable import train_fn_per_worker
+from ablate.trial_keys import trial_data_identity, trial_material
+from ablate.trial_reuse import TrialReuse, _expected
 from tests.ablate.test_trial_publish import SPEC, _config
 
 
@@ -34,8 +35,9 @@ def published(tmp_path_factory):
     run = _run_settings(config)
     data = trial_data_identity(SPEC, run)
     material = trial_material(SPEC, run, 1, "cpu", data)
-    store = StageCache(root / "trials", {}, trial="s/full")
-    _publish(store, material, kept[3])
+    store = KeyedStore(root / "trials", {}, owner="s/full")
+    store.look(material)
+    TrialReuse(store, material).publish_final(kept[3])
     return store.folder(material), _expected(SPEC, run, store, material, data.samples)
 
 

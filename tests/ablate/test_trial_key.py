@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
+from ablate.keyed_store import stage_key
 from ablate.planner import TrialSpec
-from ablate.stage_cache import stage_key
 from ablate.study import RunSettings
-from ablate.trial_reuse import trial_device, trial_material
+from ablate.trial_keys import trial_device, trial_material
 from trainables.data_identity import DataIdentity
 
 SPEC = TrialSpec(
@@ -109,8 +109,8 @@ def test_a_release_of_a_library_that_computes_the_result_changes_the_key(monkeyp
 
 
 def test_an_edit_of_the_code_that_builds_and_runs_a_trial_changes_the_key(monkeypatch):
-    import ablate.trial_reuse as trial_reuse
+    import ablate.trial_keys as trial_keys
 
     before = _key()
-    monkeypatch.setattr(trial_reuse, "trial_code_fingerprint", lambda: "edited planner")
+    monkeypatch.setattr(trial_keys, "trial_code_fingerprint", lambda: "edited planner")
     assert _key() != before

@@ -9,16 +9,11 @@ import shutil
 
 import pytest
 
+from ablate.keyed_store import STATE_FILE, Claimed, KeyedStore
 from ablate.replay_checks import read_reports
-from ablate.stage_cache import StageCache
 from ablate.study import RunSettings
-from ablate.trainable import (
-    STATE_FILE,
-    _publish,
-    _publishing,
-    is_final,
-    train_fn_per_worker,
-)
+from ablate.trainable import train_fn_per_worker
+from ablate.trial_reuse import TrialReuse, is_final
 from tests.ablate.test_trial_key import SPEC as KEYED
 
 SPEC = dataclasses.replace(KEYED, params={**KEYED.params, "epochs": 3, "batch_size": 16})
@@ -57,20 +52,18 @@ def test_a_resumed_trial_keeps_the_epochs_before_its_interruption(tmp_path):
 
 
 def test_the_final_checkpoint_is_published_by_the_claim_holder_only(tmp_path):
-    store = StageCache(tmp_path / "trials", {}, trial="s/full")
+    store = KeyedStore(tmp_path / "trials", {}, owner="s/full")
     material = {"kind": "trial", "name": "x"}
-    assert store.try_acquire(material) is None  # this trial's claim
+    assert store.look(material) == Claimed()  # this trial's claim
     kept = {}
-    train_fn_per_worker(
-        _config(tmp_path), _publishing(_reporter(kept, tmp_path), store, material), None
-    )
-    published = store.find(material)
-    assert published is not None and published.name == STATE_FILE
-    assert is_final(published.parent)
-    assert published.read_bytes() == (kept[3] / STATE_FILE).read_bytes()
+    reuse = TrialReuse(store, material)
+    train_fn_per_worker(_config(tmp_path), reuse.publishing(_reporter(kept, tmp_path)), None)
+    published = store.published(material)
+    assert published is not None and is_final(published)
+    assert (published / STATE_FILE).read_bytes() == (kept[3] / STATE_FILE).read_bytes()
     assert store.manifest(material)["produced_by"] == "s/full"
     # a key another live trial claims is that trial's to publish, not this one's
     other_key = {"kind": "trial", "name": "y"}
-    assert StageCache(tmp_path / "trials", {}, trial="s/other").try_acquire(other_key) is None
-    _publish(store, other_key, kept[3])
-    assert store.find(other_key) is None
+    assert KeyedStore(tmp_path / "trials", {}, owner="s/other").look(other_key) == Claimed()
+    TrialReuse(store, other_key).publish_final(kept[3])
+    assert store.published(other_key) is None

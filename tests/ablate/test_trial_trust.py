@@ -10,9 +10,9 @@ import numpy as np
 from mlflow import MlflowClient
 
 from ablate.cli import main
-from ablate.stage_cache import MANIFEST_FILE
+from ablate.keyed_store import MANIFEST_FILE
 from ablate.study import load_study
-from ablate.trial_reuse import trial_keys, trial_store_root
+from ablate.trial_keys import trial_keys, trial_store_root
 from tests import dataset_fixtures as fx
 from tests.conftest import write_study
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.stage_cache import STATE_FILE, StageCache
+from ablate.keyed_store import STATE_FILE, KeyedStore
+from ablate.stage_sharing import stage_material
 from tests.trainables.conftest import TINY
 from tests.trainables.test_nncc import TWO_STAGE, _trainer
 from trainables.cc import CC, CCConfig
@@ -41,9 +42,9 @@ def test_a_planted_checkpoint_is_refused_and_its_code_never_runs(synthetic, tmp_
 def test_a_stage_planted_under_the_next_key_is_refused(synthetic, tmp_path):
     """The stage store's keys are predictable; a trial that finds a planted stage fails
     instead of running it."""
-    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="victim")
+    store = KeyedStore(tmp_path / "stages", {"dataset": "synthetic"}, owner="victim")
     trainer = _trainer(synthetic, store)
-    material = trainer.shared_material(0)
+    material = stage_material(trainer, 0)
     assert material is not None and TWO_STAGE["pretext"]["epochs"] == 2
     marker = tmp_path / "payload-ran"
     _plant(store.folder(material) / STATE_FILE, marker)

@@ -1,5 +1,6 @@
 """The code fingerprint in a shared stage's key: what it covers and what it ignores."""
 
+from ablate.stage_sharing import stage_material
 from tests.trainables.conftest import TINY
 from trainables import fingerprint
 from trainables.loop import LoopSettings, Trainer
@@ -38,9 +39,9 @@ def test_editing_a_loss_changes_the_key_editing_another_method_does_not():
 
 def test_a_shared_stage_key_holds_the_code_the_device_and_the_precision(synthetic):
     config = NNCCConfig(**{**TINY, "epochs": 1, "pretext": {"epochs": 1, "batch_size": 16}})
-    material = Trainer(NNCC, config, synthetic, LoopSettings(amp="auto")).shared_material(0)
+    material = stage_material(Trainer(NNCC, config, synthetic, LoopSettings(amp="auto")), 0)
     assert material is not None
     assert material["code"] == fingerprint.code_fingerprint("nncc")
     assert (material["device"], material["precision"]) == ("cpu", "fp32")  # auto on a CPU
-    off = Trainer(NNCC, config, synthetic, LoopSettings(amp="off")).shared_material(0)
+    off = stage_material(Trainer(NNCC, config, synthetic, LoopSettings(amp="off")), 0)
     assert off == material  # amp: auto and amp: off both train in float32 on a CPU

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.stage_cache import StageCache
+from ablate import keyed_store
+from ablate.keyed_store import Busy, Claimed, KeyedStore, Published
+from ablate.stage_sharing import StageSharing, stage_material
 from tests.trainables import reference_losses
 from tests.trainables.conftest import TINY
 from tests.trainables.gloo import free_port, join
@@ -25,7 +27,6 @@ from trainables.datasets import load_dataset
 from trainables.loop import LoopSettings, Trainer
 from trainables.method import Views
 from trainables.nncc import NNCC, NNCCConfig
-from trainables.stage_store import WAITING
 
 NNCC_ONLY = {**TINY, "pretext": {"epochs": 0}, "num_augs": 2}
 
@@ -163,11 +164,12 @@ TWO_STAGE = {**TINY, "epochs": 1, "num_augs": 2, "pretext": {"epochs": 2, "batch
 def _trainer(synthetic, store, **overrides):
     config = NNCCConfig(**{**TWO_STAGE, **overrides})
     settings = LoopSettings(seed=5, steps_per_epoch=2, eval_every=100)
-    return Trainer(NNCC, config, synthetic, settings, stage_store=store)
+    hooks = None if store is None else StageSharing(store)
+    return Trainer(NNCC, config, synthetic, settings, hooks)
 
 
 def test_second_trial_restores_the_first_ones_pretext_exactly(synthetic, tmp_path):
-    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="first")
+    store = KeyedStore(tmp_path / "stages", {"dataset": "synthetic"}, owner="first")
     first_notes = []
     _trainer(synthetic, store).fit(lambda r, t: first_notes.append(r.notes))
     assert list(first_notes[1].values())[0].startswith("published ")
@@ -188,7 +190,7 @@ def test_second_trial_restores_the_first_ones_pretext_exactly(synthetic, tmp_pat
 
 
 def test_a_different_pretext_is_not_reused(synthetic, tmp_path):
-    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"})
+    store = KeyedStore(tmp_path / "stages", {"dataset": "synthetic"})
     _trainer(synthetic, store).fit()
     notes = []
     _trainer(synthetic, store, pretext={"epochs": 2, "batch_size": 16, "tau": 0.2}).fit(
@@ -200,27 +202,29 @@ def test_a_different_pretext_is_not_reused(synthetic, tmp_path):
 
 def test_claim_makes_a_concurrent_trial_wait_for_the_stage(tmp_path):
     material = {"stage": "pretext"}
-    first = StageCache(tmp_path, {}, trial="a", poll_s=0.02)
-    second = StageCache(tmp_path, {}, trial="b", poll_s=0.02)
-    assert first.acquire(material) is None  # claimed: a trains it
+    first = KeyedStore(tmp_path, {}, owner="a", poll_s=0.02)
+    second = KeyedStore(tmp_path, {}, owner="b", poll_s=0.02)
+    assert first.wait(material) == Claimed()  # claimed: a trains it
     got = {}
-    waiter = threading.Thread(target=lambda: got.setdefault("path", second.acquire(material)))
+    waiter = threading.Thread(target=lambda: got.setdefault("found", second.wait(material)))
     waiter.start()
     time.sleep(0.2)
-    assert waiter.is_alive() and "path" not in got  # b waits rather than train it again
-    first.publish(material, lambda path: path.write_text("state"))
+    assert waiter.is_alive() and "found" not in got  # b waits rather than train it again
+    (tmp_path / "made").mkdir()
+    (tmp_path / "made" / "state.pt").write_text("state")
+    first.publish(material, tmp_path / "made")
     waiter.join(timeout=5)
-    assert got["path"].read_text() == "state"
+    assert isinstance(got["found"], Published)
+    assert (got["found"].folder / "state.pt").read_text() == "state"
     assert first.manifest(material)["produced_by"] == "a"
 
 
 CLAIM_AND_DIE = """
 import sys, time
 from pathlib import Path
-from ablate.stage_cache import StageCache
-from trainables.datasets import load_dataset
-store = StageCache(Path(sys.argv[1]), {}, trial="crashed")
-assert store.try_acquire({"stage": "pretext"}) is None
+from ablate.keyed_store import Claimed, KeyedStore
+store = KeyedStore(Path(sys.argv[1]), {}, owner="crashed")
+assert store.look({"stage": "pretext"}) == Claimed()
 print("claimed", flush=True)
 time.sleep(600)
 """
@@ -234,8 +238,8 @@ def test_a_dead_trials_claim_is_free_at_once_and_taken_by_exactly_one(tmp_path):
         [sys.executable, "-c", CLAIM_AND_DIE, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
     assert crashed.stdout.readline().strip() == "claimed"
-    first, second = (StageCache(tmp_path, {}, trial=t, poll_s=0.01) for t in ("b", "c"))
-    assert first.try_acquire(material) == WAITING  # alive: its claim holds
+    first, second = (KeyedStore(tmp_path, {}, owner=t, poll_s=0.01) for t in ("b", "c"))
+    assert first.look(material) == Busy()  # alive: its claim holds
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
     looks = []
@@ -243,36 +247,41 @@ def test_a_dead_trials_claim_is_free_at_once_and_taken_by_exactly_one(tmp_path):
 
     def look(store):
         barrier.wait()
-        looks.append(store.try_acquire(material))
+        looks.append(store.look(material))
 
     threads = [threading.Thread(target=look, args=(store,)) for store in (first, second)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(looks, key=str) == [None, WAITING]
+    assert sorted(looks, key=str) == [Busy(), Claimed()]
     claim = tmp_path / f"{first.key(material)}.claim"
     assert claim.read_text().split()[0] in ("b", "c")
 
 
-def test_a_failed_publish_releases_the_claim(tmp_path):
+def test_a_failed_publish_releases_the_claim(tmp_path, monkeypatch):
     material = {"stage": "pretext"}
-    owner = StageCache(tmp_path, {}, trial="a")
-    assert owner.try_acquire(material) is None
+    owner = KeyedStore(tmp_path, {}, owner="a")
+    assert owner.look(material) == Claimed()
 
-    def disk_full(path):
+    def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
+    made = tmp_path / "made"
+    made.mkdir()
+    (made / "state.pt").write_text("state")
+    monkeypatch.setattr(keyed_store.KeyedStore, "_write_manifest", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        owner.publish(material, disk_full)
-    assert StageCache(tmp_path, {}, trial="b").try_acquire(material) is None  # free to retrain
+        owner.publish(material, made)
+    monkeypatch.undo()
+    assert KeyedStore(tmp_path, {}, owner="b").look(material) == Claimed()  # free to retrain
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())  # no half stage left
 
 
 def test_a_trial_resumed_inside_the_pretext_still_publishes_it(synthetic, tmp_path):
     """Its claim is not in the checkpoint; it used to resume unclaimed and never publish, so
     every waiting trial trained the pretext again."""
-    store = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="first")
+    store = KeyedStore(tmp_path / "stages", {"dataset": "synthetic"}, owner="first")
     first = _trainer(synthetic, store, pretext={"epochs": 3, "batch_size": 16})
 
     def crash_after_one_epoch(report, trainer):
@@ -281,22 +290,22 @@ def test_a_trial_resumed_inside_the_pretext_still_publishes_it(synthetic, tmp_pa
 
     with pytest.raises(RuntimeError, match="killed"):
         first.fit(crash_after_one_epoch)
-    material = first.shared_material(0)
-    assert store.find(material) is None
+    material = stage_material(first, 0)
+    assert store.published(material) is None
 
-    again = StageCache(tmp_path / "stages", {"dataset": "synthetic"}, trial="first")
+    again = KeyedStore(tmp_path / "stages", {"dataset": "synthetic"}, owner="first")
     resumed = _trainer(synthetic, again, pretext={"epochs": 3, "batch_size": 16})
     resumed.restore(tmp_path / "checkpoint.pt")
     assert resumed.epoch == 1
     notes = []
     resumed.fit(lambda report, trainer: notes.append(report.notes))
     assert list(notes[1].values()) == [f"published {again.key(material)}"]  # at epoch 3
-    assert again.find(material) is not None
+    assert again.published(material) is not None
 
     alone = _trainer(synthetic, None, pretext={"epochs": 3, "batch_size": 16})
     for _ in range(3):
         alone.train_epoch()
-    published = torch.load(again.find(material), weights_only=True)["network"]
+    published = torch.load(again.published(material) / "state.pt", weights_only=True)["network"]
     assert all(
         torch.equal(published[k], v) for k, v in alone.method.network.state_dict().items()
     )  # what a waiting trial restores is what it would have trained
@@ -310,10 +319,10 @@ def _rank_waits_for_a_claimed_stage(rank, port, root, to_main, go):
     join(rank, port, timeout_s=3)
     try:
         data = load_dataset("synthetic", options={"n": 32, "classes": 4, "size": 16})
-        store = StageCache(Path(root), {"dataset": "synthetic"}, trial="two-workers", poll_s=0.2)
+        store = KeyedStore(Path(root), {"dataset": "synthetic"}, owner="two-workers", poll_s=0.2)
         trainer = _trainer(data, store)
         if rank == 0:
-            to_main.put(trainer.shared_material(0))
+            to_main.put(stage_material(trainer, 0))
         go.wait(timeout=60)
         notes = []
         trainer.fit(lambda report, t: notes.append(report.notes))
@@ -339,8 +348,8 @@ def test_ranks_of_a_multi_worker_trial_wait_together_past_the_group_timeout(tmp_
     for rank in ranks:
         rank.start()
     material = to_main.get(timeout=120)
-    other = StageCache(tmp_path, {"dataset": "synthetic"}, trial="another")
-    assert other.try_acquire(material) is None  # another trial trains this pretext
+    other = KeyedStore(tmp_path, {"dataset": "synthetic"}, owner="another")
+    assert other.look(material) == Claimed()  # another trial trains this pretext
     go.set()
     time.sleep(8)  # both ranks wait, well past the 3 s timeout of their process group
     other.release(material)  # it stopped without publishing: the trial trains it itself
