@@ -33,12 +33,13 @@ import numpy as np
 import yaml
 
 from ablate.keyed_store import MANIFEST_FILE, STATE_FILE
+from ablate.run_schema import ASSIGNMENTS_ARTIFACT, CONFIG_ARTIFACT
 
 #: A trial's checkpoint beside the loop's state: every epoch's report so far, and in the
 #: final one its cluster assignments and resolved configuration.
 REPORTS_FILE = "reports.jsonl"
-ASSIGNMENTS_FILE = "assignments.npy"
-CONFIG_FILE = "config.yaml"
+ASSIGNMENTS_FILE = ASSIGNMENTS_ARTIFACT  # uploaded as the run's artifact of that name
+CONFIG_FILE = CONFIG_ARTIFACT
 #: What a published trial holds; anything else in its folder is left behind.
 PUBLISHED_FILES = (STATE_FILE, MANIFEST_FILE, REPORTS_FILE, ASSIGNMENTS_FILE, CONFIG_FILE)
 #: Larger than any state a method here writes (ResNet-34 with banks: about 200 MB).

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ablate import run_schema as schema
 from ablate.driver_lock import LOCK_FILE, DriverState, driver_state
 from ablate.planner import epochs_or_zero, expand, first_trial, planned_epochs, trial_count
 from ablate.progress import StudyProgress, TrialProgress
@@ -90,10 +91,10 @@ def read_status(study: Study, clock: Any = time.time, study_file: str = "STUDY")
     runs = client.search_runs([experiment.experiment_id], max_results=50_000)
     for run in sorted(runs, key=lambda r: r.info.start_time or 0):
         tags = run.data.tags
-        if tags.get("ablate.role") == "study":
+        if tags.get(schema.ROLE) == schema.ROLE_STUDY:
             running = running or run.info.status == "RUNNING"
             continue
-        if "ablate.trial_id" not in tags:
+        if schema.TRIAL_ID not in tags:
             continue
         _replay(client, progress, run, epochs_of, fallback)
     return answer(progress, running, uri)
@@ -104,17 +105,17 @@ def _replay(
 ) -> TrialProgress:
     """One trial's MLflow history as the events ``ablate run`` saw."""
     tags, metrics = run.data.tags, run.data.metrics
-    name = tags.get("ablate.trial", run.info.run_name)
+    name = tags.get(schema.TRIAL, run.info.run_name)
     trial = progress.start(name, epochs_of.get(name, fallback), at=run.info.start_time / 1000)
-    trial.replayed = "ablate.reused_from" in tags  # its epochs took no time: not a pace
-    history = sorted(client.get_metric_history(run.info.run_id, "epoch"), key=lambda m: m.step)
+    trial.replayed = schema.REUSED_FROM in tags  # its epochs took no time: not a pace
+    history = sorted(client.get_metric_history(run.info.run_id, schema.EPOCH), key=lambda m: m.step)
     for point in history:
         progress.report(name, {"epoch": point.value}, at=point.timestamp / 1000)
     # the last values of every metric, through the same path as a live epoch report
-    last = {**metrics, "epoch": trial.epoch, "stage_name": tags.get("ablate.stage_name", "")}
-    progress.report(name, {**last, "node": tags.get("ablate.node", "")}, at=trial.last_report)
+    last = {**metrics, "epoch": trial.epoch, "stage_name": tags.get(schema.STAGE_NAME, "")}
+    progress.report(name, {**last, "node": tags.get(schema.NODE, "")}, at=trial.last_report)
     trial.state = STATES.get(run.info.status, run.info.status.lower())
-    trial.error = tags.get("ablate.error", "")
+    trial.error = tags.get(schema.ERROR, "")
     return trial
 
 

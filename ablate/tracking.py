@@ -19,6 +19,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from ablate import run_schema as schema
 from ablate.planner import TrialConfigError, TrialSpec
 from ablate.study import Study
 
@@ -28,8 +29,6 @@ TUNE_KEYS = frozenset(
     iterations_since_restore done trial_id date hostname node_ip config checkpoint_dir_name
     should_checkpoint experiment_tag""".split()
 )
-TAG = "ablate."
-STAGE_NOTE = "stage_cache."  # a trial's note on a shared stage it reused or published
 
 
 def provenance() -> dict[str, str]:
@@ -40,9 +39,9 @@ def provenance() -> dict[str, str]:
 
     root = Path(__file__).resolve().parents[1]
     tags = {
-        f"{TAG}torch": torch.__version__,
-        f"{TAG}ray": ray.__version__,
-        f"{TAG}mlflow": mlflow.__version__,
+        schema.TORCH: torch.__version__,
+        schema.RAY: ray.__version__,
+        schema.MLFLOW: mlflow.__version__,
     }
     try:
         sha = subprocess.run(
@@ -54,18 +53,18 @@ def provenance() -> dict[str, str]:
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True
         )
-        tags["mlflow.source.git.commit"] = sha.stdout.strip()
-        tags[f"{TAG}git_dirty"] = str(bool(dirty.stdout.strip())).lower()
+        tags[schema.MLFLOW_GIT_COMMIT] = sha.stdout.strip()
+        tags[schema.GIT_DIRTY] = str(bool(dirty.stdout.strip())).lower()
     except (OSError, subprocess.CalledProcessError):
-        tags[f"{TAG}git_commit"] = "unknown (not a git checkout)"
+        tags[schema.GIT_COMMIT] = "unknown (not a git checkout)"
     return tags
 
 
 def selection_tags(study: Study) -> dict[str, str]:
-    """``ablate.selection`` (labels, label-free, none) and the metric that selects, if any."""
-    tags = {f"{TAG}selection": study.selection}
+    """What selected the study's trials (labels, label-free, none), and by which metric."""
+    tags = {schema.SELECTION: study.selection}
     if study.objective is not None:
-        tags[f"{TAG}selection_metric"] = study.objective[0]
+        tags[schema.SELECTION_METRIC] = study.objective[0]
     return tags
 
 
@@ -81,10 +80,12 @@ def trial_params(spec: TrialSpec) -> dict[str, str]:
         resolved = dict(spec.params)
     params = {k: str(v) for k, v in resolved.items()}
     params.update(
-        method=spec.method,
-        dataset=spec.dataset_entry.label,
-        seed=str(spec.seed),
-        variant=spec.variant,
+        {
+            schema.PARAM_METHOD: spec.method,
+            schema.PARAM_DATASET: spec.dataset_entry.label,
+            schema.PARAM_SEED: str(spec.seed),
+            schema.PARAM_VARIANT: spec.variant,
+        }
     )
     return params
 
@@ -314,7 +315,7 @@ class MLflowTrialLogger(Callback):
             if event["status"] == "KILLED":
                 running = self._client.search_runs(
                     [self.experiment_id],
-                    f"tags.`{TAG}study` = '{self.study}' and attributes.status = 'RUNNING'",
+                    f"tags.`{schema.STUDY}` = '{self.study}' and attributes.status = 'RUNNING'",
                 )
                 for run in running:
                     self._client.set_terminated(run.info.run_id, "KILLED")
@@ -329,7 +330,7 @@ class MLflowTrialLogger(Callback):
             self._complete(record)
         elif kind == "error":
             run_id = self._run_for(record)
-            self._client.set_tag(run_id, f"{TAG}error", record.error)
+            self._client.set_tag(run_id, schema.ERROR, record.error)
             self._client.set_terminated(run_id, "FAILED")
 
     def _connect(self) -> None:
@@ -348,7 +349,8 @@ class MLflowTrialLogger(Callback):
             )
         found = self._client.search_runs(
             [self.experiment_id],
-            f"tags.`{TAG}role` = 'study' and tags.`{TAG}study` = '{self.study}'",
+            f"tags.`{schema.ROLE}` = '{schema.ROLE_STUDY}' and tags.`{schema.STUDY}` = "
+            f"'{self.study}'",
         )
         if found:
             parent_id = found[0].info.run_id
@@ -357,7 +359,7 @@ class MLflowTrialLogger(Callback):
             parent_id = self._client.create_run(
                 self.experiment_id,
                 run_name=self.study,
-                tags={f"{TAG}role": "study", f"{TAG}study": self.study, **self.tags},
+                tags={schema.ROLE: schema.ROLE_STUDY, schema.STUDY: self.study, **self.tags},
             ).info.run_id
         self.parent_id = parent_id
 
@@ -366,11 +368,11 @@ class MLflowTrialLogger(Callback):
         if trial_id in self._runs:
             return self._runs[trial_id]
         found = self._client.search_runs(
-            [self.experiment_id], f"tags.`{TAG}trial_id` = '{trial_id}'"
+            [self.experiment_id], f"tags.`{schema.TRIAL_ID}` = '{trial_id}'"
         )
         if found:
             run_id = found[0].info.run_id
-            history = self._client.get_metric_history(run_id, "epoch")
+            history = self._client.get_metric_history(run_id, schema.EPOCH)
             self._last_epoch[trial_id] = max((m.value for m in history), default=-1.0)
             self._client.update_run(run_id, status="RUNNING")
             if not found[0].data.params:  # a start cut short by a store fault
@@ -379,12 +381,12 @@ class MLflowTrialLogger(Callback):
             spec = trial_spec(trial.config)
             tags = {
                 "mlflow.parentRunId": self.parent_id,
-                f"{TAG}study": self.study,
-                f"{TAG}variant": spec.variant,
-                f"{TAG}dataset": spec.dataset_entry.label,
-                f"{TAG}seed": str(spec.seed),
-                f"{TAG}trial_id": trial_id,
-                f"{TAG}trial": trial.trial_name,
+                schema.STUDY: self.study,
+                schema.VARIANT: spec.variant,
+                schema.DATASET: spec.dataset_entry.label,
+                schema.SEED: str(spec.seed),
+                schema.TRIAL_ID: trial_id,
+                schema.TRIAL: trial.trial_name,
                 **self.tags,
             }
             run = self._client.create_run(self.experiment_id, run_name=trial.trial_name, tags=tags)
@@ -403,15 +405,15 @@ class MLflowTrialLogger(Callback):
         try:
             config = spec.method_config().model_dump(mode="json")
         except TrialConfigError as error:  # the trial fails with this reason; the study goes on
-            self._client.set_tag(run_id, f"{TAG}error", str(error))
+            self._client.set_tag(run_id, schema.ERROR, str(error))
         else:
-            self._client.log_dict(run_id, config, "config.yaml")
+            self._client.log_dict(run_id, config, schema.CONFIG_ARTIFACT)
 
     def _log_result(self, trial: TrialRecord, result: dict[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
 
         run_id = self._run_for(trial)
-        epoch = float(result.get("epoch", 0))
+        epoch = float(result.get(schema.EPOCH, 0))
         if epoch <= self._last_epoch.get(trial.trial_id, -1.0):
             return  # already logged before an interruption
         now = int(time.time() * 1000)
@@ -423,20 +425,9 @@ class MLflowTrialLogger(Callback):
             and not isinstance(v, bool)
             and math.isfinite(v)
         ]
-        tags = [
-            RunTag(f"{TAG}{k}", str(result[k]))
-            for k in (
-                "device",
-                "node",
-                "assignment",
-                "data_parallel",
-                "stage_name",
-                "reused_from",
-                "reuse_refused",
-            )
-            if k in result
-        ]
-        tags += [RunTag(f"{TAG}{k}", str(v)) for k, v in result.items() if k.startswith(STAGE_NOTE)]
+        keys = [schema.report_key(tag) for tag in schema.REPORTED_TAGS]
+        keys += [k for k in result if k.startswith(schema.STAGE_NOTE)]
+        tags = [RunTag(schema.reported_tag(k), str(result[k])) for k in keys if k in result]
         self._client.log_batch(run_id, metrics=metrics, tags=tags)
         self._last_epoch[trial.trial_id] = epoch
 
@@ -447,8 +438,8 @@ class MLflowTrialLogger(Callback):
         last = trial.last_result
         now = int(time.time() * 1000)
         finals = [
-            Metric(f"final_{k}", float(last[k]), now, int(last.get("epoch", 0)))
-            for k in ("acc", "nmi", "ari", "loss")
+            Metric(schema.FINAL + k, float(last[k]), now, int(last.get(schema.EPOCH, 0)))
+            for k in schema.FINAL_OF
             if k in last
         ]
         if finals:
@@ -463,8 +454,8 @@ class MLflowTrialLogger(Callback):
             if assignments.exists():
                 self._client.log_artifact(run_id, str(assignments))
         epochs = trial_spec(trial.config).total_epochs()
-        stopped = float(last.get("epoch", 0)) < epochs  # ASHA stopped it before the end
-        self._client.set_tag(run_id, f"{TAG}early_stopped", str(stopped).lower())
+        stopped = float(last.get(schema.EPOCH, 0)) < epochs  # ASHA stopped it before the end
+        self._client.set_tag(run_id, schema.EARLY_STOPPED, str(stopped).lower())
         self._client.set_terminated(run_id, "FINISHED")
 
 

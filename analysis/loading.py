@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-METRICS = ("acc", "nmi", "ari")
+from ablate import run_schema as schema
+
+METRICS = schema.SCORES
 #: The status of a run a scheduler (ASHA) stopped before its last epoch: its numbers are an
 #: early epoch's, not a result, so tables and tests leave it out unless asked to keep it.
 STOPPED_EARLY = "STOPPED_EARLY"
@@ -159,7 +161,7 @@ def load_mlflow(
 ) -> pd.DataFrame:
     """One row per trial run of the named experiments (studies).
 
-    A run the scheduler stopped early (tag ``ablate.early_stopped``) has status
+    A run the scheduler stopped early (:data:`~ablate.run_schema.EARLY_STOPPED`) has status
     :data:`STOPPED_EARLY`, unless ``include_stopped``, so that every table and test, which use
     finished runs only, leave it out.
 
@@ -184,27 +186,27 @@ def load_mlflow(
         runs = client.search_runs([experiment.experiment_id], max_results=50_000)
         for run in runs:
             tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
-            if "ablate.trial_id" not in tags:  # the study's parent run, or foreign runs
+            if schema.TRIAL_ID not in tags:  # the study's parent run, or foreign runs
                 continue
             row: dict[str, Any] = {
                 "experiment": name,
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
-                "method": params.get("method", ""),
-                "variant": tags.get("ablate.variant", ""),
-                "dataset": tags.get("ablate.dataset", params.get("dataset", "")),
-                "seed": int(tags.get("ablate.seed", params.get("seed", 0))),
+                "method": params.get(schema.PARAM_METHOD, ""),
+                "variant": tags.get(schema.VARIANT, ""),
+                "dataset": tags.get(schema.DATASET, params.get(schema.PARAM_DATASET, "")),
+                "seed": int(tags.get(schema.SEED, params.get(schema.PARAM_SEED, 0))),
                 "status": run.info.status,
-                "early_stopped": tags.get("ablate.early_stopped") == "true",
-                "error": tags.get("ablate.error", ""),
-                "selection": tags.get("ablate.selection", ""),
-                "selection_metric": tags.get("ablate.selection_metric", ""),
-                "epochs": metrics.get("epoch", np.nan),
+                "early_stopped": tags.get(schema.EARLY_STOPPED) == "true",
+                "error": tags.get(schema.ERROR, ""),
+                "selection": tags.get(schema.SELECTION, ""),
+                "selection_metric": tags.get(schema.SELECTION_METRIC, ""),
+                "epochs": metrics.get(schema.EPOCH, np.nan),
             }
             if row["early_stopped"] and row["status"] == "FINISHED" and not include_stopped:
                 row["status"] = STOPPED_EARLY
             for metric in METRICS:
-                row[metric] = metrics.get(f"final_{metric}", metrics.get(metric, np.nan))
+                row[metric] = metrics.get(schema.FINAL + metric, metrics.get(metric, np.nan))
                 if best_epoch and row["status"] == "FINISHED":
                     row[f"best_{metric}"], row[f"best_{metric}_epoch"] = _best_epoch(
                         client, run.info.run_id, metric, "max"
