@@ -4,24 +4,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from ablate import run_schema as schema
 from ablate.cli import main
-from tests.conftest import write_study
 
-pytestmark = pytest.mark.slow
-
-STUDY = """\
-name: e2e
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0, 1]
-base: {{backbone: resnet18, image_size: 8, epochs: 3, batch_size: 16}}
-variants:
-  full: {{}}
-  no_cluster: {{loss.cluster: false, loss.entropy: false}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
+ABLATION = {"full": {}, "no_cluster": {"loss.cluster": False, "loss.entropy": False}}
 
 EPOCH_METRICS = {
     "loss",
@@ -44,19 +30,21 @@ def _runs(root, experiment):
 
 def _trial_runs(root, experiment):
     client, runs = _runs(root, experiment)
-    return client, [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    return client, [r for r in runs if r.data.tags.get(schema.ROLE) != "study"]
 
 
-def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "e2e", STUDY)
+def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(
+    tmp_path, make_study, local_ray, capsys
+):
+    path = make_study("e2e", seeds=[0, 1], base={"epochs": 3}, variants=ABLATION)
     assert main(["run", str(path)]) == 0
     out = capsys.readouterr().out
     assert "4 trials finished, 0 failed" in out and "mlflow ui --backend-store-uri" in out
     assert "full " in out and "no_cluster " in out  # the summary table
 
     client, runs = _runs(tmp_path, "e2e")
-    parents = [r for r in runs if r.data.tags.get("ablate.role") == "study"]
-    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    parents = [r for r in runs if r.data.tags.get(schema.ROLE) == "study"]
+    trials = [r for r in runs if r.data.tags.get(schema.ROLE) != "study"]
     assert len(parents) == 1 and len(trials) == 4
     names = sorted(r.info.run_name for r in trials)
     assert names == sorted(
@@ -92,45 +80,37 @@ def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(tmp_path,
     _, again = _runs(tmp_path, "e2e")
     assert sorted(r.info.run_id for r in again) == sorted(r.info.run_id for r in runs)
     for run in again:
-        if run.data.tags.get("ablate.role") != "study":
+        if run.data.tags.get(schema.ROLE) != "study":
             assert len(client.get_metric_history(run.info.run_id, "loss")) == 3
 
     # resume takes up edits of what reports say, and names the edits it cannot apply
-    text = path.read_text()
-    path.write_text(text + "description: edited\nanalysis: {test: ttest}\n")
+    same = {"seeds": [0, 1], "base": {"epochs": 3}, "variants": ABLATION}
+    make_study("e2e", **same, description="edited", analysis={"test": "ttest"})
     assert main(["run", str(path)]) == 0
     assert "already finished" in capsys.readouterr().out
     for edit, key, was in [
-        ('run: {{storage: "{root}/results", max_retries: 3}}', "run.max_retries", "1"),
-        ('tracking: {{uri: "sqlite:///{root}/other.db"}}', "tracking.uri", "'sqlite:///"),
+        ({"run": {"max_retries": 3}}, "run.max_retries", "1"),
+        ({"tracking": {"uri": f"sqlite:///{tmp_path}/other.db"}}, "tracking.uri", "'sqlite:///"),
     ]:
-        line = next(x for x in text.splitlines() if x.startswith(key.split(".")[0] + ":"))
-        path.write_text(text.replace(line, edit.format(root=tmp_path).replace("{{", "{")))
+        make_study("e2e", **same, **edit)
         assert main(["run", str(path)]) == 2
         err = capsys.readouterr().err
         assert f"{key} changed since the study's results" in err and f"({key} was {was}" in err
         assert "it accepts edits of description, reference, analysis only" in err
 
 
-FAILING = """\
-name: failing
-method: cc
-datasets:
-  - {{name: synthetic, n: 32, size: 8}}
-  - {{name: cifar10, root: "{root}/no-such-data"}}
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
-variants:
-  ok: {{}}
-  nan: {{optim.name: sgd, optim.lr: 1.0e+12}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results", max_retries: 0}}
-"""
-
-
-def test_crashing_and_nan_trials_fail_with_reasons_while_others_finish(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "failing", FAILING)
+def test_crashing_and_nan_trials_fail_with_reasons_while_others_finish(
+    tmp_path, make_study, local_ray, capsys
+):
+    path = make_study(
+        "failing",
+        datasets=[
+            {"name": "synthetic", "n": 32, "size": 8},
+            {"name": "cifar10", "root": f"{tmp_path}/no-such-data"},
+        ],
+        variants={"ok": {}, "nan": {"optim.name": "sgd", "optim.lr": 1.0e12}},
+        run={"max_retries": 0},
+    )
     assert main(["run", str(path)]) == 1
     out = capsys.readouterr().out
     assert "1 trial finished, 3 failed" in out
@@ -148,28 +128,22 @@ def test_crashing_and_nan_trials_fail_with_reasons_while_others_finish(tmp_path,
         assert "no-such-data" in crashed.data.tags["ablate.error"]
 
 
-OPTUNA = """\
-name: tpe
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0, 1]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
-search:
-  algorithm: optuna
-  num_samples: 2
-  metric: acc
-  space:
-    optim.lr: {{distribution: loguniform, low: 0.0001, high: 0.01}}
-    tau_instance: {{values: [0.2, 0.5]}}
-scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "tpe", OPTUNA)
+def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, make_study, local_ray, capsys):
+    path = make_study(
+        "tpe",
+        seeds=[0, 1],
+        variants=None,
+        search={
+            "algorithm": "optuna",
+            "num_samples": 2,
+            "metric": "acc",
+            "space": {
+                "optim.lr": {"distribution": "loguniform", "low": 0.0001, "high": 0.01},
+                "tau_instance": {"values": [0.2, 0.5]},
+            },
+        },
+        scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
     assert main(["run", str(path)]) == 0
     assert "4 trials finished, 0 failed" in capsys.readouterr().out
     _, trials = _trial_runs(tmp_path, "tpe")
@@ -185,28 +159,22 @@ def test_optuna_search_runs_each_sample_on_every_seed(tmp_path, local_ray, capsy
         assert run.data.tags["ablate.selection_metric"] == "acc"
 
 
-DATA_PARALLEL = """\
-name: ddpWORKERS
-method: cc
-datasets: [{{name: synthetic, n: 64, size: 8}}]
-seeds: [0]
-base:
-  backbone: resnet18
-  image_size: 32
-  epochs: 3
-  batch_size: 16
-  optim: {{name: sgd, lr: 0.001}}
-resources: {{cpus: 0.5, workers: WORKERS}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
+def _data_parallel(make_study, name, workers):
+    return make_study(
+        name,
+        datasets=[{"name": "synthetic", "n": 64, "size": 8}],
+        base={"image_size": 32, "epochs": 3, "optim": {"name": "sgd", "lr": 0.001}},
+        resources={"cpus": 0.5, "workers": workers, "max_concurrent": None},
+    )
 
 
 def _history(client, run_id, key):
     return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
 
 
-def test_two_worker_trial_logs_what_the_one_worker_trial_logs(tmp_path, local_ray, capsys):
+def test_two_worker_trial_logs_what_the_one_worker_trial_logs(
+    tmp_path, make_study, local_ray, capsys
+):
     """Same global batches, same steps per epoch, the same losses epoch by epoch.
 
     Float32 rounding (the ranks sum batch-norm statistics in another order) grows as training
@@ -218,9 +186,7 @@ def test_two_worker_trial_logs_what_the_one_worker_trial_logs(tmp_path, local_ra
     """
     runs = {}
     for workers in (1, 2):
-        path = write_study(
-            tmp_path, f"ddp{workers}", DATA_PARALLEL.replace("WORKERS", str(workers))
-        )
+        path = _data_parallel(make_study, f"ddp{workers}", workers)
         assert main(["run", str(path)]) == 0
         assert "1 trial finished, 0 failed" in capsys.readouterr().out
         client, trials = _trial_runs(tmp_path, f"ddp{workers}")
@@ -242,8 +208,7 @@ def test_two_worker_trial_logs_what_the_one_worker_trial_logs(tmp_path, local_ra
     # the worker count is part of a trial's key: the 2-worker trial trained, and a later study
     # with the same row replays it without starting its workers
     assert "ablate.reused_from" not in runs[2].data.tags
-    again = DATA_PARALLEL.replace("WORKERS", "2").replace("name: ddp2", "name: ddp2_again")
-    assert main(["run", str(write_study(tmp_path, "ddp2_again", again))]) == 0
+    assert main(["run", str(_data_parallel(make_study, "ddp2_again", 2))]) == 0
     out = capsys.readouterr().out
     assert "1 of 1 trial done already" in out and "1 trial finished, 0 failed" in out
     _, (replayed,) = _trial_runs(tmp_path, "ddp2_again")
@@ -256,164 +221,18 @@ def test_two_worker_trial_logs_what_the_one_worker_trial_logs(tmp_path, local_ra
     }
 
 
-GACL = """\
-name: gacl_tiny
-method: gacl
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{image_size: 8, epochs: 2, batch_size: 16, knn_k: 3}}
-variants:
-  full: {{}}
-  no_graph: {{loss.graph: false}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
+def _nncc_study(make_study, name, variants):
+    base = {"epochs": 1, "num_augs": 2, "pretext": {"epochs": 2, "batch_size": 16}}
+    return make_study(name, method="nncc", base=base, variants=variants)
 
 
-def test_gacl_runs_land_in_mlflow_with_each_term(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "gacl_tiny", GACL)
-    assert main(["run", str(path)]) == 0
-    assert "2 trials finished, 0 failed" in capsys.readouterr().out
-    client, trials = _trial_runs(tmp_path, "gacl_tiny")
-    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
-    terms = {f"loss_{t}" for t in ("aug", "near", "intra", "inter", "graph", "entropy")}
-    assert terms <= set(by_variant["full"].data.metrics)
-    assert terms - {"loss_graph"} <= set(by_variant["no_graph"].data.metrics)
-    assert "loss_graph" not in by_variant["no_graph"].data.metrics
-    for run in trials:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_aug")]
-        assert sorted(steps) == [1, 2] and run.data.params["method"] == "gacl"
-
-
-GCC = """\
-name: gcc_tiny
-method: gcc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{image_size: 8, epochs: 2, batch_size: 16, knn_k: 3, warmup_epochs: 1, graph_every: 1}}
-variants:
-  full: {{}}
-  no_cr: {{loss.cr: false}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def test_gcc_runs_land_in_mlflow_with_warm_up_then_graph_terms(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "gcc_tiny", GCC)
-    assert main(["run", str(path)]) == 0
-    assert "2 trials finished, 0 failed" in capsys.readouterr().out
-    client, trials = _trial_runs(tmp_path, "gcc_tiny")
-    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
-    assert set(by_variant) == {"full", "no_cr"}
-    for variant, run in by_variant.items():
-        history = {
-            name: [m.step for m in client.get_metric_history(run.info.run_id, name)]
-            for name in ("loss_rgc", "loss_agc", "loss_cr", "acc")
-        }
-        assert history["loss_rgc"] == [1, 2] and history["acc"] == [1, 2]
-        assert history["loss_agc"] == [2]  # epoch 1 is the SimCLR warm-up
-        assert history["loss_cr"] == ([2] if variant == "full" else [])
-        assert run.data.params["method"] == "gcc" and run.data.params["preset"] == "code"
-
-
-CCES = """\
-name: cces_tiny
-method: cces
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16, support_size: 24}}
-variants:
-  ccrop_double: {{}}
-  rcrop_none: {{crop: random, nn.instance: false, nn.cluster: false}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def test_cces_runs_land_in_mlflow_with_their_switches(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "cces_tiny", CCES)
-    assert main(["run", str(path)]) == 0
-    assert "2 trials finished, 0 failed" in capsys.readouterr().out
-    client, trials = _trial_runs(tmp_path, "cces_tiny")
-    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
-    assert set(by_variant) == {"ccrop_double", "rcrop_none"}
-    params = by_variant["rcrop_none"].data.params
-    assert (params["crop"], params["nn.instance"], params["nn.cluster"]) == (
-        "random",
-        "False",
-        "False",
-    )
-    for run in trials:
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_instance")]
-        assert steps == [1, 2] and run.data.params["method"] == "cces"
-        assert {"acc", "nmi", "ari", "loss_cluster", "loss_entropy"} <= set(run.data.metrics)
-
-
-GHDCC = """\
-name: ghdcc_tiny
-method: ghdcc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16, eval_graph_batch: 16}}
-variants:
-  full: {{}}
-  mlp_no_interpolation: {{projector: mlp, interpolation: false, graph.mode: concatenated}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def test_ghdcc_runs_land_in_mlflow_with_their_terms(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "ghdcc_tiny", GHDCC)
-    assert main(["run", str(path)]) == 0
-    assert "2 trials finished, 0 failed" in capsys.readouterr().out
-    client, trials = _trial_runs(tmp_path, "ghdcc_tiny")
-    by_variant = {r.data.tags["ablate.variant"]: r for r in trials}
-    assert set(by_variant) == {"full", "mlp_no_interpolation"}
-    for variant, run in by_variant.items():
-        params, metrics = run.data.params, set(run.data.metrics)
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss_mse")]
-        assert steps == [1, 2] and params["method"] == "ghdcc"
-        assert {"acc", "nmi", "ari", "loss_instance", "loss_cluster"} <= metrics
-        assert ("loss_ce" in metrics) == (variant == "full")
-    assert by_variant["mlp_no_interpolation"].data.params["projector"] == "mlp"
-    assert by_variant["full"].data.params["graph.mode"] == "mixed"
-
-
-NNCC = """\
-name: NAME
-method: nncc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base:
-  backbone: resnet18
-  image_size: 8
-  epochs: 1
-  batch_size: 16
-  num_augs: 2
-  pretext: {{epochs: 2, batch_size: 16}}
-variants:
-VARIANTS
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def _nncc_study(name, variants):
-    return NNCC.replace("NAME", name).replace("VARIANTS", variants)
-
-
-def test_nncc_trials_share_one_pretext_across_trials_and_studies(tmp_path, local_ray, capsys):
+def test_nncc_trials_share_one_pretext_across_trials_and_studies(
+    tmp_path, make_study, local_ray, capsys
+):
     """Two trials start together: one trains the pretext, the other waits and restores it; a
     later study with the same pretext settings restores it too. MLflow says which did what."""
-    variants = "  nncc: {{}}\n  no_finch: {{finch.enabled: false}}"
-    first = write_study(tmp_path, "nncc_a", _nncc_study("nncc_a", variants))
+    variants = {"nncc": {}, "no_finch": {"finch.enabled": False}}
+    first = _nncc_study(make_study, "nncc_a", variants)
     assert main(["run", str(first)]) == 0
     assert "2 trials finished, 0 failed" in capsys.readouterr().out
     client, trials = _trial_runs(tmp_path, "nncc_a")
@@ -431,29 +250,16 @@ def test_nncc_trials_share_one_pretext_across_trials_and_studies(tmp_path, local
         pretext_acc.add(acc[2])
     assert len(pretext_acc) == 1  # the same pretext, the same k-means score
 
-    later = write_study(tmp_path, "nncc_b", _nncc_study("nncc_b", "  t1: {{num_augs: 1}}"))
+    later = _nncc_study(make_study, "nncc_b", {"t1": {"num_augs": 1}})
     assert main(["run", str(later)]) == 0
     _, (run,) = _trial_runs(tmp_path, "nncc_b")
     assert run.data.tags["ablate.stage_cache.pretext"] == notes[0].replace("published", "reused")
 
 
-BASELINES = """\
-name: baselines
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0, 1]
-base: {{backbone: cnn4, image_size: 8, epochs: 2, batch_size: 16}}
-variants:
-  full: {{}}
-baselines: [pixels, untrained]
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def test_baseline_rows_run_beside_the_method_and_rank_among_its_rows(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "baselines", BASELINES)
+def test_baseline_rows_run_beside_the_method_and_rank_among_its_rows(
+    tmp_path, make_study, local_ray, capsys
+):
+    path = make_study("baselines", seeds=[0, 1], baselines=["pixels", "untrained"])
     assert main(["run", str(path)]) == 0
     assert "6 trials finished, 0 failed" in capsys.readouterr().out
     client, trials = _trial_runs(tmp_path, "baselines")

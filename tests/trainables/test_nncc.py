@@ -158,7 +158,13 @@ def test_pretext_augments_as_scan_without_the_nncc_stages_blur(synthetic):
     assert trainer.method.stage == "nncc" and trainer.method.augmenter.settings.blur_p == 0.5
 
 
-TWO_STAGE = {**TINY, "epochs": 1, "num_augs": 2, "pretext": {"epochs": 2, "batch_size": 16}}
+TWO_STAGE = {
+    **TINY,
+    "backbone": "cnn4",  # the store is under test here, not the network: the smallest one
+    "epochs": 1,
+    "num_augs": 2,
+    "pretext": {"epochs": 2, "batch_size": 16},
+}
 
 
 def _trainer(synthetic, store, **overrides):

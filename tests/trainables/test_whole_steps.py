@@ -175,7 +175,9 @@ def test_gacl_step_is_section_2_5_from_the_smoothed_graph(synthetic, monkeypatch
     method = GACL(config, synthetic.train)
     g = torch.Generator().manual_seed(1)
     for bank in method.banks.values():  # earlier epochs' averages: smoothing matters
-        bank.store(torch.arange(32), F.normalize(torch.randn(32, 512, generator=g), dim=1))
+        bank.store(
+            torch.arange(32), F.normalize(torch.randn(*bank.features.shape, generator=g), dim=1)
+        )
     bank_of = {v: method.banks[("main", v if per_view else "a")] for v in "ab"}
     old = {v: bank_of[v].features[:B].clone() for v in "ab"}
     draws = {}
