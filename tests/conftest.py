@@ -9,11 +9,11 @@ tier is ``pytest -m "not e2e and not acceptance and not slow"``.
 from __future__ import annotations
 
 import dis
+import functools
 import inspect
 import re
 import subprocess
 import sys
-import textwrap
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -33,15 +33,13 @@ E2E_CODE = re.compile(
 ACCEPTANCE_CODE = re.compile(r"gpu_acceptance\.py")
 
 
-def _reached_code(function: Any, seen: set[int]) -> str:
-    """The source of ``function`` and of every tests/ function or class it names, transitively."""
-    if id(function) in seen:
-        return ""
-    seen.add(id(function))
+@functools.cache
+def _own_code(function: Any) -> tuple[str, tuple[Any, ...]]:
+    """The source of ``function``, and the tests/ functions and classes it names as globals."""
     try:
         text = inspect.getsource(function)
     except (OSError, TypeError):
-        return ""
+        return "", ()
     names: set[str] = set()  # globals it loads (not attribute names: ``thread.join``)
     codes = [getattr(function, "__code__", None)]
     while codes:
@@ -53,19 +51,29 @@ def _reached_code(function: Any, seen: set[int]) -> str:
         )
         codes += [c for c in code.co_consts if isinstance(c, types.CodeType)]
     module_globals = getattr(function, "__globals__", {})
-    for name in names:
+    callees = []
+    for name in sorted(names):
         target = module_globals.get(name)
         if inspect.isclass(target):
             target = target.__init__
         module = getattr(target, "__module__", "") or ""
         if callable(target) and module.split(".")[0] == "tests":
-            text += _reached_code(target, seen)
-    return text
+            callees.append(target)
+    return text, tuple(callees)
+
+
+def _reached_code(function: Any, seen: set[Any]) -> str:
+    """The source of ``function`` and of every tests/ function or class it names, transitively."""
+    if function in seen:
+        return ""
+    seen.add(function)
+    text, callees = _own_code(function)
+    return text + "".join(_reached_code(callee, seen) for callee in callees)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        seen: set[int] = set()
+        seen: set[Any] = set()
         function = getattr(item, "function", None)
         code = _reached_code(function, seen) if function is not None else ""
         info = getattr(item, "_fixtureinfo", None)  # fixtures of tests/ start things too
@@ -78,14 +86,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         if ACCEPTANCE_CODE.search(code):
             item.add_marker(pytest.mark.acceptance)
-
-
-def write_study(folder: Path, name: str, body: str) -> Path:
-    """A study file under ``folder`` whose storage and MLflow database live there too."""
-    text = textwrap.dedent(body).format(root=folder)
-    path = folder / f"{name}.yaml"
-    path.write_text(text)
-    return path
 
 
 #: The smallest study that trains: CC with the 4-layer proxy network on 32 synthetic 8-pixel
@@ -123,21 +123,20 @@ def study_document(folder: Path, name: str, **sections: Any) -> dict[str, Any]:
     return {k: v for k, v in document.items() if v is not None}
 
 
+def study_file(folder: Path, name: str, **sections: Any) -> Path:
+    """Write :func:`study_document` to ``<folder>/<name>.yaml``."""
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study_document(folder, name, **sections), sort_keys=False))
+    return path
+
+
 @pytest.fixture
 def make_study(tmp_path: Path) -> Callable[..., Path]:
-    """``make_study(name, **sections)``: writes ``<tmp_path>/<name>.yaml`` and returns it.
+    """``make_study(name, **sections)``: :func:`study_file` in the test's ``tmp_path``.
 
     ``seeds=[0, 1]``, ``base={"epochs": 3}`` (merged), ``variants={...}`` (replaced), ...
     """
-
-    def make(name: str, folder: Path | None = None, **sections: Any) -> Path:
-        root = folder or tmp_path
-        path = root / f"{name}.yaml"
-        document = study_document(root, name, **sections)
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-        return path
-
-    return make
+    return lambda name, **sections: study_file(tmp_path, name, **sections)
 
 
 @pytest.fixture(scope="session")

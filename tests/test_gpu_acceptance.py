@@ -5,12 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.slow
 def test_the_acceptance_command_runs_every_part_and_writes_both_summaries(tmp_path):
     done = subprocess.run(
         [sys.executable, "benchmarks/gpu_acceptance.py", "--smoke", "--out", str(tmp_path)],

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from ablate.capacity import Demand, cluster_autoscales, unfit_reason
-from tests.conftest import run_ablate, write_study
+from tests.conftest import run_ablate
 
 TWO_CORES = [{"CPU": 2.0, "memory": 1e10}]
 
@@ -36,19 +36,10 @@ def test_workers_and_the_trials_own_sliver_must_fit_together():
     assert "no live node" in unfit_reason(wide, [], workers=2)
 
 
-@pytest.mark.slow
-def test_ablate_run_refuses_in_one_line_instead_of_hanging(tmp_path):
+def test_ablate_run_refuses_in_one_line_instead_of_hanging(tmp_path, make_study):
     cores = os.cpu_count()
-    study = f"""\
-    name: too_big
-    method: cc
-    datasets: [{{{{name: synthetic, n: 32, size: 8}}}}]
-    base: {{{{backbone: resnet18, image_size: 8, epochs: 1, batch_size: 16}}}}
-    resources: {{{{cpus: {cores}, workers: 2}}}}
-    tracking: {{{{uri: "sqlite:///{{root}}/mlflow.db"}}}}
-    run: {{{{storage: "{{root}}/results"}}}}
-    """
-    path = write_study(tmp_path, "too_big", study)
+    resources = {"cpus": cores, "workers": 2, "max_concurrent": None}
+    path = make_study("too_big", variants=None, base={"epochs": 1}, resources=resources)
     done = run_ablate("run", str(path), cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     (line,) = [x for x in done.stderr.splitlines() if x.startswith("ablate run:")]
@@ -57,7 +48,6 @@ def test_ablate_run_refuses_in_one_line_instead_of_hanging(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # nothing was started
 
 
-@pytest.mark.slow
 def test_a_local_ray_is_seen_as_not_autoscaling(local_ray):
     from ray.experimental.internal_kv import _internal_kv_get
 
@@ -71,20 +61,8 @@ def test_a_local_ray_is_seen_as_not_autoscaling(local_ray):
     assert cluster_autoscales() is False
 
 
-WAITS = """\
-name: waits
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-base: {{backbone: resnet18, image_size: 8, epochs: 1, batch_size: 16}}
-resources: {{cpus: 3}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results", placement_timeout_s: 3}}
-"""
-
-
-@pytest.mark.slow
 def test_on_an_autoscaling_cluster_it_warns_then_stops_after_the_wait(
-    tmp_path, local_ray, monkeypatch
+    make_study, local_ray, monkeypatch
 ):
     """Nodes may still come, so only a warning at launch; but a trial that waited the whole
     run.placement_timeout_s with nothing running stops the study with the reason."""
@@ -93,7 +71,13 @@ def test_on_an_autoscaling_cluster_it_warns_then_stops_after_the_wait(
     from ablate.study import load_study
 
     monkeypatch.setattr(runner, "cluster_autoscales", lambda: True)  # as under `ray up`
-    path = write_study(tmp_path, "waits", WAITS)
+    path = make_study(
+        "waits",
+        variants=None,
+        base={"epochs": 1},
+        resources={"cpus": 3, "max_concurrent": None},
+        run={"placement_timeout_s": 3},
+    )
     lines = []
     start = time.monotonic()
     with pytest.raises(CapacityError) as stopped:

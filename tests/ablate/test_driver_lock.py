@@ -12,10 +12,8 @@ import pytest
 from mlflow import MlflowClient
 
 from ablate.driver_lock import StudyLockedError, study_lock
-from tests.ablate.test_run_resume import STUDY as RESUME_STUDY
-from tests.conftest import run_ablate, start_ablate, write_study
-
-STUDY = RESUME_STUDY.replace("name: killed", "name: locked")
+from tests.ablate.test_run_resume import KILLED
+from tests.conftest import run_ablate, start_ablate
 
 HOLD = textwrap.dedent(
     """
@@ -50,9 +48,8 @@ def test_a_second_process_is_refused_and_named_until_the_holder_dies(tmp_path):
         pass
 
 
-@pytest.mark.slow
-def test_second_driver_of_a_running_study_exits_2_and_the_first_finishes(tmp_path):
-    path = write_study(tmp_path, "locked", STUDY)
+def test_second_driver_of_a_running_study_exits_2_and_the_first_finishes(tmp_path, make_study):
+    path = make_study("locked", **KILLED)
     first = start_ablate("run", str(path), cwd=tmp_path)
     try:
         lines = []

@@ -8,18 +8,6 @@ from ablate import driver_lock, keyed_store
 from ablate.cli import main
 from ablate.file_locks import LockUnsupportedError, local_lock_warning
 from ablate.keyed_store import Busy, Claimed, KeyedStore
-from tests.conftest import write_study
-
-STUDY = """\
-name: nolocks
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{epochs: 1}}
-variants: {{full: {{}}}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
 
 
 def _refusing(code):
@@ -30,9 +18,9 @@ def _refusing(code):
 
 
 def test_a_driver_on_a_file_system_without_locks_exits_2_naming_the_file(
-    tmp_path, monkeypatch, capsys
+    tmp_path, make_study, monkeypatch, capsys
 ):
-    path = write_study(tmp_path, "nolocks", STUDY)
+    path = make_study("nolocks")
     monkeypatch.setattr(driver_lock.fcntl, "lockf", _refusing(errno.ENOLCK))
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
@@ -41,8 +29,8 @@ def test_a_driver_on_a_file_system_without_locks_exits_2_naming_the_file(
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_status_of_such_a_study_says_the_same(tmp_path, monkeypatch, capsys):
-    path = write_study(tmp_path, "nolocks", STUDY)
+def test_status_of_such_a_study_says_the_same(tmp_path, make_study, monkeypatch, capsys):
+    path = make_study("nolocks")
     (tmp_path / "results" / "nolocks").mkdir(parents=True)
     (tmp_path / "results" / "nolocks" / ".driver.lock").write_text("")
     monkeypatch.setattr(driver_lock.fcntl, "lockf", _refusing(errno.ENOLCK))

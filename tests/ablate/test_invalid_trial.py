@@ -1,36 +1,21 @@
 """A trial whose configuration the method rejects (an optuna draw that validation cannot
 foresee) fails alone, with its one-line reason in MLflow; the study goes on."""
 
-import pytest
 import yaml
 from mlflow import MlflowClient
 
 from ablate.runner import run_study
 from ablate.study import Study
-from tests.conftest import write_study
-
-pytestmark = pytest.mark.slow
-
-STUDY = """\
-name: invalid_point
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 1, batch_size: 16}}
-variants:
-  full: {{}}
-  no_cluster: {{loss.cluster: false, loss.entropy: false}}
-search:
-  space:
-    loss.instance: {{values: [true, false]}}
-resources: {{cpus: 1, max_concurrent: 2}}
-run: {{max_retries: 0, storage: "{root}/results"}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-"""
 
 
-def test_an_invalid_trial_fails_alone_with_its_reason(tmp_path, local_ray):
-    path = write_study(tmp_path, "invalid_point", STUDY)
+def test_an_invalid_trial_fails_alone_with_its_reason(tmp_path, make_study, local_ray):
+    path = make_study(
+        "invalid_point",
+        base={"epochs": 1},
+        variants={"full": {}, "no_cluster": {"loss.cluster": False, "loss.entropy": False}},
+        search={"space": {"loss.instance": {"values": [True, False]}}},
+        run={"max_retries": 0},
+    )
     # `ablate validate` refuses this grid; built without it, it stands for a point only the
     # trial sees (optuna draws several keys at once)
     study = Study.model_validate(yaml.safe_load(path.read_text()))

@@ -6,13 +6,11 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from mlflow import MlflowClient
 
-from tests.ablate.test_run_resume import STUDY as RESUME_STUDY
-from tests.conftest import start_ablate, write_study
-
-pytestmark = pytest.mark.slow
+from ablate import run_schema as schema
+from tests.ablate.test_run_resume import KILLED
+from tests.conftest import start_ablate
 
 HOLD_LOCK = textwrap.dedent(
     """
@@ -26,11 +24,9 @@ HOLD_LOCK = textwrap.dedent(
 )
 
 
-def _study(tmp_path, name):
-    small = RESUME_STUDY.replace("seeds: [0, 1, 2]", "seeds: [0, 1]").replace(
-        "epochs: 4", "epochs: 3"
-    )
-    path = write_study(tmp_path, name, small.replace("name: killed", f"name: {name}"))
+def _study(tmp_path, make_study, name):
+    base = {"backbone": "resnet18", "epochs": 3}
+    path = make_study(name, **{**KILLED, "seeds": [0, 1], "base": base})
     MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()  # the store exists
     return path
 
@@ -53,8 +49,8 @@ def _trial_runs(tmp_path, experiment):
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     found = client.get_experiment_by_name(experiment)
     runs = client.search_runs([found.experiment_id])
-    parent = [r for r in runs if r.data.tags.get("ablate.role") == "study"]
-    trials = [r for r in runs if r.data.tags.get("ablate.role") != "study"]
+    parent = [r for r in runs if r.data.tags.get(schema.ROLE) == "study"]
+    trials = [r for r in runs if r.data.tags.get(schema.ROLE) != "study"]
     return client, parent, trials
 
 
@@ -66,8 +62,8 @@ def _complete(client, trials):
         assert steps == [1, 2, 3], (run.info.run_name, steps)  # every epoch, once
 
 
-def test_a_writer_holding_the_lock_mid_study_loses_nothing(tmp_path):
-    path = _study(tmp_path, "locked_mid")
+def test_a_writer_holding_the_lock_mid_study_loses_nothing(tmp_path, make_study):
+    path = _study(tmp_path, make_study, "locked_mid")
     study = _run(path, tmp_path)
     lines = []
     for line in study.stdout:
@@ -87,8 +83,8 @@ def test_a_writer_holding_the_lock_mid_study_loses_nothing(tmp_path):
     assert not (tmp_path / "results" / "locked_mid" / "mlflow_backlog.jsonl").exists()
 
 
-def test_a_store_down_for_the_whole_study_is_written_at_the_next_run(tmp_path):
-    path = _study(tmp_path, "locked_all")
+def test_a_store_down_for_the_whole_study_is_written_at_the_next_run(tmp_path, make_study):
+    path = _study(tmp_path, make_study, "locked_all")
     holder = _lock(tmp_path, 600)
     try:
         study = _run(path, tmp_path)

@@ -5,54 +5,44 @@ import pytest
 from ablate.planner import describe_plan, expand, trial_count
 from ablate.search_space import Domain, sample_domain
 from ablate.study import load_study
-from tests.conftest import write_study
 
-BASE = """\
-name: plan
-method: cc
-datasets: {datasets}
-seeds: {seeds}
-variants:
-  full: {{}}
-  no_cluster: {{loss.cluster: false}}
-  no_entropy: {{loss.entropy: false}}
-"""
+#: Three variants; no base, so the plan shows only what each variant changes.
+PLAN = {
+    "base": None,
+    "variants": {
+        "full": {},
+        "no_cluster": {"loss.cluster": False},
+        "no_entropy": {"loss.entropy": False},
+    },
+}
 
 
 @pytest.mark.parametrize(
     "datasets,seeds,grid,expected",
     [
-        ("[synthetic]", "[0]", None, 3),
-        ("[synthetic, digits]", "[0, 1, 2]", None, 18),
+        (["synthetic"], [0], None, 3),
+        (["synthetic", "digits"], [0, 1, 2], None, 18),
         (
-            "[synthetic, digits]",
-            "[0, 1]",
-            "{tau_instance: {values: [0.1, 0.5, 1.0]}, optim.lr: {values: [0.001, 0.01]}}",
+            ["synthetic", "digits"],
+            [0, 1],
+            {"tau_instance": {"values": [0.1, 0.5, 1.0]}, "optim.lr": {"values": [0.001, 0.01]}},
             72,
         ),
     ],
 )
 def test_grid_counts_are_variants_datasets_seeds_and_points(
-    tmp_path, datasets, seeds, grid, expected
+    make_study, datasets, seeds, grid, expected
 ):
-    body = BASE.format(datasets=datasets, seeds=seeds)
-    if grid:
-        body += f"search:\n  algorithm: grid\n  space: {grid}\n"
-    study = load_study(write_study(tmp_path, "plan", body.replace("{", "{{").replace("}", "}}")))
+    search = {"algorithm": "grid", "space": grid} if grid else None
+    study = load_study(make_study("plan", **PLAN, datasets=datasets, seeds=seeds, search=search))
     trials = expand(study)
     assert len(trials) == trial_count(study) == expected
     assert len({t.key for t in trials}) == expected
     assert f"{expected} trials" in describe_plan(study)
 
 
-def test_variant_overrides_reach_the_resolved_config(tmp_path):
-    study = load_study(
-        write_study(
-            tmp_path,
-            "plan",
-            BASE.format(datasets="[synthetic]", seeds="[0]").replace("{", "{{").replace("}", "}}"),
-        )
-    )
+def test_variant_overrides_reach_the_resolved_config(make_study):
+    study = load_study(make_study("plan", **PLAN, datasets=["synthetic"]))
     configs = {t.variant: t.method_config() for t in expand(study)}
     assert configs["full"].loss.enabled() == ["instance", "cluster", "entropy"]
     assert configs["no_cluster"].loss.enabled() == ["instance", "entropy"]
@@ -61,16 +51,15 @@ def test_variant_overrides_reach_the_resolved_config(tmp_path):
     assert "no_cluster-synthetic-s0: loss.cluster=False" in text
 
 
-def test_random_search_is_reproducible_and_seeds_are_replicates(tmp_path):
-    body = (
-        BASE.format(datasets="[synthetic]", seeds="[0, 1]")
-        + "search:\n  algorithm: random\n  num_samples: 5\n  seed: 7\n  metric: loss\n"
-        "  mode: min\n  space:\n"
-        "    optim.lr: {distribution: loguniform, low: 0.0001, high: 0.1}\n"
-        "    batch_size: {distribution: int, low: 16, high: 64, step: 16}\n"
-        "    tau_instance: {values: [0.2, 0.5]}\n"
-    )
-    path = write_study(tmp_path, "plan", body.replace("{", "{{").replace("}", "}}"))
+def test_random_search_is_reproducible_and_seeds_are_replicates(make_study):
+    space = {
+        "optim.lr": {"distribution": "loguniform", "low": 0.0001, "high": 0.1},
+        "batch_size": {"distribution": "int", "low": 16, "high": 64, "step": 16},
+        "tau_instance": {"values": [0.2, 0.5]},
+    }
+    search = {"algorithm": "random", "num_samples": 5, "seed": 7, "metric": "loss"}
+    search.update(mode="min", space=space)
+    path = make_study("plan", **PLAN, datasets=["synthetic"], seeds=[0, 1], search=search)
     first, again = expand(load_study(path)), expand(load_study(path))
     assert first == again and len(first) == 3 * 5 * 2
     by_sample = {}
@@ -100,13 +89,14 @@ def test_sample_domain_bounds_and_steps():
     assert sample_domain(Domain(value=3), rng) == 3
 
 
-def test_optuna_count_is_samples_times_seeds(tmp_path):
-    body = (
-        "name: opt\nmethod: cc\ndatasets: [synthetic]\nseeds: [0, 1, 2]\n"
-        "search:\n  algorithm: optuna\n  num_samples: 4\n  metric: silhouette\n  space:\n"
-        "    optim.lr: {distribution: loguniform, low: 0.0001, high: 0.01}\n"
+def test_optuna_count_is_samples_times_seeds(make_study):
+    lr = {"distribution": "loguniform", "low": 0.0001, "high": 0.01}
+    search = {"algorithm": "optuna", "num_samples": 4, "metric": "silhouette"}
+    search["space"] = {"optim.lr": lr}
+    path = make_study(
+        "opt", datasets=["synthetic"], seeds=[0, 1, 2], variants=None, base=None, search=search
     )
-    study = load_study(write_study(tmp_path, "opt", body.replace("{", "{{").replace("}", "}}")))
+    study = load_study(path)
     assert trial_count(study) == 12
     assert "optuna (TPE) samples 4 configurations" in describe_plan(study)
 
@@ -128,12 +118,15 @@ def test_quickstart_plan():
     ]
 
 
-def test_baselines_add_a_pixel_and_an_untrained_row_on_every_data_set_and_seed(tmp_path):
-    body = (
-        BASE.format(datasets="[synthetic, digits]", seeds="[0, 1]")
-        + "base:\n  image_size: 16\n  epochs: 5\nbaselines: [pixels, untrained]\n"
+def test_baselines_add_a_pixel_and_an_untrained_row_on_every_data_set_and_seed(make_study):
+    path = make_study(
+        "plan",
+        **{**PLAN, "base": {"image_size": 16, "epochs": 5}},
+        datasets=["synthetic", "digits"],
+        seeds=[0, 1],
+        baselines=["pixels", "untrained"],
     )
-    study = load_study(write_study(tmp_path, "plan", body.replace("{", "{{").replace("}", "}}")))
+    study = load_study(path)
     trials = expand(study)
     assert trial_count(study) == len(trials) == (3 + 2) * 2 * 2
     pixels = [t for t in trials if t.variant == "pixels"]

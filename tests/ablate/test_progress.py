@@ -131,28 +131,14 @@ def test_durations_read_at_a_glance(seconds, text):
     assert duration(seconds) == text
 
 
-LIVE_STUDY = """\
-name: live
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 3, batch_size: 16}}
-resources: {{cpus: 1}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
-
-
-def test_a_study_run_on_a_terminal_shows_a_live_row_per_running_trial(tmp_path):
+def test_a_study_run_on_a_terminal_shows_a_live_row_per_running_trial(tmp_path, make_study):
     """``ablate run`` under a real pseudo-terminal (``script``) draws the table, epoch by epoch."""
     import shutil
     import subprocess
     import sys
     from pathlib import Path
 
-    from tests.conftest import write_study
-
-    path = write_study(tmp_path, "live", LIVE_STUDY)
+    path = make_study("live", base={"epochs": 3}, variants=None, resources={"max_concurrent": None})
     ablate = Path(sys.executable).with_name("ablate")
     assert shutil.which("script"), "util-linux's script gives the run a terminal"
     done = subprocess.run(

@@ -6,23 +6,19 @@ import os
 import signal
 import time
 
-import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import start_ablate, write_study
+from ablate import run_schema as schema
+from tests.conftest import start_ablate
 
-pytestmark = pytest.mark.slow
-
-STUDY = """\
-name: killed
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0, 1, 2]
-base: {{backbone: resnet18, image_size: 8, epochs: 4, batch_size: 16}}
-resources: {{cpus: 1, max_concurrent: 1}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
+#: Three seeds one after the other, long enough to be stopped in the middle: ResNet-18 (about
+#: a second an epoch here), 4 epochs each.
+KILLED = {
+    "seeds": [0, 1, 2],
+    "variants": None,
+    "base": {"backbone": "resnet18", "epochs": 4},
+    "resources": {"max_concurrent": 1},
+}
 
 
 def _ablate_run(path, cwd):
@@ -49,8 +45,8 @@ def _saved_status(root, trial):
     return None
 
 
-def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
-    path = write_study(tmp_path, "killed", STUDY)
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, make_study):
+    path = make_study("killed", **KILLED)
     first = _ablate_run(path, tmp_path)
     lines = []
     deadline = time.time() + 240
@@ -87,7 +83,7 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     runs = [
         r
         for r in client.search_runs([experiment.experiment_id])
-        if r.data.tags.get("ablate.role") != "study"
+        if r.data.tags.get(schema.ROLE) != "study"
     ]
     assert sorted(r.info.run_name for r in runs) == [
         f"default-synthetic_n32_size8-s{s}" for s in range(3)
@@ -98,10 +94,10 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
         assert sorted(steps) == [1, 2, 3, 4], (run.info.run_name, steps)
 
 
-def test_ctrl_c_exits_130_reads_killed_in_mlflow_and_the_next_run_finishes(tmp_path):
+def test_ctrl_c_exits_130_reads_killed_in_mlflow_and_the_next_run_finishes(tmp_path, make_study):
     """Ctrl-C exits 130 and ends the study's run KILLED (it used to read FINISHED) and the
     trial it stopped too; the next run resumes, reopens both and ends them FINISHED."""
-    path = write_study(tmp_path, "killed", STUDY.replace("epochs: 4", "epochs: 6"))
+    path = make_study("killed", **{**KILLED, "base": {"backbone": "resnet18", "epochs": 6}})
     first = _ablate_run(path, tmp_path)
     for line in first.stdout:
         if "started default-" in line:
@@ -116,7 +112,7 @@ def test_ctrl_c_exits_130_reads_killed_in_mlflow_and_the_next_run_finishes(tmp_p
 
     def statuses():
         runs = client.search_runs([experiment.experiment_id])
-        return {r.data.tags.get("ablate.role", "trial"): r.info.status for r in runs}
+        return {r.data.tags.get(schema.ROLE, "trial"): r.info.status for r in runs}
 
     assert statuses() == {"study": "KILLED", "trial": "KILLED"}
     second = _ablate_run(path, tmp_path)

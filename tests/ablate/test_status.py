@@ -6,21 +6,16 @@ import re
 import signal
 import time
 
-from tests.conftest import run_ablate, start_ablate, write_study
+from tests.conftest import run_ablate, start_ablate
 
-STUDY = """\
-name: watched
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 12, batch_size: 16}}
-variants:
-  full: {{}}
-  nan: {{optim.name: sgd, optim.lr: 1.0e+12}}
-resources: {{cpus: 1, max_concurrent: 1}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results", max_retries: 0}}
-"""
+#: A 12-epoch trial (ResNet-18: about 10 s, long enough to be seen running) and one whose
+#: loss turns NaN.
+WATCHED = {
+    "base": {"backbone": "resnet18", "epochs": 12},
+    "variants": {"full": {}, "nan": {"optim.name": "sgd", "optim.lr": 1.0e12}},
+    "resources": {"max_concurrent": 1},
+    "run": {"max_retries": 0},
+}
 
 
 def _status(path, cwd):
@@ -30,8 +25,8 @@ def _status(path, cwd):
     return done.stdout.splitlines()
 
 
-def test_status_before_while_and_after_a_study_with_a_failed_trial(tmp_path):
-    path = write_study(tmp_path, "watched", STUDY)
+def test_status_before_while_and_after_a_study_with_a_failed_trial(tmp_path, make_study):
+    path = make_study("watched", **WATCHED)
     before = _status(path, tmp_path)
     assert before[0].startswith("0/2 done, 0 running, 0 failed, 2 pending")
     assert before[-1] == "(no trial has started; 2 planned)"

@@ -10,19 +10,10 @@ from mlflow import MlflowClient
 
 from ablate.cli import main
 from tests.ablate.test_driver_lock import _holder
-from tests.conftest import write_study
 
-STUDY = """\
-name: crashed
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-seeds: [0]
-base: {{backbone: resnet18, image_size: 8, epochs: 12, batch_size: 16}}
-variants: {{full: {{}}}}
-resources: {{cpus: 1, max_concurrent: 1}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-"""
+#: A study of one 12-epoch trial, which the tests leave as a killed driver leaves it.
+CRASHED = {"base": {"epochs": 12}, "resources": {"max_concurrent": 1}}
+
 TRIAL = "full-synthetic_n32_size8-s0"
 
 
@@ -49,8 +40,8 @@ def _status(path, capsys):
     return capsys.readouterr().out.splitlines()
 
 
-def test_a_killed_driver_is_named_and_no_running_eta_is_shown(tmp_path, capsys):
-    path = write_study(tmp_path, "crashed", STUDY)
+def test_a_killed_driver_is_named_and_no_running_eta_is_shown(tmp_path, make_study, capsys):
+    path = make_study("crashed", **CRASHED)
     _left_running(tmp_path)
     lines = _status(path, capsys)
     assert lines[0].endswith(f"; driver gone (killed?): resume with `ablate run {path}`")
@@ -68,8 +59,8 @@ def test_a_killed_driver_is_named_and_no_running_eta_is_shown(tmp_path, capsys):
     assert any(line.startswith(TRIAL) and "running, ETA" in line for line in live), live
 
 
-def test_a_lock_out_of_sight_gives_no_eta_and_says_why(tmp_path, capsys):
-    path = write_study(tmp_path, "crashed", STUDY)
+def test_a_lock_out_of_sight_gives_no_eta_and_says_why(tmp_path, make_study, capsys):
+    path = make_study("crashed", **CRASHED)
     _left_running(tmp_path)
     (tmp_path / "results" / "crashed" / ".driver.lock").unlink()
     lines = _status(path, capsys)

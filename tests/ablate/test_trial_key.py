@@ -16,7 +16,7 @@ SPEC = TrialSpec(
     variant="full",
     dataset={"name": "synthetic", "n": 32, "size": 8},
     seed=0,
-    params={"epochs": 2, "backbone": "resnet18", "image_size": 8},
+    params={"epochs": 2, "backbone": "cnn4", "image_size": 8},
 )
 
 

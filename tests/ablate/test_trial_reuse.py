@@ -6,35 +6,23 @@ import re
 import pytest
 from mlflow import MlflowClient
 
+from ablate import run_schema as schema
 from ablate.cli import main
-from tests.conftest import write_study
 
-BASE = """\
-method: cc
-datasets: [{{name: synthetic, n: 32, size: 8}}]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-"""
-FIRST = 'name: first\nseeds: [0]\nvariants: {{full: {{}}}}\nrun: {{storage: "{root}/results"}}\n'
-SECOND = (
-    "name: second\nseeds: [0, 1]\n"
-    "variants: {{full: {{}}, no_entropy: {{loss.entropy: false}}}}\n"
-    'run: {{storage: "{root}/results"}}\n'
-)
+SECOND = {"seeds": [0, 1], "variants": {"full": {}, "no_entropy": {"loss.entropy": False}}}
 
 
 def _trials(root, experiment):
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
     found = client.get_experiment_by_name(experiment)
     runs = client.search_runs([found.experiment_id])
-    return client, {r.data.tags["ablate.trial"]: r for r in runs if "ablate.trial" in r.data.tags}
+    return client, {r.data.tags[schema.TRIAL]: r for r in runs if schema.TRIAL in r.data.tags}
 
 
-def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, capsys):
-    assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
-    costed = BASE.replace("max_concurrent: 2}", "max_concurrent: 2, gpu_hours_per_trial: 0.5}")
-    second_file = str(write_study(tmp_path, "second", costed + SECOND))
+def test_a_second_study_replays_the_row_the_first_trained(tmp_path, make_study, local_ray, capsys):
+    assert main(["run", str(make_study("first"))]) == 0
+    costed = {"gpu_hours_per_trial": 0.5}
+    second_file = str(make_study("second", **SECOND, resources=costed))
     capsys.readouterr()
     assert main(["plan", second_file, "--measure", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -47,7 +35,7 @@ def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, c
     _, second = _trials(tmp_path, "second")
     reused = second["full-synthetic_n32_size8-s0"]
     original = first["full-synthetic_n32_size8-s0"]
-    assert reused.data.tags["ablate.reused_from"] == "first/full-synthetic_n32_size8-s0"
+    assert reused.data.tags[schema.REUSED_FROM] == "first/full-synthetic_n32_size8-s0"
     for key in ("final_acc", "final_nmi", "final_loss", "loss_instance"):
         assert reused.data.metrics[key] == original.data.metrics[key], key
     history = [m.value for m in client.get_metric_history(reused.info.run_id, "loss")]
@@ -58,7 +46,7 @@ def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, c
     }
     # another seed, another configuration: trained
     for name in ("full-synthetic_n32_size8-s1", "no_entropy-synthetic_n32_size8-s0"):
-        assert "ablate.reused_from" not in second[name].data.tags, name
+        assert schema.REUSED_FROM not in second[name].data.tags, name
     # the second study's statistics count the replayed row with its original numbers
     paired = tmp_path / "paired.json"
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -72,21 +60,20 @@ def test_a_second_study_replays_the_row_the_first_trained(tmp_path, local_ray, c
 
 
 def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
-    tmp_path, local_ray, capsys
+    tmp_path, make_study, local_ray, capsys
 ):
-    assert main(["run", str(write_study(tmp_path, "first", BASE + FIRST))]) == 0
-    off = FIRST.replace("name: first", "name: no_reuse")  # (a bare `off` is YAML's false)
-    off = off.replace('results"}}', 'results", reuse_trials: false}}')
-    assert main(["run", str(write_study(tmp_path, "no_reuse", BASE + off))]) == 0
+    assert main(["run", str(make_study("first"))]) == 0
+    assert main(["run", str(make_study("no_reuse", run={"reuse_trials": False}))]) == 0
     _, trials = _trials(tmp_path, "no_reuse")
-    assert "ablate.reused_from" not in trials["full-synthetic_n32_size8-s0"].data.tags
+    assert schema.REUSED_FROM not in trials["full-synthetic_n32_size8-s0"].data.tags
 
-    twins = (
-        "name: twins\nseeds: [0]\n"
-        "variants: {{full: {{}}, same: {{tau_instance: 0.5}}}}\n"  # 0.5 is CC's default
-        'run: {{storage: "{root}/other"}}\n'
+    twins_file = str(
+        make_study(
+            "twins",
+            variants={"full": {}, "same": {"tau_instance": 0.5}},  # 0.5 is CC's default
+            run={"storage": f"{tmp_path}/other"},
+        )
     )
-    twins_file = str(write_study(tmp_path, "twins", BASE + twins))
     capsys.readouterr()
     assert main(["validate", twins_file]) == 0
     assert "note: variants 'full' and 'same' resolve to the same configuration" in (
@@ -97,18 +84,17 @@ def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
     assert main(["run", twins_file]) == 0
     _, trials = _trials(tmp_path, "twins")
     tags = [trials[f"{v}-synthetic_n32_size8-s0"].data.tags for v in ("full", "same")]
-    origins = [t.get("ablate.reused_from") for t in tags]
+    origins = [t.get(schema.REUSED_FROM) for t in tags]
     assert sorted(o is None for o in origins) == [False, True]  # one trained, one replayed
     trained = next(v for v, o in zip(("full", "same"), origins, strict=True) if o is None)
     assert f"twins/{trained}-synthetic_n32_size8-s0" in origins
 
 
-def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path):
+def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path, make_study):
     """Two drivers, one trial store: the row both hold trains once, the other run waits."""
     from tests.conftest import start_ablate
 
-    one = write_study(tmp_path, "one", BASE + FIRST.replace("name: first", "name: one"))
-    two = write_study(tmp_path, "two", BASE + FIRST.replace("name: first", "name: two"))
+    one, two = make_study("one"), make_study("two")
     drivers = [start_ablate("run", str(path), cwd=tmp_path) for path in (one, two)]
     outs = [driver.communicate(timeout=600)[0] for driver in drivers]
     assert [d.returncode for d in drivers] == [0, 0], "\n".join(outs)
@@ -116,7 +102,7 @@ def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path):
         _trials(tmp_path, name)[1]["full-synthetic_n32_size8-s0"].data.tags
         for name in ("one", "two")
     ]
-    origins = sorted(t.get("ablate.reused_from", "") for t in tags)
+    origins = sorted(t.get(schema.REUSED_FROM, "") for t in tags)
     assert origins[0] == "" and origins[1] in {
         "one/full-synthetic_n32_size8-s0",
         "two/full-synthetic_n32_size8-s0",

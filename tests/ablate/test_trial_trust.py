@@ -14,23 +14,20 @@ from ablate.keyed_store import MANIFEST_FILE
 from ablate.study import load_study
 from ablate.trial_keys import trial_keys, trial_store_root
 from tests import dataset_fixtures as fx
-from tests.conftest import write_study
-
-STUDY = """\
-name: {name}
-method: cc
-datasets: [fashion_mnist]
-seeds: [{seed}]
-base: {{{{backbone: cnn4, image_size: 16, epochs: 1, batch_size: 32, aug.flip_p: 0.0}}}}
-variants: {{{{full: {{{{}}}}}}}}
-resources: {{{{cpus: 1, max_concurrent: 1}}}}
-tracking: {{{{uri: "sqlite:///{{root}}/mlflow.db"}}}}
-run: {{{{storage: "{{root}}/results", data_root: "{{root}}/{data}"}}}}
-"""
+from tests.conftest import study_file
 
 
 def _study(root, name, data, seed=0):
-    return write_study(root, name, STUDY.format(name=name, data=data, seed=seed))
+    """One CC trial on the Fashion-MNIST files under ``root/data``."""
+    return study_file(
+        root,
+        name,
+        datasets=["fashion_mnist"],
+        seeds=[seed],
+        base={"image_size": 16, "epochs": 1, "batch_size": 32, "aug.flip_p": 0.0},
+        resources={"max_concurrent": 1},
+        run={"data_root": f"{root}/{data}"},
+    )
 
 
 def _run(root, experiment):

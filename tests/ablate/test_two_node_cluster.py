@@ -15,13 +15,10 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.ablate.test_run_e2e import STUDY as E2E_STUDY
-from tests.conftest import write_study
-
-pytestmark = pytest.mark.slow
+from tests.ablate.test_run_e2e import ABLATION
 
 BIN = Path(sys.executable).parent
-STUDY = E2E_STUDY.replace("name: e2e", "name: two_nodes")  # 2 variants x 2 seeds, 3 epochs
+TWO_NODES = {"seeds": [0, 1], "base": {"epochs": 3}, "variants": ABLATION}  # 4 trials
 
 
 def _free_ports(count):
@@ -105,9 +102,9 @@ def two_node_cluster(tmp_path):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_study_spreads_over_both_nodes_and_lands_in_mlflow(tmp_path, two_node_cluster):
+def test_study_spreads_over_both_nodes_and_lands_in_mlflow(tmp_path, make_study, two_node_cluster):
     address, env = two_node_cluster
-    path = write_study(tmp_path, "two_nodes", STUDY)
+    path = make_study("two_nodes", **TWO_NODES)
     done = subprocess.run(
         [str(BIN / "ablate"), "run", "--address", address, str(path)],
         env=env,

@@ -6,10 +6,8 @@ import time
 
 import pytest
 
-from tests.ablate.test_run_resume import STUDY as RESUME_STUDY
-from tests.conftest import run_ablate, write_study
-
-pytestmark = pytest.mark.slow
+from tests.ablate.test_run_resume import KILLED
+from tests.conftest import run_ablate
 
 
 def _closed_port():
@@ -19,17 +17,14 @@ def _closed_port():
 
 
 @pytest.mark.parametrize("what", ["address", "tracking"])
-def test_nothing_answering_is_one_line_and_quick(tmp_path, what):
+def test_nothing_answering_is_one_line_and_quick(tmp_path, make_study, what):
     port = _closed_port()
-    study = RESUME_STUDY.replace("name: killed", "name: unreachable")
-    extra = []
+    extra, tracking = [], {}
     if what == "tracking":
-        study = study.replace(
-            'uri: "sqlite:///{root}/mlflow.db"', f'uri: "http://127.0.0.1:{port}"'
-        )
+        tracking = {"uri": f"http://127.0.0.1:{port}"}
     else:
         extra = ["--address", f"127.0.0.1:{port}"]
-    path = write_study(tmp_path, "unreachable", study)
+    path = make_study("unreachable", **KILLED, tracking=tracking)
     start = time.monotonic()
     done = run_ablate("run", *extra, str(path), cwd=tmp_path, timeout=120)
     assert time.monotonic() - start < 60

@@ -4,35 +4,24 @@ on a CSV of published numbers."""
 import json
 from pathlib import Path
 
-import pytest
-
 from ablate.cli import main
-from tests.conftest import write_study
+
+#: Two data sets, two seeds, the cluster head switched off, and a published reference row.
+REPORT = {
+    "datasets": [
+        {"name": "synthetic", "n": 32, "size": 8},
+        {"name": "synthetic", "n": 32, "size": 8, "seed": 1},
+    ],
+    "seeds": [0, 1],
+    "variants": {"full": {}, "no_cluster": {"loss.cluster": False, "loss.entropy": False}},
+    "reference": {"full": {"synthetic_n32_size8": {"acc": 0.9, "nmi": 0.8}}},
+}
 
 GACL_CSV = Path(__file__).resolve().parents[2] / "analysis" / "published" / "gacl_table1.csv"
 
-STUDY = """\
-name: report
-method: cc
-datasets:
-  - {{name: synthetic, n: 32, size: 8}}
-  - {{name: synthetic, n: 32, size: 8, seed: 1}}
-seeds: [0, 1]
-base: {{backbone: resnet18, image_size: 8, epochs: 2, batch_size: 16}}
-variants:
-  full: {{}}
-  no_cluster: {{loss.cluster: false, loss.entropy: false}}
-resources: {{cpus: 1, max_concurrent: 2}}
-tracking: {{uri: "sqlite:///{root}/mlflow.db"}}
-run: {{storage: "{root}/results"}}
-reference:
-  full: {{synthetic_n32_size8: {{acc: 0.9, nmi: 0.8}}}}
-"""
 
-
-@pytest.mark.slow
-def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
-    path = write_study(tmp_path, "report", STUDY)
+def test_report_from_a_real_study_run(tmp_path, make_study, local_ray, capsys):
+    path = make_study("report", **REPORT)
     assert main(["run", str(path)]) == 0
     capsys.readouterr()
     out = tmp_path / "out"
@@ -92,9 +81,7 @@ def test_report_from_a_real_study_run(tmp_path, local_ray, capsys):
     assert any(p in printed for p in pair) and figure.exists()
 
     # the finished study as the pilot of a bigger one: what 8 seeds could detect
-    bigger = write_study(
-        tmp_path, "bigger", STUDY.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3, 4, 5, 6, 7]")
-    )
+    bigger = make_study("bigger", **{**REPORT, "seeds": list(range(8))})
     capsys.readouterr()
     assert main(["plan", str(bigger), "--pilot", "report", "--difference", "0.05"]) == 0
     planned = capsys.readouterr().out

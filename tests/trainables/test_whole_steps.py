@@ -171,7 +171,9 @@ def _pair_terms(z, c, z_partner, c_partner, tau):
 @pytest.mark.parametrize("per_view", [True, False])
 def test_gacl_step_is_section_2_5_from_the_smoothed_graph(synthetic, monkeypatch, per_view):
     torch.manual_seed(0)
-    config = GACLConfig(**{**TINY, "knn_k": 3, "ema_per_view": per_view})
+    # ResNet-18's 512-d features: with cnn4's 256 the readout bias's gradient (about 1e-5,
+    # a sum of cancelling terms) is outside float32's reach of this test's tolerance
+    config = GACLConfig(**{**TINY, "backbone": "resnet18", "knn_k": 3, "ema_per_view": per_view})
     method = GACL(config, synthetic.train)
     g = torch.Generator().manual_seed(1)
     for bank in method.banks.values():  # earlier epochs' averages: smoothing matters
