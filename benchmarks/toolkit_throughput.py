@@ -41,7 +41,7 @@ def _sync(device: torch.device) -> None:
 
 
 def simclr_pil_transform(size: int, s: float = 0.5) -> transforms.Compose:
-    """CC's per-image pipeline (methods-spec §1.3, A_CC without blur)."""
+    """CC's per-image pipeline (CC's transform.py at 32 px: no blur)."""
     return transforms.Compose([
         transforms.RandomResizedCrop(size),
         transforms.RandomHorizontalFlip(),

@@ -1,4 +1,6 @@
-"""Every shipped study's rows against the papers' tables (methods-spec §2.8, 3.8, 4.9, 5.8, 6.8).
+"""Every shipped study's rows against the papers' ablation tables.
+
+GACL Tables 1-3, CCES Tables 2-4, GCC Tables 1-5, NNCC Tables 2-3; GHDCC's are not legible.
 
 For each ablation row, the keys in which its resolved configuration differs from the study's
 full model must be exactly the switches the paper's row names, with the row's values; sweeps

@@ -6,13 +6,15 @@ separate from *applying*: :func:`sample_view_params` draws every random number o
 from one ``torch.Generator``, and :func:`apply_view` is a pure function of images and
 parameters. So "same seed, same views" and "samples get different parameters" are testable.
 
-Semantics follow torchvision's SimCLR pipeline (methods-spec §1.3): RandomResizedCrop (the
-same 10-try rejection sampler, then a central-crop fallback), horizontal flip, ColorJitter with
-probability p, RandomGrayscale, Gaussian blur with sigma ~ U(0.1, 2). Two documented
-departures, both for batching: crop, flip and resize are one bilinear ``grid_sample`` (no
-antialiasing when a crop is shrunk; output pixels at a crop's edge may blend in the adjacent
-pixel outside it, where torchvision clamps), and the four jitter ops run in one random order
-per batch rather than per image (as kornia's ColorJiggle does).
+Semantics follow torchvision's SimCLR pipeline, as CC's transform.py composes it: RandomResizedCrop
+(the same 10-try rejection sampler, then a central-crop fallback), horizontal flip, ColorJitter with
+probability p, RandomGrayscale, Gaussian blur with sigma ~ U(0.1, 2). Two documented departures,
+both for batching: crop, flip and resize are one bilinear ``grid_sample`` (no antialiasing when a
+crop is shrunk; output pixels at a crop's edge may blend in the adjacent pixel outside it, where
+torchvision clamps), and the four jitter ops run in one random order per batch rather than per image
+(as kornia's ColorJiggle does).
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -234,10 +236,11 @@ def keep_random_transforms(
 ) -> ViewParams:
     """Each sample keeps ``count`` of the recipe's transform types, applied for certain.
 
-    GHDCC's literal reading of "two of the five augmentation methods are randomly selected"
-    (methods-spec §5.4): the chosen types are applied with their drawn parameters, the others
-    are the identity (a whole-image crop, no flip, no jitter, no grayscale, no blur). Blur is
-    among the candidates only where the data set's recipe has it.
+    GHDCC's literal reading of "two of the five augmentation methods are randomly selected" (our
+    literal reading; the paper names neither the five nor the draw): the chosen types are applied
+    with their drawn parameters, the others are the identity (a whole-image crop, no flip, no
+    jitter, no grayscale, no blur). Blur is among the candidates only where the data set's recipe
+    has it.
     """
     batch = params.flip.shape[0]
     types = len(TRANSFORM_TYPES) if blur else len(TRANSFORM_TYPES) - 1

@@ -1,6 +1,6 @@
 """ResNet backbones from torchvision's definitions, randomly initialised, without the FC layer.
 
-Three stems (methods-spec §1.1): ``cifar`` (3x3 conv, stride 1, no max-pool) for 32-px
+Three stems, as the methods' code uses them: ``cifar`` (3x3 conv, stride 1, no max-pool) for 32-px
 images, as GCC and SCAN; ``stl`` (the same conv, then a 2x2 stride-2 max-pool) for 64-96 px;
 ``imagenet`` (torchvision's 7x7 stride-2 conv and 3x3 max-pool), as CC at 224 px. The output
 is the global-average-pooled last stage: 512-d for ResNet-18/34, 2048-d for ResNet-50.

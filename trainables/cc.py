@@ -1,7 +1,8 @@
 """CC: Contrastive Clustering (Li et al., AAAI 2021), the baseline all five methods extend.
 
-methods-spec.md §1.6. Two augmented views of each image pass through one backbone; an
-instance head ``g_I`` and a cluster head ``g_C`` read the same feature ``h``.
+As the paper and its official code (Yunfan-Li/Contrastive-Clustering) have it. Two augmented views
+of each image pass through one backbone; an instance head ``g_I`` and a cluster head ``g_C`` read
+the same feature ``h``.
 
 - Instance-level contrast (CC Eq. 2-3): NT-Xent over the 2B projected views, τ_I = 0.5.
 - Cluster-level contrast (CC Eq. 6-7): NT-Xent over the 2C assignment columns, τ_C = 1.0.
@@ -13,8 +14,10 @@ transform. STL-10's unlabelled split, when loaded, feeds the instance term only,
 epoch before the labelled pass, as CC's ``train_STL10.py`` does.
 
 Switches: ``loss.instance``, ``loss.cluster``, ``loss.entropy``. With ``loss.cluster`` off the
-cluster head is untrained, so the assignment becomes k-means on backbone features [CHOICE,
-methods-spec §1.6 allows h or z; h is what every method's k-means reads].
+cluster head is untrained, so the assignment becomes k-means on backbone features [CHOICE: the
+paper allows h or z; h is what every method's k-means reads].
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations

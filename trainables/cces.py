@@ -1,7 +1,7 @@
 """CCES: Contrastive Clustering with Effective Sample pairs (Yin, Wu, Sun, Information Fusion).
 
-methods-spec.md §3. CC (ResNet-34 at 224 px, instance head φ_R, cluster head φ_C) with two
-changes:
+The paper's §3 (Eq. 3-10); docs/methods.md, CCES, gives every reading. CC (ResNet-34 at 224 px,
+instance head φ_R, cluster head φ_C) with two changes:
 
 1. ContrastiveCrop instead of RandomResizedCrop: the crop's size is drawn as before, its
    centre inside a fixed box at the image centre, at a Beta(α, α) position (the "SimCCrop"
@@ -16,6 +16,8 @@ the queue before this step's features are pushed, so a sample never finds its ow
 feature; neighbours are detached, so with both switches on the backbone learns through view 2
 only. Eq. 3's ``u^{t1}`` is read as the view-1 side of the pair [CONFLICT]; Eq. 9's doubly
 normalised marginal is CC's ``Σ_n V_ni / Σ_{n,k} V_nk`` [CONFLICT].
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class ContrastiveCropConfig(Closed):
 
 
 class CCESConfig(CCConfig):
-    """CCES's hyperparameters (methods-spec §3.6); its loss terms are CC's three (Eq. 10)."""
+    """CCES's hyperparameters (the paper's §4.2, §4.5); its loss terms are CC's (Eq. 10)."""
 
     epochs: int = Field(
         1200, ge=0, description="Training epochs (§4.2: 1200); 0: the untrained network."

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 else:
     torch = lazy("torch")
 
-#: DAC's ImageNet subsets as distributed with CC (methods-spec §8.5).
+#: DAC's ImageNet subsets as distributed with CC (CC's ImageNet-10.txt and ImageNet-dogs.txt).
 IMAGENET10_WNIDS = (
     "n02056570 n02085936 n02128757 n02690373 n02692877 "
     "n03095699 n04254680 n04285008 n04467665 n07747607"
@@ -40,8 +40,8 @@ IMAGENET_DOGS_WNIDS = (
     "n02102177 n02105056 n02105412 n02105855 n02107142 n02110958 n02112137"
 ).split()
 
-#: CIFAR-100 fine label -> superclass (methods-spec §8.2); the fallback when a pickle lacks
-#: ``coarse_labels``.
+#: CIFAR-100 fine label -> superclass (CC's cluster.py and GCC's data/cifar.py, identical); the
+#: fallback when a pickle lacks ``coarse_labels``.
 CIFAR100_SUPERCLASS_OF_FINE = np.zeros(100, dtype=np.int64)
 for _group, _fines in enumerate(
     [

@@ -1,7 +1,7 @@
 """GACL: Deep Clustering by Graph Attention Contrastive Learning (Liu et al., Electronics 2023).
 
-methods-spec.md §2. CC's two heads on a ResNet-18 at native resolution, plus, per view and
-per mini-batch:
+The paper's §3 (Eq. 1-13); docs/methods.md, GACL, gives every reading. CC's two heads on a ResNet-18
+at native resolution, plus, per view and per mini-batch:
 
 1. a moving average x̄ of each sample's backbone feature (Eq. 3, recursive form, α = 0.5);
 2. a symmetric k-NN graph over x̄ (Eq. 4, "or" rule, no self loops);
@@ -18,6 +18,8 @@ SCAN's, which collapse without one; we add SCAN's marginal entropy (``loss.entro
 w_ent = 5) [CHOICE]. With every instance term off the cluster head has no signal, so that row
 assigns by k-means on backbone features [CHOICE, §2.7]. The paper's text sets k = 8 but its
 reported numbers are the k = 5 column of its Table 3 [CONFLICT]: the default follows the text.
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def _gacl_optim() -> OptimConfig:
 
 
 class GACLConfig(MethodConfig):
-    """GACL's hyperparameters (methods-spec §2.6)."""
+    """GACL's hyperparameters (the paper's §4.3)."""
 
     epochs: int = Field(
         1000,

@@ -1,7 +1,8 @@
 """GCC: Graph Contrastive Clustering (Zhong et al., ICCV 2021).
 
-methods-spec.md §4. One ResNet-18 at native resolution, a contrastive head ``z`` (512→512→128)
-and a linear cluster head, trained with ``L = L_RGC + λ·L_AGC + η·L_CR`` (Eq. 11):
+The paper's §3 (Eq. 6-11) and its official code; docs/methods.md, GCC, gives every reading. One
+ResNet-18 at native resolution, a contrastive head ``z`` (512→512→128) and a linear cluster head,
+trained with ``L = L_RGC + λ·L_AGC + η·L_CR`` (Eq. 11):
 
 1. each sample's ``z`` is smoothed over epochs (window mean of the last 4 in the code, EMA
    α = 0.5 in the paper, §3.3.1) and a faiss k-NN graph over the whole data set is mined
@@ -14,11 +15,13 @@ and a linear cluster head, trained with ``L = L_RGC + λ·L_AGC + η·L_CR`` (Eq
    k's column for one random graph neighbour of each anchor;
 4. CR (Eq. 10): ``log C − H`` of the batch's mean assignment, against collapse.
 
-Paper and code differ in smoothing, warm-up, refresh period, neighbour lists, RGC weights
-and denominator, and loss scale [CONFLICT]; ``preset`` picks a column of methods-spec §4.5
-(``code`` by default) and any of its keys can still be set alone. An optional second stage
-runs SCAN's self-labelling (§4.8, Table 4) in the same trial. The assignment is the cluster
-head's argmax; checkpoints are never selected by ground-truth accuracy (the code does).
+Paper and code differ in smoothing, warm-up, refresh period, neighbour lists, RGC weights and
+denominator, and loss scale [CONFLICT]; ``preset`` picks the paper's or the code's reading (``code``
+by default; :data:`PRESETS`) and any of its keys can still be set alone. An optional second stage
+runs SCAN's self-labelling (§4.8, Table 4) in the same trial. The assignment is the cluster head's
+argmax; checkpoints are never selected by ground-truth accuracy (the code does).
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ else:
     neighbours = lazy("trainables.neighbours")
     precision = lazy("trainables.precision")
 
-#: methods-spec §4.5: the keys on which GCC's paper and its official code disagree.
+#: The keys on which GCC's paper and its official code disagree, and each one's readings.
 PRESETS: dict[str, dict[str, Any]] = {
     "code": {
         "smoothing": "window_mean",
@@ -115,7 +118,7 @@ class AGCConfig(Closed):
 
 
 class SelfLabelConfig(Closed):
-    """SCAN's self-labelling as a second stage of the trial (methods-spec §4.8, Table 4)."""
+    """SCAN's self-labelling as a second stage of the trial (GCC's Table 4; SCAN's configs)."""
 
     enabled: bool = Field(False, description="Run the self-labelling stage after training.")
     epochs: int = Field(200, ge=1, description="Self-labelling epochs (SCAN/GCC: 200).")
@@ -152,13 +155,13 @@ def _gcc_augment() -> AugmentConfig:
     )
 
 
-#: GCC's evaluation transform, Resize(r) then CenterCrop(size) (methods-spec §1.3): the share
+#: GCC's evaluation transform, Resize(r) then CenterCrop(size) (GCC's code): the share
 #: of the side it keeps, by training resolution. Other sizes take CIFAR's 0.8 [CHOICE].
 EVAL_CENTER_CROP = {32: 32 / 40, 64: 64 / 80, 96: 96 / 112}
 
 
 class GCCConfig(MethodConfig):
-    """GCC's hyperparameters (methods-spec §4.6) and the paper/code presets (§4.5)."""
+    """GCC's hyperparameters (the paper's §4.1.4) and the paper/code presets."""
 
     preset: Literal["code", "paper"] = Field(
         "code",
@@ -301,7 +304,7 @@ GRAPH_ROWS = ("pool", "laplacian")
 
 def rgc_code(z_a: Tensor, z_b: Tensor, z_n: Tensor, omega: Tensor, tau: float,
              self_excluded: bool, form: str) -> Tensor:  # fmt: skip
-    """RGC as GCC's code computes it (methods-spec §4.4).
+    """RGC as GCC's code computes it (its End2EndDataset and loss).
 
     ``z_n`` (m×B×d): each anchor's m loaded neighbour images; ``omega`` (B×m): their weights
     ω. The contrast set is [z_a; z_b; ω·z_n] (so the weights shrink those rows' logits too);
@@ -327,7 +330,7 @@ def rgc_code(z_a: Tensor, z_b: Tensor, z_n: Tensor, omega: Tensor, tau: float,
 def rgc_paper(z_a: Tensor, z_b: Tensor, z_n: Tensor, anchors: Tensor, loaded: Tensor,
               laplacian: neighbours.SparseRows, tau: float, self_excluded: bool,
               form: str) -> Tensor:  # fmt: skip
-    """RGC as the paper's Eq. 8 reads, over every image in the step (methods-spec §4.4).
+    """RGC as the paper's Eq. 8 reads, over every image in the step.
 
     The nodes are the anchors (views a and b) and the loaded neighbours (``loaded``: their
     data-set indices, m×B). Anchor i's positives are its other views (weight 1, the

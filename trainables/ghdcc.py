@@ -1,8 +1,8 @@
 """GHDCC: deep contrastive clustering with GCN projectors and interpolation augmentation.
 
-methods-spec.md §5 (Hebei University; its text lost every equation and table, so most of what
-follows is the spec's reconstruction, each reading behind a key). GHDCC is CC with three
-changes:
+Hebei University; the paper's text as we have it lost every equation and table, so most of what
+follows is our reconstruction, each reading behind a key (docs/methods.md, GHDCC). GHDCC is CC with
+three changes:
 
 1. **GCN projectors.** CC's two MLP heads become two-layer GCNs over a graph of the step's
    backbone features ``H``: each node keeps its top-k cosine neighbours whose similarity
@@ -20,12 +20,14 @@ changes:
    assignments (Eq. 6-8, "minimising the KL ... equals minimising the cross-entropy")
    [CHOICE: targets and directions].
 
-``L = L_ins + λ1 L_mse + L_clu + λ2 L_ce`` with λ1 = λ2 = 0.5, τ1 = 0.5, τ2 = 1 (Eq. 9).
-ResNet-34 at 64 px, batch 128, Adam 2e-4, 500 epochs. Clusters are read by k-means (faiss) on
-GCN1's features of the evaluation view, each chunk of ``eval_graph_batch`` images forming its
-own graph [CHOICE, §5.6]; the loop draws the chunks from a permutation keyed by the images'
-content, never in data-set order, which on class-sorted data sets would give one-class graphs
-and leak the labels into the features (methods-spec erratum to §5.6).
+``L = L_ins + λ1 L_mse + L_clu + λ2 L_ce`` with λ1 = λ2 = 0.5, τ1 = 0.5, τ2 = 1 (Eq. 9). ResNet-34
+at 64 px, batch 128, Adam 2e-4, 500 epochs. Clusters are read by k-means (faiss) on GCN1's features
+of the evaluation view, each chunk of ``eval_graph_batch`` images forming its own graph [CHOICE,
+§5.6]; the loop draws the chunks from a permutation keyed by the images' content, never in data-set
+order, which on class-sorted data sets would give one-class graphs and leak the labels into the
+features (found in review: the ImageNet subsets are stored class by class).
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class CEConfig(Closed):
 
 
 class GHDCCConfig(MethodConfig):
-    """GHDCC's hyperparameters (methods-spec §5.7)."""
+    """GHDCC's hyperparameters (the paper's stated values where legible; docs/methods.md)."""
 
     epochs: int = Field(500, ge=0, description="Training epochs (500); 0: untrained.")
     batch_size: int = Field(128, ge=2, description="Batch size (128).")

@@ -1,6 +1,8 @@
 """Graph attention over a mini-batch's k-NN graph, the attention-GCN and its readout input.
 
-GACL Eq. 5-6 and 12-13 (methods-spec §2.2).
+GACL Eq. 5-6 and 12-13 (the paper's §3.2; docs/methods.md, GACL, for the readings).
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations

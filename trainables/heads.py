@@ -9,7 +9,7 @@ from torch import Tensor, nn
 class ProjectionHead(nn.Module):
     """Instance projector g_I: ``Linear(d, h) -> ReLU -> Linear(h, out)``, L2-normalised.
 
-    CC's and GCC's head (methods-spec §1.2): no batch norm, output 128.
+    CC's and GCC's head (CC's network.py, GCC's models.py): no batch norm, output 128.
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:

@@ -1,4 +1,4 @@
-"""k-means on raw pixels: the first row of every deep-clustering results table (methods-spec §7).
+"""k-means on raw pixels: the first row of every deep-clustering results table.
 
 Not a learning method but a baseline, so that a study, a report and ``ablate stats`` can
 carry "k-means (pixels)" beside the methods it is meant to be beaten by: zero epochs, no

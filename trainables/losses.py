@@ -1,4 +1,6 @@
-"""Contrastive-clustering loss primitives as pure functions of tensors (methods-spec §1.4).
+"""Contrastive-clustering loss primitives as pure functions of tensors.
+
+SimCLR's NT-Xent, CC's cluster contrast and entropy term, and the variants the methods add.
 
 No loss holds state or fixes a batch size at construction (CC's ``InstanceLoss(batch_size,
 temperature, device)`` forced ``drop_last``); queues and banks are updated by the methods,
@@ -193,11 +195,11 @@ def confident_cross_entropy(
 def paired_squared_distance(z_a: Tensor, z_b: Tensor, reduction: str = "mean") -> Tensor:
     """GHDCC's MSE regulariser between the views' instance features (§5.5, Eq. 3).
 
-    ``mean`` (default): the mean over all B·d entries, ``F.mse_loss``, what "mean square
-    error" is in a PyTorch code base (methods-spec erratum to §5.5). ``sum``: the spec's
-    ``(1/B) Σ_i ‖z_a,i − z_b,i‖²``, d times larger; on unit rows it is ``2 − 2 cos`` per
-    image, and at λ1 = 0.5 it pulls every pair together before NT-Xent can separate images
-    (NT-Xent stays at log(2B − 1): training collapses).
+    ``mean`` (default): the mean over all B·d entries, ``F.mse_loss``, what "mean square error" is
+    in a PyTorch code base (found in review: the summed form collapses training). ``sum``: the
+    spec's ``(1/B) Σ_i ‖z_a,i − z_b,i‖²``, d times larger; on unit rows it is ``2 − 2 cos`` per
+    image, and at λ1 = 0.5 it pulls every pair together before NT-Xent can separate images (NT-Xent
+    stays at log(2B − 1): training collapses).
     """
     squared = (upcast(z_a) - upcast(z_b)).pow(2)
     if reduction == "mean":

@@ -71,9 +71,9 @@ class MovingAverageBank:
 class WindowMeanBank:
     """Per-sample plain mean of the last ``window`` features stored (GCC's code, window 4).
 
-    GCC's official code keeps each sample's last four augmented-view embeddings and ranks
-    neighbours by the inner product of their mean, which it does not re-normalise
-    (methods-spec §4.3); :class:`MovingAverageBank` is the paper's EMA instead. A sample never
+    GCC's official code keeps each sample's last four augmented-view embeddings and ranks neighbours
+    by the inner product of their mean, which it does not re-normalise (GCC's utils/aug_feat.py and
+    fill_memory_bank_mean); :class:`MovingAverageBank` is the paper's EMA instead. A sample never
     stored reads as zeros.
     """
 

@@ -1,8 +1,10 @@
-"""Clustering metrics (methods-spec §7) and cluster assignment rules.
+"""Clustering metrics (ACC by Hungarian matching, NMI, ARI) and cluster assignment rules.
 
 ACC matches clusters to classes one-to-one with the Hungarian algorithm on a fixed-shape
 contingency table, so empty clusters and more clusters than classes are handled (the
 unmatched clusters count as errors). NMI (arithmetic mean) and ARI come from scikit-learn.
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def spectral_assign(
     """Spectral clustering (scikit-learn) on L2-normalised features, k-NN affinity.
 
     GCC's Table 5 clusters learned features with "SC"; the affinity is scikit-learn's
-    symmetric ``nearest_neighbors`` graph [CHOICE, methods-spec §4.9].
+    symmetric ``nearest_neighbors`` graph [CHOICE: GCC names no affinity].
     """
     from sklearn.cluster import SpectralClustering
 

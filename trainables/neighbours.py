@@ -1,4 +1,4 @@
-"""Nearest neighbours and graphs (methods-spec §1.5).
+"""Nearest neighbours and graphs: faiss k-NN, symmetric adjacency (GCC Eq. 6, GACL Eq. 4).
 
 faiss k-NN over a data set, in-batch top-k, the symmetric k-NN adjacency and FINCH
 first-neighbour relations.
@@ -112,7 +112,7 @@ def thresholded_knn_adjacency(
     weighting: str = "similarity",
     groups: Tensor | None = None,
 ) -> Tensor:
-    """GHDCC's affinity graph over the rows of ``features`` (methods-spec §5.3, steps 1-4).
+    """GHDCC's affinity graph over the rows of ``features`` (our reconstruction).
 
     Row i keeps its top-k cosine neighbours (self excluded) whose similarity is at least
     ``threshold`` ("we select only samples whose similarity exceeds a predefined threshold"),

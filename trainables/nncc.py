@@ -1,4 +1,4 @@
-"""NNCC: Nearest Neighbor Contrastive Clustering (methods-spec §6).
+"""NNCC: Nearest Neighbor Contrastive Clustering (Xu et al., Knowledge-Based Systems 2022).
 
 Two stages of one trial (Algorithm 1):
 
@@ -19,6 +19,8 @@ Every row is an anchor and a neighbour's every view is a positive (``nncc.positi
 symmetric``, what Eq. 7's sum over all views implies); ``literal`` keeps Eq. 10/11 as printed:
 only anchor-view rows are anchors, and neighbours' anchor views are negatives [CONFLICT].
 There is no cluster head: clusters are k-means on the 128-d representation z (§3.4).
+
+``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ class PretextConfig(Closed):
     )
     aug: AugmentConfig = Field(
         default_factory=lambda: _scan_augmentation(blur=False),
-        description="SCAN's pretext augmentation A_SCAN: no blur (methods-spec erratum to "
-        "§6.3); the NNCC stage's own aug adds the blur of §1.3.",
+        description="SCAN's pretext augmentation A_SCAN: no blur (SCAN's pretext recipe has "
+        "none); the NNCC stage's own aug adds CC's blur.",
     )
 
 
@@ -113,7 +115,7 @@ class NNCCOptions(Closed):
 
 
 class NNCCConfig(MethodConfig):
-    """NNCC's hyperparameters (methods-spec §6.6); ``epochs`` counts the NNCC stage."""
+    """NNCC's hyperparameters (the paper's §4.4); ``epochs`` counts the NNCC stage."""
 
     epochs: int = Field(
         500,

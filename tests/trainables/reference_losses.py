@@ -87,7 +87,7 @@ def pair_consistency(p, q):
 
 
 def gcc_rgc_code(z_a, z_b, z_n, omega, tau, self_excluded=False):
-    """GCC's coded RGC, methods-spec §4.4, one anchor and one entry at a time.
+    """GCC's RGC as its code computes it (not Eq. 8), one anchor and one entry at a time.
 
     Contrast set [a; b; ω_t(j)·n_t,j]; positives of i: b_i (weight 1) and n_t,i with weight
     ω_t(i) on e^{ω_t(i) z_a,i·n_t,i/τ}; denominator: every non-positive (self unless excluded).

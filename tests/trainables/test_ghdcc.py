@@ -253,7 +253,7 @@ def test_default_config_is_the_papers_where_stated_and_the_specs_reading_elsewhe
         "entropy",
         "ce",
     ]
-    # the reconstruction's choices (methods-spec §5.3-5.6 and its errata)
+    # the reconstruction's choices (docs/methods.md, GHDCC: graph, views, losses, assignment)
     assert (config.graph.k, config.graph.threshold, config.graph.weighting) == (
         5,
         0.8,

@@ -1,12 +1,11 @@
 """Each method's assembled ``training_step`` against an independent slow computation.
 
-For every method, one step runs on real views; then the loss terms are recomputed from the
-same snapshot of inputs (views, banks and queues before the step, the neighbours it drew)
-with loops written from methods-spec, and compared in value (every term and the total) and
-in the gradient of the total with respect to every network parameter. Only the network's
-own layers are shared with the method; every graph, mask, weight, pairing and loss scale is
-rebuilt here, so a wrong pairing or a wrong constant fails.
-"""
+For every method, one step runs on real views; then the loss terms are recomputed from the same
+snapshot of inputs (views, banks and queues before the step, the neighbours it drew) with loops
+written from the papers' equations (docs/methods.md), and compared in value (every term and the
+total) and in the gradient of the total with respect to every network parameter. Only the
+network's own layers are shared with the method; every graph, mask, weight, pairing and loss
+scale is rebuilt here, so a wrong pairing or a wrong constant fails."""
 
 import math
 
