@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ablate.search_space import Domain, search_points
-from ablate.study import DatasetEntry, Study, planned_trials
+from ablate.study import DatasetEntry, Study
+from ablate.study_file import planned_trials
 from ablate.yaml_source import StudyFileError
 from trainables.config import MethodConfig, flatten, unflatten
 from trainables.registry import get_method

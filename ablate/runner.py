@@ -12,17 +12,12 @@ reports its results and trains nothing.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from ray.tune import Callback
 
 from ablate.capacity import PlacementWatch, check_capacity, cluster_autoscales
 from ablate.driver_lock import study_lock
@@ -35,19 +30,12 @@ from ablate.planner import (
     planned_epochs,
     trial_count,
 )
-from ablate.progress import LiveProgress, PlainProgress, StudyProgress
+from ablate.progress import StudyProgress
+from ablate.progress_callback import Display, Printer, ProgressCallback, attach_display
+from ablate.resume_check import PLAN_FILE, check_unchanged, fingerprint
 from ablate.reuse_plan import replay_epochs, replayed, reuse_lines
 from ablate.study import Study, absolute_uri
 from ablate.trial_keys import trial_store_root
-from ablate.yaml_source import StudyFileError
-
-Printer = Callable[[str], None]
-PLAN_FILE = "ablate_plan.json"
-
-
-def _print(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 @dataclass
@@ -78,92 +66,6 @@ def _run_settings(study: Study) -> dict[str, Any]:
     elif "ABLATE_DATA" not in os.environ:
         run["data_root"] = str(Path("data").resolve())
     return run
-
-
-#: How this driver shows progress. Tune unpickles its callbacks when a study resumes, and the
-#: run that pickled them may have had another terminal or --progress-every: a restored
-#: callback takes these. Every view opened is listed, so the driver closes it at the end.
-_DISPLAY: dict[str, Any] = {"live": False, "every_s": 30.0, "printer": _print}
-_OPEN_VIEWS: list[ProgressCallback] = []
-
-
-def close_progress_views() -> None:
-    """Stop every live table (and forget plain views) this driver opened."""
-    while _OPEN_VIEWS:
-        _OPEN_VIEWS.pop().close()
-
-
-class ProgressCallback(Callback):
-    """Feeds Tune's trial events to a :class:`StudyProgress` and shows it.
-
-    On a terminal a live table (``rich``); otherwise plain lines, a trial's at most every
-    ``every_s`` seconds. Epoch reports already reach the driver: no channel of its own.
-    """
-
-    def __init__(
-        self, progress: StudyProgress, live: bool, every_s: float, printer: Printer = _print
-    ) -> None:
-        self.progress, self.live, self.every_s, self.printer = progress, live, every_s, printer
-        self._view: LiveProgress | PlainProgress | None = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("printer", "_view")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """A resumed study: this driver's display, and paces measured afresh."""
-        self.__dict__.update(state)
-        self.live, self.every_s, self.printer = (
-            _DISPLAY["live"],
-            _DISPLAY["every_s"],
-            _DISPLAY["printer"],
-        )
-        self._view = None
-        for trial in self.progress.trials.values():
-            trial.last_report = None  # the time between two drivers is no epoch's
-
-    @property
-    def view(self) -> LiveProgress | PlainProgress:
-        if self._view is None:
-            self._view = (
-                LiveProgress(self.progress, sys.stdout)
-                if self.live
-                else PlainProgress(self.progress, self.printer, self.every_s)
-            )
-            _OPEN_VIEWS.append(self)
-        return self._view
-
-    def close(self) -> None:
-        if self._view is not None:
-            self._view.close()
-            self._view = None
-
-    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        from ablate.tracking import trial_spec
-
-        try:
-            epochs = trial_spec(trial.config).total_epochs()
-        except ValueError:  # an invalid sampled config: the trial fails at once with its reason
-            epochs = 0
-        self.progress.start(str(trial), epochs)
-        self.view.event(f"started {trial}")
-
-    def on_trial_result(
-        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-    ) -> None:
-        if "reuse_refused" in result:  # the trial store held a folder that failed its check
-            self.view.event(f"warning: {trial}: {result['reuse_refused']}")
-        self.view.epoch(self.progress.report(str(trial), result))
-
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        self.progress.finish(str(trial))
-        self.view.event(f"finished {trial}")
-
-    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        from ablate.tracking import error_summary
-
-        reason = error_summary(trial)
-        self.progress.fail(str(trial), reason)
-        self.view.event(f"FAILED {trial}: {reason}")
 
 
 def _search_alg(study: Study) -> Any:
@@ -222,63 +124,6 @@ def _trial_name(trial: Any) -> str:
     return spec.key
 
 
-#: Edits a resumed study takes up: they change what reports say, never what a trial computes.
-RESUME_ACCEPTS = ("description", "reference", "analysis")
-
-
-def _fingerprint(study: Study) -> str:
-    """Everything resume must find unchanged (tracking with its URI made absolute)."""
-    data = study.model_dump(mode="json", exclude=set(RESUME_ACCEPTS))
-    data["tracking"]["uri"] = absolute_uri(study.tracking.uri)
-    return json.dumps(data, sort_keys=True)
-
-
-def _changed_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ.
-
-    Only keys the stored plan holds count: older plans held fewer, and resume must not
-    refuse them for it.
-    """
-    if not isinstance(before, dict) or not isinstance(after, dict):
-        return [] if before == after else [prefix or "(the study)"]
-    out = []
-    for key, value in before.items():
-        if not prefix and key in RESUME_ACCEPTS:
-            continue
-        out += _changed_keys(value, after.get(key), f"{prefix}.{key}" if prefix else key)
-    return out
-
-
-def _check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> None:
-    """Refuse a resume after an edit it cannot apply, naming the keys that changed.
-
-    Tune restores the trials, their retry budget (``run.max_retries``) and the MLflow logger
-    (``tracking``) as they were pickled at the first run, so those edits would be silently
-    dropped; other edits would mix two studies in one.
-    """
-    stored = experiment_dir / PLAN_FILE
-    if not stored.exists():
-        return
-    before = json.loads(stored.read_text(encoding="utf-8"))
-    changed = _changed_keys(before, json.loads(_fingerprint(study)))
-    if not changed:
-        return
-    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    first = changed[0]
-    was = before
-    for part in first.split("."):
-        was = was.get(part) if isinstance(was, dict) else None
-    raise StudyFileError(
-        study_file,
-        (),
-        None,
-        f"{shown} changed since the study's results in {experiment_dir} were started "
-        f"({first} was {was!r}); a resume cannot apply that (it accepts edits of "
-        f"{', '.join(RESUME_ACCEPTS)} only). Set it back, give the study a new name, or "
-        "delete that folder to start over",
-    )
-
-
 def _require_reachable(address: str, timeout_s: float = 10.0) -> None:
     """Refuse an address nothing answers on within seconds (Ray would retry for minutes)."""
     import socket
@@ -318,18 +163,15 @@ def _connect(
 
 
 def run_study(
-    study: Study,
-    study_file: str,
-    address: str | None = None,
-    printer: Printer = _print,
-    live_progress: bool = False,
-    progress_every_s: float = 30.0,
+    study: Study, study_file: str, address: str | None = None, display: Display | None = None
 ) -> Outcome:
     """Run (or resume) every trial of ``study``; returns what happened.
 
-    ``live_progress``: a table redrawn in place (a terminal); otherwise a trial's epoch line
-    at most every ``progress_every_s`` seconds.
+    ``display``: how progress is shown (a live table on a terminal, else plain lines) and
+    where every line goes.
     """
+    display = display or Display()
+    printer = display.printer
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # keep the resume state fresh
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     # evaluation runs every `eval_every` epochs: results in between carry no ACC
@@ -355,127 +197,137 @@ def run_study(
         if warning is not None:
             printer(warning)
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
-        return _run_locked(
-            study, study_file, storage, uri, address, printer, live_progress, progress_every_s
-        )
+        return _run_locked(study, study_file, storage, uri, address, display)
 
 
 def _run_locked(
-    study: Study,
-    study_file: str,
-    storage: Path,
-    uri: str,
-    address: str | None,
-    printer: Printer,
-    live_progress: bool,
-    progress_every_s: float,
+    study: Study, study_file: str, storage: Path, uri: str, address: str | None, display: Display
 ) -> Outcome:
-    from ray import tune
+    """Run the study while this driver holds its lock: launch or resume, fit, end its run."""
+    from ablate.tracking import BACKLOG_FILE
 
-    from ablate.tracking import BACKLOG_FILE, MLflowTrialLogger, provenance, selection_tags
-    from ablate.trainable import tune_trial
-
+    printer = display.printer
     experiment_dir = storage / study.name
-    _check_unchanged(study, study_file, experiment_dir)
-    metric, mode = study.objective or (
-        (study.search.metric, study.search.mode) if study.search else ("acc", "max")
-    )  # without an objective, metric only names the "best" of the progress lines
+    check_unchanged(study, study_file, experiment_dir)
     total = trial_count(study)
     started_here = _connect(address, printer, uri, dashboard=study.resources.workers > 1)
     # a local Ray started here has what it has; a cluster may add nodes if it autoscales
     check_capacity(study, fixed=started_here or not cluster_autoscales(), warn=printer)
+    restoring = _can_restore(experiment_dir)
+    tuner, views = _tuner_of(study, storage, uri, display, restoring)
+    if restoring and _all_terminated(experiment_dir, total):
+        printer(f"study {study.name!r} already finished: {total} trials, nothing to train")
+        outcome = _collect(tuner.get_results())
+        if (experiment_dir / BACKLOG_FILE).exists():  # records an MLflow outage held back
+            _end_study_run(_mlflow_logger(study, uri, display.printer), outcome)
+        return _with_backlog(outcome, experiment_dir)
+    try:
+        outcome = _fit(tuner, experiment_dir, total)
+    finally:
+        for view in views:
+            view.close()
+    _end_study_run(_mlflow_logger(study, uri, display.printer), outcome)
+    return _with_backlog(outcome, experiment_dir)
 
+
+def _fit(tuner: Any, experiment_dir: Path, total: int) -> Outcome:
+    """Run the trials to their end, or until Ctrl-C."""
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        return Outcome(interrupted=True)
+    outcome = _collect(grid)
+    # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
+    statuses = _statuses(experiment_dir)
+    outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
+        len(statuses) < total
+    )
+    return outcome
+
+
+def _can_restore(experiment_dir: Path) -> bool:
+    from ray import tune
+
+    return bool(tune.Tuner.can_restore(str(experiment_dir)))
+
+
+def _mlflow_logger(study: Study, uri: str, printer: Printer) -> Any:
+    """The study's MLflow writer, a Tune callback (this driver is the only writer)."""
+    from ablate.tracking import BACKLOG_FILE, MLflowTrialLogger, provenance, selection_tags
+
+    return MLflowTrialLogger(
+        uri,
+        study.experiment,
+        study.name,
+        {**provenance(), **selection_tags(study)},
+        backlog=Path(study.run.storage).resolve() / study.name / BACKLOG_FILE,
+        printer=printer,
+    )
+
+
+def _tuner_of(
+    study: Study, storage: Path, uri: str, display: Display, restoring: bool
+) -> tuple[Any, list[ProgressCallback]]:
+    """A new Tuner for the study, or the stored one restored; and its progress callbacks."""
+    from ray import tune
+
+    from ablate.trainable import tune_trial
+
+    experiment_dir, printer = storage / study.name, display.printer
     r = study.resources
     # a multi-worker trial holds only a sliver itself: its TorchTrainer reserves the workers
     trial_resources = {"cpu": r.cpus, "gpu": r.gpus} if r.workers == 1 else {"cpu": 0.01}
     trainable = tune.with_resources(tune_trial, trial_resources)
-
-    def mlflow_logger() -> MLflowTrialLogger:
-        return MLflowTrialLogger(
-            uri,
-            study.experiment,
-            study.name,
-            {**provenance(), **selection_tags(study)},
-            backlog=experiment_dir / BACKLOG_FILE,
-            printer=printer,
-        )
-
-    max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
-    _DISPLAY.update(live=live_progress, every_s=progress_every_s, printer=printer)
-    found = replayed(study)  # before launch: trials done already, repeats within the study
-    progress = ProgressCallback(
-        StudyProgress(
-            total,
-            planned_epochs(study),
-            metric,
-            mode,
-            max_concurrent,
-            replays=replay_epochs(study, found),
-        ),
-        live=live_progress,
-        every_s=progress_every_s,
-        printer=printer,
-    )
-    callbacks = [mlflow_logger(), progress, PlacementWatch(study, study.run.placement_timeout_s)]
-    restored = tune.Tuner.can_restore(str(experiment_dir))
-    if restored:
+    if restoring:
         printer(f"resuming study {study.name!r} from {experiment_dir}")
         tuner = tune.Tuner.restore(
             str(experiment_dir), trainable=trainable, resume_unfinished=True, resume_errored=True
         )
-    else:
-        printer(
-            f"study {study.name!r}: {total} trial{'' if total == 1 else 's'} of {study.method}; "
-            f"results in {experiment_dir}"
-        )
-        for line in reuse_lines(study, found):
-            printer(line)
-        tuner = tune.Tuner(
-            trainable,
-            param_space=_param_space(study),
-            tune_config=tune.TuneConfig(
-                metric=metric,
-                mode=mode,
-                scheduler=_scheduler(study),
-                search_alg=_search_alg(study),
-                num_samples=total if study.adaptive else 1,
-                max_concurrent_trials=max_concurrent,
-                reuse_actors=True,
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name,
-            ),
-            run_config=tune.RunConfig(
-                name=study.name,
-                storage_path=str(storage),
-                verbose=0,
-                callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=study.run.max_retries),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            ),
-        )
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        (experiment_dir / PLAN_FILE).write_text(_fingerprint(study), encoding="utf-8")
-    if restored and _all_terminated(experiment_dir, total):
-        printer(f"study {study.name!r} already finished: {total} trials, nothing to train")
-        outcome = _collect(tuner.get_results())
-        if (experiment_dir / BACKLOG_FILE).exists():  # records an MLflow outage held back
-            _end_study_run(mlflow_logger(), outcome)
-        return _with_backlog(outcome, experiment_dir)
-    try:
-        grid = tuner.fit()
-    except KeyboardInterrupt:
-        outcome = Outcome(interrupted=True)
-    else:
-        close_progress_views()
-        outcome = _collect(grid)
-        # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
-        statuses = _statuses(experiment_dir)
-        outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
-            len(statuses) < total
-        )
-    close_progress_views()
-    _end_study_run(mlflow_logger(), outcome)
-    return _with_backlog(outcome, experiment_dir)
+        return tuner, attach_display(tuner, display)
+    metric, mode = study.objective or (
+        (study.search.metric, study.search.mode) if study.search else ("acc", "max")
+    )  # without an objective, metric only names the "best" of the progress lines
+    total = trial_count(study)
+    max_concurrent = study.resources.max_concurrent or _data_parallel_capacity(study)
+    found = replayed(study)  # before launch: trials done already, repeats within the study
+    replays = replay_epochs(study, found)
+    progress = StudyProgress(
+        total, planned_epochs(study), metric, mode, max_concurrent, replays=replays
+    )
+    view = ProgressCallback(progress, display)
+    watch = PlacementWatch(study, study.run.placement_timeout_s)
+    printer(
+        f"study {study.name!r}: {total} trial{'' if total == 1 else 's'} of {study.method}; "
+        f"results in {experiment_dir}"
+    )
+    for line in reuse_lines(study, found):
+        printer(line)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=_param_space(study),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            scheduler=_scheduler(study),
+            search_alg=_search_alg(study),
+            num_samples=total if study.adaptive else 1,
+            max_concurrent_trials=max_concurrent,
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=study.name,
+            storage_path=str(storage),
+            verbose=0,
+            callbacks=[_mlflow_logger(study, uri, printer), view, watch],
+            failure_config=tune.FailureConfig(max_failures=study.run.max_retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    (experiment_dir / PLAN_FILE).write_text(fingerprint(study), encoding="utf-8")
+    return tuner, [view]
 
 
 def _end_study_run(logger: Any, outcome: Outcome) -> None:

@@ -185,32 +185,41 @@ def _verdict(p: float | None, sign: float, alpha: float, direction: Direction) -
     return "better" if improves else "worse"
 
 
+@dataclass(frozen=True)
+class PairedSettings:
+    """How rows are compared with the control: the test, its level, and what is added."""
+
+    alpha: float = 0.05
+    test: Test = "wilcoxon"  # the test whose Holm-adjusted p gives the verdict
+    confidence_level: float = 0.95  # of the bootstrap interval of the mean difference
+    rope: float | None = None  # the Bayesian signed-rank test's region of equivalence
+    seed: int = 0  # of the bootstrap and baycomp
+    direction: Direction | None = None  # None: the metric's own (higher or lower is better)
+    power: float = 0.8  # of the detectable difference and of the seeds needed
+    difference: float | None = None  # the seeds this paired difference needs
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1); got {self.alpha}")
+        if self.rope is not None and self.rope <= 0:
+            raise ValueError(f"--rope must be positive; got {self.rope}")
+
+
 def paired_analysis(
     runs: pd.DataFrame,
     metric: str,
     control: str,
-    *,
-    alpha: float = 0.05,
-    test: Test = "wilcoxon",
-    confidence_level: float = 0.95,
-    rope: float | None = None,
-    seed: int = 0,
-    direction: Direction | None = None,
-    power: float = 0.8,
-    difference: float | None = None,
+    settings: PairedSettings | None = None,
+    **options: Any,
 ) -> PairedAnalysis:
     """Compare every row with ``control`` on every data set, pairing runs by seed.
 
-    Each row also carries the power figures of :mod:`analysis.power` at Holm's strictest
-    level: the difference detectable with its pairs, and the seeds ``difference`` needs.
+    ``settings`` (or its fields as keywords) say how. Each row also carries the power
+    figures of :mod:`analysis.power` at Holm's strictest level: the difference detectable with
+    its pairs, and the seeds ``settings.difference`` needs.
     """
-    from statsmodels.stats.multitest import multipletests
-
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1); got {alpha}")
-    if rope is not None and rope <= 0:
-        raise ValueError(f"--rope must be positive; got {rope}")
-    direction = direction or metric_direction(metric)
+    settings = settings or PairedSettings(**options)
+    direction = settings.direction or metric_direction(metric)
     values = per_seed(runs, metric)
     labels = list(dict.fromkeys(values["label"]))
     control = resolve_control(labels, control)
@@ -222,119 +231,160 @@ def paired_analysis(
     for dataset in dict.fromkeys(values["dataset"]):
         here = values[values["dataset"] == dataset]
         base = here[here["label"] == control].set_index("seed")["value"]
-        pending: list[dict[str, Any]] = []
+        pending = []
         for other in others:
             side = here[here["label"] == other].set_index("seed")["value"]
             if side.empty and base.empty:
                 continue
-            seeds = sorted(set(base.index) & set(side.index))
-            c, o = base.loc[seeds].to_numpy(float), side.loc[seeds].to_numpy(float)
-            d = o - c
-            low, high, method = bootstrap_interval(d, confidence_level, seed)
-            w_plus, w_minus = signed_rank_sums(d) if len(d) else (None, None)
-            pairs = int(np.count_nonzero(d)) if test == "wilcoxon" else len(d)
-            entry: dict[str, Any] = dict(
-                dataset=str(dataset),
-                control=control,
-                other=other,
-                n=len(seeds),
-                seeds=tuple(int(s) for s in seeds),
-                only_control=tuple(int(s) for s in sorted(set(base.index) - set(side.index))),
-                only_other=tuple(int(s) for s in sorted(set(side.index) - set(base.index))),
-                control_mean=float(c.mean()) if len(c) else None,
-                other_mean=float(o.mean()) if len(o) else None,
-                mean_difference=float(d.mean()) if len(d) else None,
-                ci_low=low,
-                ci_high=high,
-                ci_method=method,
-                wilcoxon_p=wilcoxon_p(d),
-                ttest_p=ttest_p(o, c),
-                smallest_p=smallest_p(test, pairs),  # Wilcoxon drops zero differences
-                sd_difference=difference_spread(d),
-                w_plus=w_plus,
-                w_minus=w_minus,
-                hodges_lehmann=hodges_lehmann(d),
-                dominant_seed=dominant_seed(d, seeds),
-                sign=deciding_direction(test, d),
-                tested_pairs=pairs,
-            )
-            if rope is not None and len(d) >= 2:
-                entry["p_worse"], entry["p_equivalent"], entry["p_better"] = rope_probabilities(
-                    o, c, rope, seed, direction
-                )
+            entry = _compare(str(dataset), control, other, base, side, settings, direction)
+            notices += _pair_notices(entry)
             pending.append(entry)
-            if entry["only_control"] or entry["only_other"]:
-                notices.append(
-                    f"{dataset}: missing pairs for {other}: seeds {list(entry['only_control'])} "
-                    f"ran only for {control}, seeds {list(entry['only_other'])} only for {other}"
-                )
-            if len(d) and not np.any(d != 0):
-                notices.append(f"{dataset}: {other} equals {control} on every seed")
-            elif entry["dominant_seed"] is not None:
-                at = seeds.index(entry["dominant_seed"])
-                rest = float(np.delete(d, at).mean())
-                notices.append(
-                    f"{dataset}: one seed decides {other}'s mean: seed {entry['dominant_seed']} "
-                    f"differs by {d[at]:+.4f}, the mean of all {len(d)} is {d.mean():+.4f}, of "
-                    f"the other {len(d) - 1} {rest:+.4f} (Hodges-Lehmann "
-                    f"{entry['hodges_lehmann']:+.4f}); the verdict follows the test, not the mean"
-                )
-            elif 2 <= len(d) < 5:
-                notices.append(
-                    f"{dataset}: {other}'s interval rests on {len(d)} pairs: the bootstrap only "
-                    "describes them and covers the true difference far less often than 95 %"
-                )
-        key = "wilcoxon_p" if test == "wilcoxon" else "ttest_p"
-        tested = [e for e in pending if e[key] is not None]
-        if tested:
-            adjusted = multipletests([e[key] for e in tested], alpha=alpha, method="holm")[1]
-            for entry, p in zip(tested, adjusted, strict=True):
-                entry["p_adjusted"] = float(p)
-        family = len(tested)
-        strictest = alpha / max(family, 1)  # Holm's first step
-        for entry in pending:
-            sd = entry["sd_difference"]
-            if sd is not None:
-                entry["detectable_difference"] = detectable_difference(
-                    sd, entry["n"], strictest, power
-                )
-                if difference is not None:
-                    entry["seeds_needed"] = seeds_needed(sd, difference, strictest, power)
-        for entry in pending:
-            entry.setdefault("p_adjusted", None)
-            sign, pairs = entry.pop("sign"), entry.pop("tested_pairs")
-            entry["verdict"] = _verdict(entry["p_adjusted"], sign, alpha, direction)
-            reachable = min(1.0, family * entry["smallest_p"]) if family else 1.0
-            if entry["n"] and reachable >= alpha:
-                counted = (
-                    f"{pairs} pair(s) with a non-zero difference"
-                    if pairs != entry["n"]
-                    else f"{pairs} pair(s)"
-                )
-                notices.append(
-                    f"{dataset}: {entry['other']} has {counted}: the smallest "
-                    f"Holm-adjusted p over {family} comparison(s) is {reachable:.3g}, never below "
-                    f"alpha = {alpha} ({_pairs_needed(test, family, alpha)} pairs needed)"
-                )
-            rows.append(PairedRow(**entry))
+        notices += _decide(pending, settings, direction)
+        rows += [PairedRow(**{k: v for k, v in e.items() if k not in TRANSIENT}) for e in pending]
     return PairedAnalysis(
         metric=metric,
         direction=direction,
-        alpha=alpha,
-        test=test,
-        test_description=WILCOXON if test == "wilcoxon" else TTEST,
+        alpha=settings.alpha,
+        test=settings.test,
+        test_description=WILCOXON if settings.test == "wilcoxon" else TTEST,
         correction="Holm over the comparisons against the control on each data set, per metric "
         "(statsmodels.stats.multitest.multipletests, method='holm')",
-        confidence_level=confidence_level,
+        confidence_level=settings.confidence_level,
         bootstrap_resamples=BOOTSTRAP_RESAMPLES,
-        seed=seed,
-        rope=rope,
+        seed=settings.seed,
+        rope=settings.rope,
         control=control,
         rows=tuple(rows),
-        power=power,
-        difference=difference,
+        power=settings.power,
+        difference=settings.difference,
         warnings=tuple(notices),
     )
+
+
+#: What one comparison carries while its family is decided, not kept in its row.
+TRANSIENT = ("sign", "tested_pairs", "differences")
+
+
+def _compare(
+    dataset: str,
+    control: str,
+    other: str,
+    base: pd.Series,
+    side: pd.Series,
+    settings: PairedSettings,
+    direction: Direction,
+) -> dict[str, Any]:
+    """One row against the control on one data set, over the seeds both ran."""
+    seeds = sorted(set(base.index) & set(side.index))
+    c, o = base.loc[seeds].to_numpy(float), side.loc[seeds].to_numpy(float)
+    d = o - c
+    low, high, method = bootstrap_interval(d, settings.confidence_level, settings.seed)
+    w_plus, w_minus = signed_rank_sums(d) if len(d) else (None, None)
+    pairs = int(np.count_nonzero(d)) if settings.test == "wilcoxon" else len(d)
+    entry: dict[str, Any] = dict(
+        dataset=dataset,
+        control=control,
+        other=other,
+        n=len(seeds),
+        seeds=tuple(int(s) for s in seeds),
+        only_control=tuple(int(s) for s in sorted(set(base.index) - set(side.index))),
+        only_other=tuple(int(s) for s in sorted(set(side.index) - set(base.index))),
+        control_mean=float(c.mean()) if len(c) else None,
+        other_mean=float(o.mean()) if len(o) else None,
+        mean_difference=float(d.mean()) if len(d) else None,
+        ci_low=low,
+        ci_high=high,
+        ci_method=method,
+        wilcoxon_p=wilcoxon_p(d),
+        ttest_p=ttest_p(o, c),
+        smallest_p=smallest_p(settings.test, pairs),  # Wilcoxon drops zero differences
+        sd_difference=difference_spread(d),
+        w_plus=w_plus,
+        w_minus=w_minus,
+        hodges_lehmann=hodges_lehmann(d),
+        dominant_seed=dominant_seed(d, seeds),
+        sign=deciding_direction(settings.test, d),
+        tested_pairs=pairs,
+        differences=d,
+    )
+    if settings.rope is not None and len(d) >= 2:
+        entry["p_worse"], entry["p_equivalent"], entry["p_better"] = rope_probabilities(
+            o, c, settings.rope, settings.seed, direction
+        )
+    return entry
+
+
+def _pair_notices(entry: dict[str, Any]) -> list[str]:
+    """What a reader must know of one comparison: missing pairs, one deciding seed, few pairs."""
+    dataset, other, control = entry["dataset"], entry["other"], entry["control"]
+    d, seeds = entry["differences"], list(entry["seeds"])
+    notices = []
+    if entry["only_control"] or entry["only_other"]:
+        notices.append(
+            f"{dataset}: missing pairs for {other}: seeds {list(entry['only_control'])} "
+            f"ran only for {control}, seeds {list(entry['only_other'])} only for {other}"
+        )
+    if len(d) and not np.any(d != 0):
+        notices.append(f"{dataset}: {other} equals {control} on every seed")
+    elif entry["dominant_seed"] is not None:
+        at = seeds.index(entry["dominant_seed"])
+        rest = float(np.delete(d, at).mean())
+        notices.append(
+            f"{dataset}: one seed decides {other}'s mean: seed {entry['dominant_seed']} "
+            f"differs by {d[at]:+.4f}, the mean of all {len(d)} is {d.mean():+.4f}, of "
+            f"the other {len(d) - 1} {rest:+.4f} (Hodges-Lehmann "
+            f"{entry['hodges_lehmann']:+.4f}); the verdict follows the test, not the mean"
+        )
+    elif 2 <= len(d) < 5:
+        notices.append(
+            f"{dataset}: {other}'s interval rests on {len(d)} pairs: the bootstrap only "
+            "describes them and covers the true difference far less often than 95 %"
+        )
+    return notices
+
+
+def _decide(
+    family: list[dict[str, Any]], settings: PairedSettings, direction: Direction
+) -> list[str]:
+    """Holm over one data set's comparisons, their power figures and verdicts; notices."""
+    from statsmodels.stats.multitest import multipletests
+
+    alpha, test = settings.alpha, settings.test
+    key = "wilcoxon_p" if test == "wilcoxon" else "ttest_p"
+    tested = [e for e in family if e[key] is not None]
+    if tested:
+        adjusted = multipletests([e[key] for e in tested], alpha=alpha, method="holm")[1]
+        for entry, p in zip(tested, adjusted, strict=True):
+            entry["p_adjusted"] = float(p)
+    size = len(tested)
+    strictest = alpha / max(size, 1)  # Holm's first step
+    notices = []
+    for entry in family:
+        sd = entry["sd_difference"]
+        if sd is not None:
+            entry["detectable_difference"] = detectable_difference(
+                sd, entry["n"], strictest, settings.power
+            )
+            if settings.difference is not None:
+                entry["seeds_needed"] = seeds_needed(
+                    sd, settings.difference, strictest, settings.power
+                )
+        entry.setdefault("p_adjusted", None)
+        entry["verdict"] = _verdict(entry["p_adjusted"], entry["sign"], alpha, direction)
+        reachable = min(1.0, size * entry["smallest_p"]) if size else 1.0
+        if entry["n"] and reachable >= alpha:
+            pairs = entry["tested_pairs"]
+            counted = (
+                f"{pairs} pair(s) with a non-zero difference"
+                if pairs != entry["n"]
+                else f"{pairs} pair(s)"
+            )
+            notices.append(
+                f"{entry['dataset']}: {entry['other']} has {counted}: the smallest "
+                f"Holm-adjusted p over {size} comparison(s) is {reachable:.3g}, never below "
+                f"alpha = {alpha} ({_pairs_needed(test, size, alpha)} pairs needed)"
+            )
+    return notices
 
 
 def _pairs_needed(test: Test, family: int, alpha: float) -> int:

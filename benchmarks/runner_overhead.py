@@ -40,7 +40,7 @@ def main() -> None:
 
     from ablate.planner import expand
     from ablate.runner import run_study
-    from ablate.study import load_study
+    from ablate.study_file import load_study
     from trainables.datasets import load_dataset
     from trainables.loop import LoopSettings, Trainer
     from trainables.registry import get_method

@@ -17,7 +17,8 @@ import argparse
 
 from ablate.measure import config_key, load_costs
 from ablate.planner import expand
-from ablate.study import Study, load_study
+from ablate.study import Study
+from ablate.study_file import load_study
 from ablate.trial_keys import trial_keys
 
 

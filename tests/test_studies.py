@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ablate.planner import expand
-from ablate.study import load_study
+from ablate.study_file import load_study
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 

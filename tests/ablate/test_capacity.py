@@ -68,7 +68,8 @@ def test_on_an_autoscaling_cluster_it_warns_then_stops_after_the_wait(
     run.placement_timeout_s with nothing running stops the study with the reason."""
     from ablate import runner
     from ablate.capacity import CapacityError
-    from ablate.study import load_study
+    from ablate.progress_callback import Display
+    from ablate.study_file import load_study
 
     monkeypatch.setattr(runner, "cluster_autoscales", lambda: True)  # as under `ray up`
     path = make_study(
@@ -81,7 +82,7 @@ def test_on_an_autoscaling_cluster_it_warns_then_stops_after_the_wait(
     lines = []
     start = time.monotonic()
     with pytest.raises(CapacityError) as stopped:
-        runner.run_study(load_study(path), str(path), printer=lines.append)
+        runner.run_study(load_study(path), str(path), display=Display(printer=lines.append))
     assert time.monotonic() - start < 120
     assert any(x.startswith("warning: no node has room for a trial yet") for x in lines)
     message = str(stopped.value)

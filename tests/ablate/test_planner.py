@@ -4,7 +4,7 @@ import pytest
 
 from ablate.planner import describe_plan, expand, trial_count
 from ablate.search_space import Domain, sample_domain
-from ablate.study import load_study
+from ablate.study_file import load_study
 
 #: Three variants; no base, so the plan shows only what each variant changes.
 PLAN = {

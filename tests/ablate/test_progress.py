@@ -164,29 +164,49 @@ def test_a_callback_restored_on_resume_takes_this_drivers_display_and_measures_a
     """Tune unpickles its callbacks when a study resumes, pickled by another driver."""
     import pickle
 
-    from ablate import runner
+    from ablate.progress_callback import Display, ProgressCallback
 
     clock = FakeClock()
     study = _study(clock, trials=1, epochs=4)
-    callback = runner.ProgressCallback(study, live=True, every_s=5.0, printer=print)
+    callback = ProgressCallback(study, Display(live=True, every_s=5.0))
     study.start("a", 4)
     clock.now += 10
     study.report("a", {"epoch": 1})
+    restored = pickle.loads(pickle.dumps(callback))
+    assert restored.display == Display()  # nobody's terminal: plain lines
     lines: list[str] = []
-    runner._DISPLAY.update(live=False, every_s=60.0, printer=lines.append)
-    try:
-        restored = pickle.loads(pickle.dumps(callback))
-    finally:
-        runner._DISPLAY.update(live=False, every_s=30.0, printer=runner._print)
-    assert (restored.live, restored.every_s) == (False, 60.0)
+    restored.display = Display(live=False, every_s=60.0, printer=lines.append)
     restored.progress.clock = clock
     clock.now += 7200  # the study waited two hours for its next driver
     trial = restored.progress.report("a", {"epoch": 2})
     assert trial.epoch_seconds == [10]  # not a two-hour epoch
     restored.view.epoch(trial)
     assert lines and lines[-1].startswith("  a: ")  # this driver's printer, plain mode
-    runner.close_progress_views()
-    assert not runner._OPEN_VIEWS
+    restored.close()
+
+
+def _one_report(config):
+    from ray import tune
+
+    tune.report({"epoch": 1})
+
+
+def test_a_tuner_restored_by_ray_gets_this_drivers_display(tmp_path, local_ray):
+    """attach_display reaches the callbacks Ray unpickled (a private accessor: checked here)."""
+    from ray import tune
+
+    from ablate.progress_callback import Display, ProgressCallback, attach_display
+    from ablate.study import RunSettings
+    from tests.ablate.test_trial_key import SPEC
+
+    first = ProgressCallback(StudyProgress(1, 1, "acc", "max", 1), Display(every_s=1.0))
+    run_config = tune.RunConfig(name="restored", storage_path=str(tmp_path), callbacks=[first])
+    trial = {"spec": SPEC.to_dict(), "run": RunSettings().model_dump()}  # what ablate passes
+    tune.Tuner(_one_report, param_space=trial, run_config=run_config).fit()
+    tuner = tune.Tuner.restore(str(tmp_path / "restored"), trainable=_one_report)
+    mine = Display(every_s=60.0, printer=print)
+    (restored,) = attach_display(tuner, mine)
+    assert restored is not first and restored.display is mine
 
 
 def test_replayed_trials_count_neither_in_the_pace_nor_in_the_work_left():

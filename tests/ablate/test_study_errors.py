@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from ablate.cli import main
-from ablate.study import load_study
+from ablate.study_file import load_study
 from ablate.yaml_source import StudyFileError
 
 GOOD = """\

@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 
 from ablate.cli import main
 from ablate.keyed_store import MANIFEST_FILE
-from ablate.study import load_study
+from ablate.study_file import load_study
 from ablate.trial_keys import trial_keys, trial_store_root
 from tests import dataset_fixtures as fx
 from tests.conftest import study_file

@@ -1,0 +1,274 @@
+"""The ``ablate`` commands that turn results into tables, tests and figures.
+
+``report`` and ``stats``, from MLflow experiments and CSV files of published numbers; one
+handler and one parser builder each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis.stats import Comparison, PairwiseComparison
+
+INCLUDE_STOPPED_HELP = (
+    "keep runs the scheduler (ASHA) stopped early: their last epoch is an early one, "
+    "not the study's (default: left out of tables and tests, and listed)"
+)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from analysis.aggregate import aggregate
+    from analysis.report import describe_comparison, load_sources
+    from analysis.stats import compare
+
+    if args.cd_diagram:
+        _check_figure_path(args.cd_diagram)  # before any statistics are printed
+    from analysis.loading import left_out_lines
+
+    runs = load_sources(args.sources, args.tracking_uri, args.include_stopped)
+    for line in left_out_lines(runs):
+        print(line)
+    metrics = _metric_columns(runs)
+    if args.metric not in metrics:
+        raise ValueError(
+            f"no values of metric {args.metric!r} in {', '.join(args.sources)}; metrics there: "
+            f"{', '.join(metrics) or 'none'}"
+        )
+    if args.paired:
+        return _paired_stats(args, runs)
+    result: Comparison | PairwiseComparison
+    if args.posthoc == "wilcoxon-holm":
+        from analysis.paired import block_table
+        from analysis.report import describe_pairwise
+        from analysis.stats import pairwise_wilcoxon_holm
+
+        result = pairwise_wilcoxon_holm(
+            block_table(runs, args.metric), args.metric, alpha=args.alpha
+        )
+        sys.stdout.write(describe_pairwise(result))
+    else:
+        scores = aggregate(runs, (args.metric,)).score_table(args.metric)
+        result = compare(
+            scores, args.metric, alpha=args.alpha, control=args.control, missing=args.missing
+        )
+        sys.stdout.write(describe_comparison(result))
+    if args.cd_diagram:
+        from analysis.plots import plot_cd
+
+        plot_cd(result).savefig(args.cd_diagram, bbox_inches="tight")
+        print(f"CD diagram: {args.cd_diagram}")
+    return 0
+
+
+def _metric_columns(runs: pd.DataFrame) -> list[str]:
+    """The numeric result columns a user may test (not seeds, epochs or parameters)."""
+    from pandas.api.types import is_numeric_dtype
+
+    skip = {"seed", "epochs", "early_stopped"}
+    return [
+        str(c)
+        for c in runs.columns
+        if c not in skip
+        and not str(c).startswith(("param.", "best_"))
+        and is_numeric_dtype(runs[c])
+        and runs[c].notna().any()
+    ]
+
+
+def _check_figure_path(target: str) -> None:
+    from pathlib import Path
+
+    path = Path(target)
+    if path.suffix.lower() not in (".pdf", ".png", ".svg"):
+        raise ValueError(f"--cd-diagram {target}: give a .pdf, .png or .svg file")
+    if not path.parent.is_dir():
+        raise ValueError(f"--cd-diagram {target}: folder {path.parent} does not exist")
+
+
+def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
+    from pathlib import Path
+
+    from analysis.paired import describe_paired, paired_analysis, paired_to_json
+
+    if args.control is None:
+        raise ValueError("--paired compares against a control: name it with --control")
+    result = paired_analysis(
+        runs,
+        args.metric,
+        args.control,
+        alpha=args.alpha,
+        test=args.test,
+        rope=args.rope,
+        seed=args.seed,
+        power=args.power,
+        difference=args.difference,
+    )
+    sys.stdout.write(describe_paired(result))
+    if args.json:
+        Path(args.json).write_text(paired_to_json(result), encoding="utf-8")
+        print(f"JSON: {args.json}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.loading import left_out_lines, load_mlflow
+    from analysis.report import ReportInput, write_report
+
+    target = args.study_or_experiment
+    uri: str | None
+    searched: tuple[str, ...]
+    settings: dict[str, Any] = {}
+    order: dict[str, int] = {}
+    if target.endswith(".csv"):
+        from analysis.loading import load_published
+
+        runs = load_published(target)
+        name, uri, reference, searched = Path(target).stem, None, {}, ()
+    elif target.endswith((".yaml", ".yml")):
+        from ablate.study import absolute_uri
+        from ablate.study_file import load_study
+
+        study = load_study(target)
+        uri = absolute_uri(args.tracking_uri or study.tracking.uri)
+        name, experiment = study.name, study.experiment
+        reference = dict(study.reference)
+        searched = tuple(study.search.searched_keys()) if study.search else ()
+        settings = study.analysis.model_dump()
+        rows = [*study.variants, *study.baselines]  # rows as the study lists them
+        order = {variant: i for i, variant in enumerate(rows)}
+    else:
+        uri = args.tracking_uri or "sqlite:///mlflow.db"
+        name = experiment = target
+        reference, searched = {}, ()
+    if not target.endswith(".csv"):
+        assert uri is not None
+        runs = load_mlflow(uri, [experiment], include_stopped=args.include_stopped)
+        if target.endswith((".yaml", ".yml")) and not runs.empty:
+            rank = runs["variant"].map(order).fillna(len(order))
+            runs = runs.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
+    if runs.empty:
+        raise ValueError(f"{target}: no results to report yet")
+    out = Path(args.out or Path("ablate_reports") / name)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give the folder the report goes into")
+    report = ReportInput(name, runs, reference, searched, uri, **settings)
+    for path in write_report(report, out, args.format, ["acc", "nmi", "ari"]):
+        print(path)
+    for line in left_out_lines(runs):
+        print(line)
+    return 0
+
+
+def _add_report(commands: Any) -> None:
+    """``ablate report STUDY|EXPERIMENT|CSV``."""
+    report = commands.add_parser(
+        "report",
+        help="write a study's tables, statistics and figures",
+        description="Write every table and figure a study supports: results and ablation "
+        "tables (check-mark columns for the switches that differ), sweep tables for searched "
+        "keys, the reproduction table against the study's reference numbers, Friedman/Nemenyi "
+        "statistics with a CD diagram, metric-per-epoch and sweep plots.",
+    )
+    report.add_argument(
+        "study_or_experiment",
+        help="a study file, an MLflow experiment name, or a CSV of published numbers",
+    )
+    report.add_argument("--format", choices=["latex", "md", "csv"], default="latex")
+    report.add_argument("--out", help="output folder (default: ablate_reports/<study>)")
+    report.add_argument(
+        "--tracking-uri", help="MLflow URI (default: the study's, else sqlite:///mlflow.db)"
+    )
+    report.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help=INCLUDE_STOPPED_HELP,
+    )
+    report.set_defaults(handler=_cmd_report)
+
+
+def _add_stats(commands: Any) -> None:
+    """``ablate stats SOURCES...``."""
+    stats = commands.add_parser(
+        "stats",
+        help="paired tests over seeds against a control, or Friedman/Nemenyi ranks and a CD "
+        "diagram",
+        description="From MLflow experiments and/or CSV files of published numbers. With "
+        "--paired: compare every row with --control on each data set over seeds (mean paired "
+        "difference with a bootstrap interval, Wilcoxon and t-test p-values, Holm, a verdict; "
+        "--rope adds the Bayesian signed-rank test). Without: rank methods over data sets "
+        "(seeds averaged) with the Friedman and Iman-Davenport tests, the Nemenyi critical "
+        "difference and, with --control, Bonferroni-Dunn and Holm.",
+    )
+    stats.add_argument(
+        "sources", nargs="+", help="MLflow experiment names and/or results .csv files"
+    )
+    stats.add_argument("--metric", default="acc", help="metric to rank by (default acc)")
+    stats.add_argument("--alpha", type=float, default=0.05)
+    stats.add_argument("--control", help="compare every method against this one (Holm)")
+    stats.add_argument(
+        "--missing",
+        choices=["error", "drop-methods", "drop-datasets", "worst"],
+        default="error",
+        help="policy for missing method x data set cells",
+    )
+    stats.add_argument("--cd-diagram", metavar="FILE", help="write the CD diagram (.pdf/.png/.svg)")
+    stats.add_argument(
+        "--posthoc",
+        choices=["nemenyi", "wilcoxon-holm"],
+        default="nemenyi",
+        help="the CD diagram's groups: Nemenyi's CD over data sets (default), or Holm-adjusted "
+        "pairwise Wilcoxon tests over (data set, seed) blocks, which keeps power with few "
+        "data sets",
+    )
+    stats.add_argument(
+        "--paired",
+        action="store_true",
+        help="paired comparisons against --control over seeds, per data set",
+    )
+    stats.add_argument(
+        "--test",
+        choices=["wilcoxon", "ttest"],
+        default="wilcoxon",
+        help="with --paired: the test whose Holm-adjusted p gives the verdict (default wilcoxon)",
+    )
+    stats.add_argument(
+        "--rope",
+        type=float,
+        metavar="R",
+        help="with --paired: the Bayesian signed-rank test with a region of practical "
+        "equivalence of +-R (baycomp)",
+    )
+    stats.add_argument("--json", metavar="FILE", help="with --paired: write every number as JSON")
+    stats.add_argument(
+        "--seed", type=int, default=0, help="with --paired: seed of the bootstrap and baycomp"
+    )
+    stats.add_argument(
+        "--difference",
+        type=float,
+        help="with --paired: print the seeds a paired difference this large needs (power 0.8)",
+    )
+    stats.add_argument(
+        "--power", type=float, default=0.8, help="with --paired: the power of the seed figures"
+    )
+    stats.add_argument(
+        "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"
+    )
+    stats.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help=INCLUDE_STOPPED_HELP,
+    )
+    stats.set_defaults(handler=_cmd_stats)
+
+
+def add_commands(commands: Any) -> None:
+    """Add the analysis commands to the ``ablate`` parser's sub-commands."""
+    _add_report(commands)
+    _add_stats(commands)
