@@ -93,7 +93,8 @@ def _check_figure_path(target: str) -> None:
 def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
     from pathlib import Path
 
-    from analysis.paired import describe_paired, paired_analysis, paired_to_json
+    from analysis.paired import paired_analysis
+    from analysis.paired_text import describe_paired, paired_to_json
 
     if args.control is None:
         raise ValueError("--paired compares against a control: name it with --control")

@@ -37,8 +37,8 @@ def stage_material(trainer: Trainer, index: int) -> dict[str, Any] | None:
     device type and the precision it ran in are part of it, so neither an edited loss nor a
     bf16 GPU result is reused in their place.
     """
+    from trainables.checkpoint import CHECKPOINT_FORMAT
     from trainables.fingerprint import library_versions, method_fingerprint
-    from trainables.loop import CHECKPOINT_FORMAT
 
     stages = []
     for stage in trainer.stages[: index + 1]:

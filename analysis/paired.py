@@ -22,15 +22,13 @@ order), so every other row is compared with the control through its paired diffe
 
 Nothing is dropped silently: seeds run for one side only are listed, and a comparison that
 can never reach α (Wilcoxon's smallest two-sided p with n pairs is 2^(1−n)) says so.
-:func:`paired_analysis` returns a frozen :class:`PairedAnalysis`; :func:`describe_paired` and
-:func:`paired_to_json` render it without changing it.
+:func:`paired_analysis` returns a frozen :class:`PairedAnalysis`; :mod:`analysis.paired_text`
+renders it without changing it.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -399,99 +397,6 @@ def _pairs_needed(test: Test, family: int, alpha: float) -> int:
 
 # --------------------------------------------------------------------------------------------
 # Renderers
-
-
-def _number(value: float | None, digits: int = 4, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}g}"
-
-
-def describe_paired(result: PairedAnalysis) -> str:
-    """The analysis as text: one block per data set, then the decisions and warnings."""
-    better = "higher" if result.direction == "max" else "lower"
-    lines = [
-        f"paired comparisons against {result.control}: metric {result.metric} ({better} is "
-        f"better), alpha = {result.alpha}",
-        f"test: {result.test_description}; {result.correction}",
-        f"interval: {result.confidence_level:.0%} bootstrap of the mean paired difference "
-        f"(scipy.stats.bootstrap, {result.bootstrap_resamples} resamples, seed {result.seed}; "
-        "method per row)",
-    ]
-    if result.rope is not None:
-        lines.append(
-            f"Bayesian signed-rank test (baycomp), ROPE ±{result.rope}: P(worse) / "
-            "P(equivalent) / P(better)"
-        )
-    for dataset in dict.fromkeys(r.dataset for r in result.rows):
-        lines.append(f"{dataset}:")
-        for r in (row for row in result.rows if row.dataset == dataset):
-            interval = (
-                f"[{_number(r.ci_low, 4, True)}, {_number(r.ci_high, 4, True)}] {r.ci_method}"
-                if r.ci_method
-                else "no interval (n < 2)"
-            )
-            ranks = (
-                f" (W+ = {r.w_plus:g}, W- = {r.w_minus:g}, Hodges-Lehmann "
-                f"{_number(r.hodges_lehmann, 4, True)})"
-                if r.w_plus is not None and r.w_minus is not None
-                else ""
-            )
-            line = (
-                f"  {r.other}: n = {r.n}, mean Δ = {_number(r.mean_difference, 4, True)} "
-                f"{interval}; Wilcoxon p = {_number(r.wilcoxon_p)}{ranks}, t-test p = "
-                f"{_number(r.ttest_p)}, Holm p = {_number(r.p_adjusted)} -> {r.verdict}"
-            )
-            if r.p_better is not None:
-                line += (
-                    f"; P(worse/equiv/better) = {r.p_worse:.3f}/{r.p_equivalent:.3f}/"
-                    f"{r.p_better:.3f}"
-                )
-            lines.append(line)
-    lines += describe_power(result)
-    lines += [f"warning: {w}" for w in result.warnings]
-    return "\n".join(lines) + "\n"
-
-
-def describe_power(result: PairedAnalysis) -> list[str]:
-    """Lines on the seeds: the difference each comparison can detect, the seeds one needs."""
-    rows = [r for r in result.rows if r.sd_difference is not None]
-    if not rows:
-        return []
-    asked = (
-        f"; seeds for a difference of {result.difference:g}"
-        if result.difference is not None
-        else ""
-    )
-    lines = [
-        f"seeds: paired t-test power {result.power:.0%} at Holm's strictest level alpha/m "
-        f"(statsmodels TTestPower; Wilcoxon needs ~5 % more and at least 6){asked}:"
-    ]
-    for r in rows:
-        line = (
-            f"  {r.dataset} {r.other}: sd of differences {r.sd_difference:.4f}; with n = {r.n} "
-            f"the smallest detectable difference is {_number(r.detectable_difference)}"
-        )
-        if r.seeds_needed is not None:
-            line += f"; {r.seeds_needed} seeds for {result.difference:g}"
-        lines.append(line)
-    return lines
-
-
-def paired_to_json(result: PairedAnalysis) -> str:
-    """Every number and decision as JSON (the structure README documents)."""
-    data = asdict(result)
-    data["rows"] = [
-        {
-            **row,
-            "seeds": list(row["seeds"]),
-            "only_control": list(row["only_control"]),
-            "only_other": list(row["only_other"]),
-        }  # fmt: skip
-        for row in data["rows"]
-    ]
-    data["warnings"] = list(result.warnings)
-    return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
 # --------------------------------------------------------------------------------------------

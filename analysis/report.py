@@ -16,11 +16,10 @@ from analysis.aggregate import aggregate
 from analysis.differences import Test
 from analysis.paired import (
     default_control,
-    describe_paired,
     paired_analysis,
-    paired_to_json,
     table_significance,
 )
+from analysis.paired_text import describe_paired, paired_to_json
 from analysis.stats import Comparison, PairwiseComparison, compare
 
 FORMATS = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import math
-import pickle
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,58 +27,27 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from trainables import device_stats
+from trainables import checkpoint, device_stats
+from trainables.checkpoint import CheckpointMismatchError, UnsafeCheckpointError
 from trainables.data_parallel import RowSharding, average_gradients, synchronise_batch_norm
 from trainables.datasets import ClusteringData
 from trainables.evaluation_order import content_order
 from trainables.method import Method, StepOutput, Views, unsplittable_batch
-from trainables.metrics import (
-    clustering_scores,
-    kmeans_assign,
-    neighbour_label_accuracy,
-    spectral_assign,
-)
+from trainables.metrics import Evaluator, kmeans_assign, silhouette_of, spectral_assign
 
-CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
-
-
-SILHOUETTE_SAMPLE = 2000  # images the silhouette is estimated on (it is O(n²))
-
-
-def silhouette_of(features: np.ndarray, assignments: np.ndarray, seed: int) -> float | None:
-    """Mean silhouette (cosine) of the clusters on the evaluation features: label-free.
-
-    Estimated on a seeded sample of :data:`SILHOUETTE_SAMPLE` images; None when there is one
-    cluster only (or every image is its own).
-    """
-    from sklearn.metrics import silhouette_score
-
-    found = len(np.unique(assignments))
-    if found < 2 or found >= assignments.shape[0]:
-        return None
-    sample = min(SILHOUETTE_SAMPLE, assignments.shape[0])
-    try:
-        score = silhouette_score(
-            features, assignments, metric="cosine", sample_size=sample, random_state=seed
-        )
-    except ValueError:  # the sample fell in one cluster
-        return None
-    return float(score)
+__all__ = [
+    "CheckpointMismatchError",
+    "EpochHooks",
+    "EpochReport",
+    "LoopSettings",
+    "NonFiniteLossError",
+    "Trainer",
+    "UnsafeCheckpointError",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the epoch, step and terms."""
-
-
-class CheckpointMismatchError(KeyError):
-    """A checkpoint does not hold exactly the state this run declares."""
-
-
-class UnsafeCheckpointError(RuntimeError):
-    """A checkpoint holds pickled objects beyond tensors and plain data.
-
-    It is never unpickled: checkpoints and shared stages live on storage others may write to.
-    """
 
 
 @dataclass(frozen=True)
@@ -139,21 +107,6 @@ class EpochHooks(Protocol):
         ...
 
 
-class Evaluator:
-    """Holds the labels and scores assignments; the only place labels are read."""
-
-    def __init__(self, labels: torch.Tensor, num_clusters: int) -> None:
-        self.labels = labels.cpu().numpy()
-        self.num_clusters = num_clusters
-
-    def score(self, assignments: np.ndarray) -> dict[str, float]:
-        return clustering_scores(assignments, self.labels, self.num_clusters)
-
-    def neighbour_accuracy(self, lists: torch.Tensor) -> float:
-        """Share of graph neighbours that share their anchor's class (GCC Fig. 3)."""
-        return neighbour_label_accuracy(lists.cpu().numpy(), self.labels)
-
-
 def _distributed_rank_and_size() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -203,7 +156,7 @@ class Trainer:
         self.stage_ends = [int(end) for end in np.cumsum([s.epochs for s in self.stages])]
         self.total_epochs = self.stage_ends[-1]
         self.epoch = 0
-        self._enter_stage(0)
+        self.start_stage_of(0)
 
     def _shard_over_ranks(self) -> RowSharding:
         """Several workers: the method's sharded modules encode this rank's rows only.
@@ -229,14 +182,14 @@ class Trainer:
         self.epoch = epoch
         index = self._stage_at(epoch)
         if index != self.stage_index:
-            self._enter_stage(index)
+            self.start_stage_of(index)
         return index
 
     def _stage_at(self, epoch: int) -> int:
         """Index of the stage that trains (0-based) ``epoch``."""
         return min(bisect.bisect_right(self.stage_ends, epoch), len(self.stages) - 1)
 
-    def _enter_stage(self, index: int) -> None:
+    def start_stage_of(self, index: int) -> None:
         """A fresh optimiser and schedule for stage ``index``; tells the method."""
         stage = self.stages[index]
         self.stage_index = index
@@ -327,7 +280,7 @@ class Trainer:
         """One pass (plus the unlabelled pass first, if the data set has one)."""
         stage = self._stage_at(self.epoch)
         if stage != self.stage_index:
-            self._enter_stage(stage)
+            self.start_stage_of(stage)
         self.method.network.train()
         sums: dict[str, float] = {}
         steps = 0
@@ -492,64 +445,12 @@ class Trainer:
             on_epoch(report, self)
         return report
 
-    # -- checkpoints ------------------------------------------------------------------------
+    # -- checkpoints (trainables/checkpoint.py) --------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        rng: dict[str, Any] = {
-            "torch": torch.get_rng_state(),
-            "shuffle": self.shuffle_gen.get_state(),
-            "augment": self.aug_gen.get_state(),
-        }
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "method": self.method.name,
-            "epoch": self.epoch,
-            "stage": self.stage_index,
-            "network": self.method.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "method_state": self.method.extra_state(),
-            "rng": rng,
-        }
+        return checkpoint.trainer_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        expected = {
-            "format",
-            "method",
-            "epoch",
-            "stage",
-            "network",
-            "optimizer",
-            "scheduler",
-            "method_state",
-            "rng",
-        }
-        missing, unexpected = expected - set(state), set(state) - expected
-        if missing or unexpected:
-            raise CheckpointMismatchError(
-                f"checkpoint keys: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
-            )
-        if state["method"] != self.method.name:
-            raise CheckpointMismatchError(
-                f"checkpoint is of method {state['method']!r}, not {self.method.name!r}"
-            )
-        result = self.method.network.load_state_dict(state["network"], strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise CheckpointMismatchError(
-                f"network state: missing {result.missing_keys}, unexpected {result.unexpected_keys}"
-            )
-        self._enter_stage(int(state["stage"]))  # the optimiser state belongs to this stage
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.method.load_extra_state(state["method_state"])
-        rng = state["rng"]
-        torch.set_rng_state(rng["torch"])
-        self.shuffle_gen.set_state(rng["shuffle"])
-        self.epoch = int(state["epoch"])
-        self.aug_gen.set_state(rng["augment"])  # one stream, the same on every rank
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        checkpoint.load_trainer_state(self, state)
 
     def save(self, path: str | Path) -> Path:
         target = Path(path)
@@ -558,16 +459,5 @@ class Trainer:
         return target
 
     def restore(self, path: str | Path) -> None:
-        """Load with ``weights_only``, so a planted file is refused instead of run.
-
-        Shared stages and trial checkpoints sit on storage that others may write to.
-        """
-        try:
-            state = torch.load(Path(path), map_location=self.device, weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise UnsafeCheckpointError(
-                f"{path}: holds objects other than tensors and plain data; refusing to unpickle "
-                f"it (was it written by ablate? check who can write to this folder): "
-                f"{str(error).splitlines()[0]}"
-            ) from None
-        self.load_state_dict(state)
+        """Load with ``weights_only``, so a planted file is refused instead of run."""
+        self.load_state_dict(checkpoint.read_checkpoint(Path(path), self.device))

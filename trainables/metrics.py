@@ -9,9 +9,14 @@ unmatched clusters count as errors). NMI (arithmetic mean) and ARI come from sci
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+if TYPE_CHECKING:
+    import torch  # the evaluator takes tensors; this module imports no torch
 
 
 def contingency(
@@ -125,3 +130,42 @@ def spectral_assign(
     )
     labels: np.ndarray = np.asarray(model.fit_predict(x), dtype=np.int64)
     return labels
+
+
+SILHOUETTE_SAMPLE = 2000  # images the silhouette is estimated on (it is O(n²))
+
+
+def silhouette_of(features: np.ndarray, assignments: np.ndarray, seed: int) -> float | None:
+    """Mean silhouette (cosine) of the clusters on the evaluation features: label-free.
+
+    Estimated on a seeded sample of :data:`SILHOUETTE_SAMPLE` images; None when there is one
+    cluster only (or every image is its own).
+    """
+    from sklearn.metrics import silhouette_score
+
+    found = len(np.unique(assignments))
+    if found < 2 or found >= assignments.shape[0]:
+        return None
+    sample = min(SILHOUETTE_SAMPLE, assignments.shape[0])
+    try:
+        score = silhouette_score(
+            features, assignments, metric="cosine", sample_size=sample, random_state=seed
+        )
+    except ValueError:  # the sample fell in one cluster
+        return None
+    return float(score)
+
+
+class Evaluator:
+    """Holds the labels and scores assignments; the only place labels are read."""
+
+    def __init__(self, labels: torch.Tensor, num_clusters: int) -> None:
+        self.labels = labels.cpu().numpy()
+        self.num_clusters = num_clusters
+
+    def score(self, assignments: np.ndarray) -> dict[str, float]:
+        return clustering_scores(assignments, self.labels, self.num_clusters)
+
+    def neighbour_accuracy(self, lists: torch.Tensor) -> float:
+        """Share of graph neighbours that share their anchor's class (GCC Fig. 3)."""
+        return neighbour_label_accuracy(lists.cpu().numpy(), self.labels)

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from analysis.paired import describe_paired, paired_analysis, paired_to_json
+from analysis.paired import paired_analysis
+from analysis.paired_text import describe_paired, paired_to_json
 from analysis.stats import smallest_p
 
 

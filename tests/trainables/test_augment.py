@@ -5,7 +5,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from trainables import augment
+from trainables import augment, pixel_ops
 from trainables.config import AugmentConfig
 from trainables.datasets import CATALOGUE
 
@@ -77,7 +77,7 @@ def test_crop_fallback_is_central_when_nothing_fits():
 def test_full_box_is_a_plain_resize_and_flip_mirrors():
     imgs = _images(b=2, h=16, w=16).float() / 255
     full = torch.tensor([[0.0, 0.0, 16.0, 16.0]] * 2)
-    out = augment.resized_crop(imgs, full, torch.tensor([False, True]), 16)
+    out = pixel_ops.resized_crop(imgs, full, torch.tensor([False, True]), 16)
     assert torch.allclose(out[0], imgs[0], atol=1e-5)
     assert torch.allclose(out[1], imgs[1].flip(-1), atol=1e-5)
 
@@ -85,7 +85,7 @@ def test_full_box_is_a_plain_resize_and_flip_mirrors():
 def test_crop_matches_torchvision_resized_crop_when_upsampling():
     imgs = _images(b=3, h=32, w=32, seed=1).float() / 255
     boxes = torch.tensor([[4.0, 2.0, 12.0, 16.0], [0.0, 10.0, 20.0, 20.0], [8.0, 8.0, 16.0, 16.0]])
-    out = augment.resized_crop(imgs, boxes, torch.zeros(3, dtype=torch.bool), 40)
+    out = pixel_ops.resized_crop(imgs, boxes, torch.zeros(3, dtype=torch.bool), 40)
     for i, (top, left, h, w) in enumerate(boxes.int().tolist()):
         ref = TF.resized_crop(imgs[i], top, left, h, w, [40, 40], antialias=False)
         # torchvision clamps at the crop's edge; grid_sample blends in the pixel just outside,
@@ -110,16 +110,16 @@ def test_jitter_ops_match_torchvision_per_sample(op, tv):
     values = [0.5, 0.9, 1.3, 1.7] if op < 3 else [-0.2, -0.05, 0.1, 0.3]
     factors = torch.zeros(4, 4)
     factors[:, op] = torch.tensor(values)
-    out = augment.color_jitter(x.clone(), factors, torch.tensor([op]))
+    out = pixel_ops.color_jitter(x.clone(), factors, torch.tensor([op]))
     for i, f in enumerate(values):
         assert torch.allclose(out[i], tv(x[i], f), atol=1e-5), (op, i)
 
 
 def test_grayscale_and_blur_match_torchvision():
     x = _images(b=3, h=20, w=20, seed=3).float() / 255
-    assert torch.allclose(augment.grayscale(x)[0], TF.rgb_to_grayscale(x[0]), atol=1e-6)
+    assert torch.allclose(pixel_ops.grayscale(x)[0], TF.rgb_to_grayscale(x[0]), atol=1e-6)
     sigmas = torch.tensor([0.3, 1.0, 2.0])
-    out = augment.gaussian_blur(x, sigmas, 5)
+    out = pixel_ops.gaussian_blur(x, sigmas, 5)
     for i, s in enumerate(sigmas.tolist()):
         assert torch.allclose(out[i], TF.gaussian_blur(x[i], [5, 5], [s, s]), atol=1e-5)
 
