@@ -9,7 +9,6 @@ run per trial and never logs an epoch twice.
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import time
@@ -22,6 +21,7 @@ from ray.tune import Callback
 from ablate import run_schema as schema
 from ablate.planner import TrialConfigError, TrialSpec
 from ablate.study import Study
+from ablate.write_behind import WriteBehind
 
 #: Keys Tune adds to every result; they are bookkeeping, not our metrics.
 TUNE_KEYS = frozenset(
@@ -90,14 +90,6 @@ def trial_params(spec: TrialSpec) -> dict[str, str]:
     return params
 
 
-#: Seconds between tries of a failing MLflow call before its record is buffered. MLflow's
-#: SQLite sessions themselves wait up to 20 s for a lock at each try, so a locked database
-#: stalls the driver about a minute before its records are buffered; a server that refuses
-#: connections, 5 s.
-RETRY_WAITS = (1.0, 4.0)
-#: While the store is down, seconds between attempts to write the backlog (each attempt may
-#: wait for SQLite's lock, so not at every epoch of every trial).
-COOLDOWN_S = 20.0
 BACKLOG_FILE = "mlflow_backlog.jsonl"
 
 
@@ -129,28 +121,13 @@ class TrialRecord:
         )
 
 
-def _plain(value: Any) -> Any:
-    """JSON for a backlog line: numbers stay numbers, anything else becomes text."""
-    if isinstance(value, float | int | str | bool) or value is None:
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 class MLflowTrialLogger(Callback):
     """Driver-side MLflow writer for a study's trials, whole under store faults.
 
-    Every write is retried with backoff; a write that still fails is kept, in order, in a
-    backlog (in memory and in ``backlog``, a JSON-lines file in the study's storage) while the
-    trials go on, and the backlog is written first thing once the store answers again: later
-    in this run, or at the next ``ablate run`` of the study. Writes are idempotent (a run is
-    found again by its trial id, an epoch already logged is skipped), so replaying is safe.
+    Every write goes through a :class:`~ablate.write_behind.WriteBehind`: retried, else kept
+    in ``backlog`` (a JSON-lines file in the study's storage) until the store answers again.
+    Writes are idempotent (a run is found again by its trial id, an epoch already logged is
+    skipped), so replaying is safe.
     """
 
     def __init__(
@@ -176,9 +153,7 @@ class MLflowTrialLogger(Callback):
         self.parent_id: str | None = None
         self._runs: dict[str, str] = {}
         self._last_epoch: dict[str, float] = {}
-        self.backlog: list[dict[str, Any]] = []
-        self._warned = False
-        self._retry_at = 0.0
+        self.writes = WriteBehind(self._apply, self.backlog_file, self.tracking_uri, self.printer)
 
     # Tune pickles callbacks with the experiment state: only the settings travel; the client,
     # the runs and the parent run are found again (and reopened) in setup().
@@ -193,64 +168,8 @@ class MLflowTrialLogger(Callback):
         self.printer = print
         self._reset()
 
-    # -- fault handling ---------------------------------------------------------------------
-    def _with_retries(self, write: Any) -> None:
-        for wait in (*RETRY_WAITS, None):
-            try:
-                write()
-                return
-            except Exception:
-                if wait is None:
-                    raise
-                time.sleep(wait)
-
-    def _save_backlog(self) -> None:
-        if self.backlog_file is None:
-            return
-        if not self.backlog:
-            self.backlog_file.unlink(missing_ok=True)
-            return
-        partial = self.backlog_file.with_suffix(".partial")
-        partial.write_text("".join(json.dumps(e) + "\n" for e in self.backlog), encoding="utf-8")
-        partial.replace(self.backlog_file)
-
-    def _flush(self, patient: bool = False) -> None:
-        """Write the backlog in order; stop at the first record the store still refuses."""
-        while self.backlog:
-            try:
-                if patient:
-                    self._with_retries(lambda: self._apply(self.backlog[0]))
-                else:
-                    self._apply(self.backlog[0])
-            except Exception:
-                break
-            self.backlog.pop(0)
-            self._save_backlog()
-        if not self.backlog and self._warned:
-            self.printer(f"MLflow at {self.tracking_uri} is back: the buffered records are written")
-            self._warned = False
-
     def _handle(self, event: dict[str, Any]) -> None:
-        if self.backlog and time.monotonic() >= self._retry_at:
-            self._flush()
-            if self.backlog:
-                self._retry_at = time.monotonic() + COOLDOWN_S
-        if not self.backlog:
-            try:
-                self._with_retries(lambda: self._apply(event))
-                return
-            except Exception as error:  # noqa: BLE001 - any store fault: keep the record
-                self._retry_at = time.monotonic() + COOLDOWN_S
-                if not self._warned:
-                    first = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
-                    self.printer(
-                        f"warning: MLflow at {self.tracking_uri} failed "
-                        f"({type(error).__name__}: {first}); the trials go on and their "
-                        "records are kept until it answers again"
-                    )
-                    self._warned = True
-        self.backlog.append(_plain(event))
-        self._save_backlog()
+        self.writes.write(event)
 
     # -- Tune's callback hooks ----------------------------------------------------------------
     def setup(
@@ -260,14 +179,9 @@ class MLflowTrialLogger(Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
-        if self.backlog_file is not None and self.backlog_file.exists():
-            lines = self.backlog_file.read_text(encoding="utf-8").splitlines()
-            records = [json.loads(line) for line in lines if line.strip()]
-            # how an earlier driver ended is moot now that this one runs the study: written
-            # late, its "KILLED" would mark the running study and its trials stopped
-            self.backlog = [r for r in records if r.get("event") != "end"]
-            if len(self.backlog) != len(records):
-                self._save_backlog()
+        # how an earlier driver ended is moot now that this one runs the study: written late,
+        # its "KILLED" would mark the running study and its trials stopped
+        self.writes.load(keep=lambda record: record.get("event") != "end")
         self._handle({"event": "setup"})  # a failing store is buffered like any write
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -292,7 +206,7 @@ class MLflowTrialLogger(Callback):
         The driver then ends the study's run (:meth:`finish`): only it knows whether the
         study finished or was stopped.
         """
-        self._flush(patient=True)
+        self.writes.flush(patient=True)
 
     def finish(self, status: str) -> None:
         """End the study's parent run as ``status`` and write what is still buffered.
@@ -302,7 +216,7 @@ class MLflowTrialLogger(Callback):
         them again and reopens them).
         """
         self._handle({"event": "end", "status": status})
-        self._flush(patient=True)
+        self.writes.flush(patient=True)
 
     # -- the writes ---------------------------------------------------------------------------
     def _apply(self, event: dict[str, Any]) -> None:
