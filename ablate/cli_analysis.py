@@ -10,15 +10,42 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ablate.cli_parts import new_command
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from analysis.stats import Comparison, PairwiseComparison
 
-INCLUDE_STOPPED_HELP = (
-    "keep runs the scheduler (ASHA) stopped early: their last epoch is an early one, "
-    "not the study's (default: left out of tables and tests, and listed)"
-)
+
+#: Each command's one-line help (``ablate --help``) and its description (``ablate NAME --help``).
+TEXTS: dict[str, tuple[str, str]] = {
+    "report": (
+        "write a study's tables, statistics and figures",
+        "Write every table and figure a study supports: results and ablation "
+        "tables (check-mark columns for the switches that differ), sweep tables for searched "
+        "keys, the reproduction table against the study's reference numbers, Friedman/Nemenyi "
+        "statistics with a CD diagram, metric-per-epoch and sweep plots.",
+    ),
+    "stats": (
+        "paired tests over seeds against a control, or Friedman/Nemenyi ranks and a CD diagram",
+        "From MLflow experiments and/or CSV files of published numbers. With "
+        "--paired: compare every row with --control on each data set over seeds (mean paired "
+        "difference with a bootstrap interval, Wilcoxon and t-test p-values, Holm, a verdict; "
+        "--rope adds the Bayesian signed-rank test). Without: rank methods over data sets "
+        "(seeds averaged) with the Friedman and Iman-Davenport tests, the Nemenyi critical "
+        "difference and, with --control, Bonferroni-Dunn and Holm.",
+    ),
+}
+
+
+def _add_include_stopped(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help="keep runs the scheduler (ASHA) stopped early: their last epoch is an early one, "
+        "not the study's (default: left out of tables and tests, and listed)",
+    )
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -169,14 +196,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _add_report(commands: Any) -> None:
     """``ablate report STUDY|EXPERIMENT|CSV``."""
-    report = commands.add_parser(
-        "report",
-        help="write a study's tables, statistics and figures",
-        description="Write every table and figure a study supports: results and ablation "
-        "tables (check-mark columns for the switches that differ), sweep tables for searched "
-        "keys, the reproduction table against the study's reference numbers, Friedman/Nemenyi "
-        "statistics with a CD diagram, metric-per-epoch and sweep plots.",
-    )
+    report = new_command(commands, "report", _cmd_report, TEXTS["report"])
     report.add_argument(
         "study_or_experiment",
         help="a study file, an MLflow experiment name, or a CSV of published numbers",
@@ -186,27 +206,12 @@ def _add_report(commands: Any) -> None:
     report.add_argument(
         "--tracking-uri", help="MLflow URI (default: the study's, else sqlite:///mlflow.db)"
     )
-    report.add_argument(
-        "--include-stopped",
-        action="store_true",
-        help=INCLUDE_STOPPED_HELP,
-    )
-    report.set_defaults(handler=_cmd_report)
+    _add_include_stopped(report)
 
 
 def _add_stats(commands: Any) -> None:
     """``ablate stats SOURCES...``."""
-    stats = commands.add_parser(
-        "stats",
-        help="paired tests over seeds against a control, or Friedman/Nemenyi ranks and a CD "
-        "diagram",
-        description="From MLflow experiments and/or CSV files of published numbers. With "
-        "--paired: compare every row with --control on each data set over seeds (mean paired "
-        "difference with a bootstrap interval, Wilcoxon and t-test p-values, Holm, a verdict; "
-        "--rope adds the Bayesian signed-rank test). Without: rank methods over data sets "
-        "(seeds averaged) with the Friedman and Iman-Davenport tests, the Nemenyi critical "
-        "difference and, with --control, Bonferroni-Dunn and Holm.",
-    )
+    stats = new_command(commands, "stats", _cmd_stats, TEXTS["stats"])
     stats.add_argument(
         "sources", nargs="+", help="MLflow experiment names and/or results .csv files"
     )
@@ -261,12 +266,7 @@ def _add_stats(commands: Any) -> None:
     stats.add_argument(
         "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"
     )
-    stats.add_argument(
-        "--include-stopped",
-        action="store_true",
-        help=INCLUDE_STOPPED_HELP,
-    )
-    stats.set_defaults(handler=_cmd_stats)
+    _add_include_stopped(stats)
 
 
 def add_commands(commands: Any) -> None:

@@ -10,7 +10,39 @@ import argparse
 import sys
 from typing import Any
 
+from ablate.cli_parts import new_command
 from ablate.methods_listing import render_methods
+
+#: Each command's one-line help (``ablate --help``) and its description (``ablate NAME --help``).
+TEXTS: dict[str, tuple[str, str]] = {
+    "methods": (
+        "list registered methods with their hyperparameters, defaults and loss switches",
+        "List every registered method: its hyperparameters (dotted keys, as study "
+        "files write them), their paper defaults, and its loss-term switches.",
+    ),
+    "validate": (
+        "check a study file",
+        "Check a study file completely "
+        "(schema, method hyperparameters, search space) without running anything.",
+    ),
+    "plan": (
+        "print a study's trials without running them",
+        "Print the expanded trials (variants x data sets x seeds x search samples) "
+        "with their resolved configs, the trial count and, where known, the GPU-hours.",
+    ),
+    "run": (
+        "run (or resume) a study on Ray, tracked in MLflow",
+        "Run every trial of a study with Ray Tune; every trial is an MLflow run. "
+        "Running it again resumes: finished trials are kept, interrupted or errored ones resume "
+        "from their last checkpoint. Exit status: 0 all finished, 1 some failed, 2 bad study file.",
+    ),
+    "status": (
+        "where a study stands: each trial's state, epoch, metrics and the study's ETA",
+        "Read a study's trials from its MLflow experiment (no Ray needed): state, "
+        "stage, epoch, last loss and metric, images/s, peak memory, node, the failure reason of "
+        "a failed trial, and the study's ETA while its driver runs. Exit status 0.",
+    ),
+}
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -183,36 +215,19 @@ def _add_study_argument(command: argparse.ArgumentParser, force: bool = True) ->
 
 def _add_methods(commands: Any) -> None:
     """``ablate methods [NAME]``."""
-    methods = commands.add_parser(
-        "methods",
-        help="list registered methods with their hyperparameters, defaults and loss switches",
-        description="List every registered method: its hyperparameters (dotted keys, as study "
-        "files write them), their paper defaults, and its loss-term switches.",
-    )
+    methods = new_command(commands, "methods", _cmd_methods, TEXTS["methods"])
     methods.add_argument("name", nargs="?", help="show only this method")
-    methods.set_defaults(handler=_cmd_methods)
 
 
 def _add_validate(commands: Any) -> None:
     """``ablate validate STUDY``."""
-    validate = commands.add_parser(
-        "validate",
-        help="check a study file",
-        description="Check a study file completely "
-        "(schema, method hyperparameters, search space) without running anything.",
-    )
+    validate = new_command(commands, "validate", _cmd_validate, TEXTS["validate"])
     _add_study_argument(validate)
-    validate.set_defaults(handler=_cmd_validate)
 
 
 def _add_plan(commands: Any) -> None:
     """``ablate plan STUDY``: the trials, what is done already, the cost."""
-    plan = commands.add_parser(
-        "plan",
-        help="print a study's trials without running them",
-        description="Print the expanded trials (variants x data sets x seeds x search samples) "
-        "with their resolved configs, the trial count and, where known, the GPU-hours.",
-    )
+    plan = new_command(commands, "plan", _cmd_plan, TEXTS["plan"])
     _add_study_argument(plan)
     plan.add_argument("--full", action="store_true", help="print every key of each resolved config")
     plan.add_argument(
@@ -244,18 +259,11 @@ def _add_plan(commands: Any) -> None:
         metavar="N",
         help="also print the wall-clock on a cluster of N devices (GPUs; CPU trials: slots)",
     )
-    plan.set_defaults(handler=_cmd_plan)
 
 
 def _add_run(commands: Any) -> None:
     """``ablate run STUDY``."""
-    run = commands.add_parser(
-        "run",
-        help="run (or resume) a study on Ray, tracked in MLflow",
-        description="Run every trial of a study with Ray Tune; every trial is an MLflow run. "
-        "Running it again resumes: finished trials are kept, interrupted or errored ones resume "
-        "from their last checkpoint. Exit status: 0 all finished, 1 some failed, 2 bad study file.",
-    )
+    run = new_command(commands, "run", _cmd_run, TEXTS["run"])
     _add_study_argument(run)
     run.add_argument(
         "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
@@ -268,18 +276,11 @@ def _add_run(commands: Any) -> None:
         help="when the output is not a terminal (CI, ray job logs): a running trial's epoch "
         "line at most every SECONDS (default 30); on a terminal a live table instead",
     )
-    run.set_defaults(handler=_cmd_run)
 
 
 def _add_status(commands: Any) -> None:
     """``ablate status STUDY``."""
-    status = commands.add_parser(
-        "status",
-        help="where a study stands: each trial's state, epoch, metrics and the study's ETA",
-        description="Read a study's trials from its MLflow experiment (no Ray needed): state, "
-        "stage, epoch, last loss and metric, images/s, peak memory, node, the failure reason of "
-        "a failed trial, and the study's ETA while its driver runs. Exit status 0.",
-    )
+    status = new_command(commands, "status", _cmd_status, TEXTS["status"])
     _add_study_argument(status, force=False)
     status.add_argument(
         "--watch",
@@ -289,7 +290,6 @@ def _add_status(commands: Any) -> None:
         metavar="SECONDS",
         help="redraw every SECONDS (default 10) until Ctrl-C",
     )
-    status.set_defaults(handler=_cmd_status)
 
 
 def add_commands(commands: Any) -> None:
