@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -227,6 +227,42 @@ def _apply_missing_policy(
     raise ValueError(f"missing policy must be one of {', '.join(MISSING_POLICIES)}; got {policy!r}")
 
 
+def _require_rankable(k: int, n: int, missing: str, dropped: list[Any]) -> None:
+    """At least 2 methods over at least 2 data sets, or a one-line reason and what to do."""
+    if k >= 2 and n >= 2:
+        return
+    after = f" after --missing {missing} dropped {', '.join(map(str, dropped))}" if dropped else ""
+    hint = (
+        "; with one data set, compare variants over seeds instead (--paired --control NAME)"
+        if n < 2
+        else ""
+    )
+    raise ValueError(
+        f"ranking needs at least 2 methods and 2 data sets; got {k} and {n}{after}{hint}"
+    )
+
+
+def _ranking_warnings(n: int, k: int, ff: float, cd: float, ranked_last: int) -> list[str]:
+    """What limits a ranking's tests: few data sets, ties everywhere, a CD too wide to use."""
+    warnings = []
+    if n < 5:
+        warnings.append(f"only {n} data sets: the post-hoc tests have little power (Demšar: N ≥ 5)")
+    if n <= 10:
+        warnings.append(f"N = {n} ≤ 10: the χ² approximation is rough; read F_F")
+    if math.isinf(ff):
+        warnings.append("every data set ranks the methods identically: F_F is infinite, p = 0")
+    if cd > k - 1:
+        warnings.append(
+            f"the critical difference {cd:.2f} exceeds the rank range {k - 1}: "
+            "Nemenyi cannot separate any pair"
+        )
+    if ranked_last:
+        warnings.append(
+            f"{ranked_last} missing cell(s) ranked last: this penalises methods for absent numbers"
+        )
+    return warnings
+
+
 def compare(
     table: pd.DataFrame,
     metric: str,
@@ -247,18 +283,7 @@ def compare(
     methods = tuple(str(m) for m in kept.columns)
     datasets = tuple(str(d) for d in kept.index)
     n, k = len(datasets), len(methods)
-    if k < 2 or n < 2:
-        after = (
-            f" after --missing {missing} dropped {', '.join(map(str, dropped))}" if dropped else ""
-        )
-        hint = (
-            "; with one data set, compare variants over seeds instead (--paired --control NAME)"
-            if n < 2
-            else ""
-        )
-        raise ValueError(
-            f"ranking needs at least 2 methods and 2 data sets; got {k} and {n}{after}{hint}"
-        )
+    _require_rankable(k, n, missing, dropped)
     if control is not None and control not in methods:
         raise ValueError(f"control {control!r} is not among the methods: {', '.join(methods)}")
     scores = kept.to_numpy(dtype=float)
@@ -274,23 +299,7 @@ def compare(
         for j in range(k):
             if average[i] < average[j] and average[j] - average[i] >= cd:
                 pairs.append((methods[i], methods[j], average[j] - average[i]))
-    warnings = []
-    if n < 5:
-        warnings.append(f"only {n} data sets: the post-hoc tests have little power (Demšar: N ≥ 5)")
-    if n <= 10:
-        warnings.append(f"N = {n} ≤ 10: the χ² approximation is rough; read F_F")
-    if math.isinf(ff):
-        warnings.append("every data set ranks the methods identically: F_F is infinite, p = 0")
-    if cd > k - 1:
-        warnings.append(
-            f"the critical difference {cd:.2f} exceeds the rank range {k - 1}: "
-            "Nemenyi cannot separate any pair"
-        )
-    if missing_cells and missing == "worst":
-        warnings.append(
-            f"{len(missing_cells)} missing cell(s) ranked last: "
-            "this penalises methods for absent numbers"
-        )
+    warnings = _ranking_warnings(n, k, ff, cd, len(missing_cells) if missing == "worst" else 0)
     bd_q = bd_cd = None
     holm: tuple[HolmRow, ...] = ()
     if control is not None:
