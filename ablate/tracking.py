@@ -201,12 +201,12 @@ class MLflowTrialLogger(Callback):
         self._handle({"event": "error", "trial": asdict(TrialRecord.of(trial, with_error=True))})
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        """Write what is still buffered, patiently.
+        """Nothing: the driver ends the study's run next (:meth:`finish`, a logger of its own).
 
-        The driver then ends the study's run (:meth:`finish`): only it knows whether the
-        study finished or was stopped.
+        Only the driver knows whether the study finished or was stopped, and its logger writes
+        what is still buffered, patiently; flushing here too cost a study whose store was down
+        a minute more at its end (MLflow waits 20 s per locked write).
         """
-        self.writes.flush(patient=True)
 
     def finish(self, status: str) -> None:
         """End the study's parent run as ``status`` and write what is still buffered.

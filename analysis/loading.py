@@ -130,8 +130,12 @@ def mlflow_client(tracking_uri: str) -> Any:
     database both migrate it and leave it half-migrated for good (``table
     _alembic_tmp_experiments already exists`` on every later open). An exclusive ``flock`` on
     ``<database>-init-lock`` beside it makes the second wait and find the tables made.
+
+    A database that cannot be opened at all (its share unmounted, its path a folder) fails
+    here at once: MLflow would retry creating its engine for about 100 s before failing.
     """
     import fcntl
+    import sqlite3
 
     from mlflow.tracking import MlflowClient
 
@@ -141,6 +145,7 @@ def mlflow_client(tracking_uri: str) -> Any:
         return MlflowClient(tracking_uri)  # a server, or a folder MLflow will refuse anyway
     with open(f"{database}-init-lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        sqlite3.connect(database).close()  # OperationalError now, not after MLflow's retries
         return MlflowClient(tracking_uri)  # opens the store: creates its tables if new
 
 

@@ -39,6 +39,7 @@ def main() -> None:
     import ray
 
     from ablate.planner import expand
+    from ablate.progress_callback import Display
     from ablate.runner import run_study
     from ablate.study_file import load_study
     from trainables.datasets import load_dataset
@@ -63,7 +64,7 @@ def main() -> None:
         start = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         ray_start = time.perf_counter() - start
-        outcome = run_study(study, str(path), printer=lambda line: None)
+        outcome = run_study(study, str(path), display=Display(printer=lambda line: None))
         total = time.perf_counter() - start
         ray.shutdown()
     assert not outcome.failed, outcome.failed

@@ -4,6 +4,7 @@ foresee) fails alone, with its one-line reason in MLflow; the study goes on."""
 import yaml
 from mlflow import MlflowClient
 
+from ablate.progress_callback import Display
 from ablate.runner import run_study
 from ablate.study import Study
 
@@ -19,7 +20,7 @@ def test_an_invalid_trial_fails_alone_with_its_reason(tmp_path, make_study, loca
     # `ablate validate` refuses this grid; built without it, it stands for a point only the
     # trial sees (optuna draws several keys at once)
     study = Study.model_validate(yaml.safe_load(path.read_text()))
-    outcome = run_study(study, str(path), printer=lambda line: None)
+    outcome = run_study(study, str(path), display=Display(printer=lambda line: None))
     assert len(outcome.finished) == 3 and list(outcome.failed) == [
         "no_cluster-synthetic_n32_size8-s0-n1"
     ]

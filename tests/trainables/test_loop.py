@@ -142,7 +142,7 @@ def test_cc_learns_synthetic_clusters():
     """A few CPU epochs: the loss falls and ACC beats chance clearly."""
     data = load_dataset("synthetic", options={"n": 256, "classes": 4, "size": 16})
     config = CCConfig(
-        backbone="resnet18", image_size=16, batch_size=64, epochs=4, aug={"crop_scale": (0.3, 1.0)}
+        backbone="cnn4", image_size=16, batch_size=64, epochs=4, aug={"crop_scale": (0.3, 1.0)}
     )
     reports = []
     Trainer(CC, config, data, LoopSettings(seed=0)).fit(lambda r, _: reports.append(r))
