@@ -16,7 +16,7 @@ at native resolution, plus, per view and per mini-batch:
 Departures, all switches: GACL names no anti-collapse term although its cluster terms are
 SCAN's, which collapse without one; we add SCAN's marginal entropy (``loss.entropy``,
 w_ent = 5) [CHOICE]. With every instance term off the cluster head has no signal, so that row
-assigns by k-means on backbone features [CHOICE, §2.7]. The paper's text sets k = 8 but its
+assigns by k-means on backbone features [CHOICE]. The paper's text sets k = 8 but its
 reported numbers are the k = 5 column of its Table 3 [CONFLICT]: the default follows the text.
 
 ``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
@@ -68,7 +68,7 @@ class GACLLoss(LossSwitches):
 
 
 def _gacl_augment() -> AugmentConfig:
-    # SimCLR's five augmentations at native resolution, blur included, normalised (§2.3);
+    # SimCLR's five augmentations at native resolution, blur included, normalised;
     # the jitter strength (None) follows the resolution: GACL.fill_augmentation
     return AugmentConfig(blur=True, normalize=True)
 
@@ -109,7 +109,7 @@ class GACLConfig(MethodConfig):
         "batch",
         description="batch: the k-NN graph of each mini-batch (Eq. 4) [CONFLICT, default]; "
         "dataset: faiss k-NN over the moving averages each epoch, neighbours loaded as extra "
-        "images (GCC-style, §4.3; experimental).",
+        "images (GCC-style; experimental).",
     )
     ema_per_view: bool = Field(
         True,
@@ -258,7 +258,7 @@ class GACL(Method[GACLConfig]):
     @property
     def assignment(self) -> Literal["argmax", "kmeans"]:
         enabled = set(self.config.loss.enabled())
-        return "argmax" if enabled & set(INSTANCE_TERMS) else "kmeans"  # §2.7: w/o L_instance
+        return "argmax" if enabled & set(INSTANCE_TERMS) else "kmeans"  # the row w/o L_instance
 
     @property
     def uses_unlabeled(self) -> bool:
@@ -302,7 +302,7 @@ class GACL(Method[GACLConfig]):
         return {"a": after_a, "b": bank.fold(after_a, x["b"])}
 
     def draw_neighbours(self, attention: dict[str, Tensor]) -> dict[str, dict[str, Tensor]]:
-        """r_v(i) ~ Categorical(att_v[i, ·]), drawn anew for each term (§2.5's pseudocode).
+        """r_v(i) ~ Categorical(att_v[i, ·]), drawn anew for each term (docs/methods.md, GACL).
 
         ``{"intra": {"a": r_a, "b": r_b}, "inter": {"a": r'_a, "b": r'_b}}``: L_intra and
         L_inter each get their own independent draw per view.
@@ -312,7 +312,7 @@ class GACL(Method[GACLConfig]):
         }
 
     def fill_augmentation(self, aug: AugmentConfig) -> AugmentConfig:
-        """§2.3: SimCLR's jitter strength s = 0.5 at 32 px (CIFAR) and 1.0 above."""
+        """SimCLR's jitter strength s = 0.5 at 32 px (CIFAR) and 1.0 above."""
         if aug.jitter_strength is not None:
             return aug
         return aug.model_copy(update={"jitter_strength": 0.5 if self.image_size <= 32 else 1.0})

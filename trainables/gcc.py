@@ -53,7 +53,7 @@ else:
     precision = lazy("trainables.precision")
 
 # ---------------------------------------------------------------------------------------------
-# The graph (§4.3)
+# The graph
 
 
 def mine_graph(
@@ -246,7 +246,7 @@ class GCC(Method[GCCConfig]):
     def make_views(
         self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
     ) -> tuple[Tensor, ...]:
-        """Views a and b; after the warm-up the m RGC neighbours and one AGC partner (§4.4)."""
+        """Views a and b; after the warm-up the m RGC neighbours and one AGC partner."""
         if self.stage == "self_label":
             post = self.config.self_label
             strong = augment.strong_view(
@@ -332,7 +332,7 @@ class GCC(Method[GCCConfig]):
         return StepOutput(loss=loss, terms={"self_label": loss})
 
     def on_epoch_end(self, epoch: int) -> None:
-        """Mine the data-set graph on the schedule of the preset (§4.3)."""
+        """Mine the data-set graph on the schedule of the preset."""
         if self.stage != "train":
             return
         self.epochs_done = epoch + 1

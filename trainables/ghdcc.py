@@ -22,8 +22,8 @@ three changes:
 
 ``L = L_ins + λ1 L_mse + L_clu + λ2 L_ce`` with λ1 = λ2 = 0.5, τ1 = 0.5, τ2 = 1 (Eq. 9). ResNet-34
 at 64 px, batch 128, Adam 2e-4, 500 epochs. Clusters are read by k-means (faiss) on GCN1's features
-of the evaluation view, each chunk of ``eval_graph_batch`` images forming its own graph [CHOICE,
-§5.6]; the loop draws the chunks from a permutation keyed by the images' content, never in data-set
+of the evaluation view, each chunk of ``eval_graph_batch`` images forming its own graph
+[CHOICE]; the loop draws the chunks from a permutation keyed by the images' content, never in data-set
 order, which on class-sorted data sets would give one-class graphs and leak the labels into the
 features (found in review: the ImageNet subsets are stored class by class).
 
@@ -70,7 +70,7 @@ class GHDCCLoss(LossSwitches):
 
 
 class GraphConfig(Closed):
-    """The per-step affinity graph the GCN projectors convolve over (§5.3)."""
+    """The per-step affinity graph the GCN projectors convolve over."""
 
     mode: Literal["mixed", "concatenated"] = Field(
         "mixed",
@@ -96,7 +96,7 @@ class MSEConfig(Closed):
     )
     reduction: Literal["mean", "sum"] = Field(
         "mean",
-        description="mean: over all B·d entries, F.mse_loss (erratum to §5.5); sum: over "
+        description="mean: over all B·d entries, F.mse_loss (found in review); sum: over "
         "the d dimensions, mean over images, the spec's (1/B) Σ‖·‖², which collapses training.",
     )
 
@@ -216,7 +216,7 @@ class GHDCC(Method[GHDCCConfig]):
     def make_views(
         self, images: Tensor, index: Tensor, source: str, generator: torch.Generator
     ) -> tuple[Tensor, ...]:
-        """Views a and b, and with interpolation ``x_c = λ x_a + (1 − λ) x_b`` (§5.4)."""
+        """Views a and b, and with interpolation ``x_c = λ x_a + (1 − λ) x_b``."""
         x_a, x_b = self._augmented(images, generator), self._augmented(images, generator)
         if not self.config.interpolation:
             return x_a, x_b
@@ -283,7 +283,7 @@ class GHDCC(Method[GHDCCConfig]):
 
     # -- evaluation -------------------------------------------------------------------------
     def embed(self, images: Tensor) -> Embedding:
-        """GCN1's features per chunk, each chunk its own single-view graph (§5.6).
+        """GCN1's features per chunk, each chunk its own single-view graph.
 
         The loop passes chunks of ``eval_graph_batch`` images of its content-keyed evaluation
         order (:mod:`trainables.evaluation_order`); a longer batch is split the same way.

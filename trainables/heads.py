@@ -71,7 +71,7 @@ class GraphConvolution(nn.Module):
 
 
 class GCNProjector(nn.Module):
-    """Two graph convolutions with a ReLU between, ``Â · ReLU(Â X W₁) · W₂`` (GHDCC §5.3).
+    """Two graph convolutions with a ReLU between, ``Â · ReLU(Â X W₁) · W₂`` (GHDCC, rebuilt).
 
     GHDCC replaces each of CC's MLP projectors by one of these over a per-step graph ``Â``;
     the caller L2-normalises (instance features) or soft-maxes (cluster features) the output.

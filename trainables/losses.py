@@ -193,7 +193,7 @@ def confident_cross_entropy(
 
 
 def paired_squared_distance(z_a: Tensor, z_b: Tensor, reduction: str = "mean") -> Tensor:
-    """GHDCC's MSE regulariser between the views' instance features (§5.5, Eq. 3).
+    """GHDCC's MSE regulariser between the views' instance features (Eq. 3).
 
     ``mean`` (default): the mean over all B·d entries, ``F.mse_loss``, what "mean square error" is
     in a PyTorch code base (found in review: the summed form collapses training). ``sum``: the

@@ -85,7 +85,7 @@ def kmeans_assign(
 
     The papers cluster with scikit-learn's ``KMeans(n_init=10)``, which fits all points;
     faiss by default trains on 256 per centroid (2,560 of CIFAR-10's 60,000), so that cap is
-    lifted. ``normalize`` L2-normalises the rows first (NNCC's k-means on unit z, §6.6);
+    lifted. ``normalize`` L2-normalises the rows first (NNCC's k-means on unit z);
     the caller's array is never modified.
     """
     import faiss

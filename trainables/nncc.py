@@ -60,12 +60,12 @@ class NNCCLoss(LossSwitches):
 
 
 def _scan_augmentation(blur: bool = True) -> AugmentConfig:
-    """A_SCAN (crop scale 0.2, jitter 0.4/0.4/0.4/0.1, normalised), with the blur of §1.3."""
+    """A_SCAN (crop scale 0.2, jitter 0.4/0.4/0.4/0.1, normalised), with CC's blur."""
     return AugmentConfig(crop_scale=(0.2, 1.0), jitter_strength=0.5, blur=blur, normalize=True)
 
 
 class PretextConfig(Closed):
-    """Stage 1, SimCLR with SCAN's pretext settings [CHOICE, §6.3]."""
+    """Stage 1, SimCLR with SCAN's pretext settings [CHOICE]."""
 
     epochs: int = Field(
         500, ge=0, description="Pretext epochs (SCAN: 500); 0 trains NNCC from scratch."
@@ -86,7 +86,7 @@ class PretextConfig(Closed):
 
 
 class FinchConfig(Closed):
-    """First-neighbour relation mining (§6.5, Table 3's FINCH switch)."""
+    """First-neighbour relation mining (Table 3's FINCH switch)."""
 
     enabled: bool = Field(True, description="Neighbour relations add positives (Table 3).")
     use_components: bool = Field(
@@ -97,7 +97,7 @@ class FinchConfig(Closed):
 
 
 class NNCCOptions(Closed):
-    """Readings of the NNCC stage where the paper is ambiguous [CHOICE/CONFLICT, §6.4-6.5]."""
+    """Readings of the NNCC stage where the paper is ambiguous [CHOICE/CONFLICT]."""
 
     positives: Literal["symmetric", "literal"] = Field(
         "symmetric",
@@ -127,7 +127,9 @@ class NNCCConfig(MethodConfig):
     backbone: Literal["resnet18", "resnet34", "resnet50", "cnn4"] = Field(
         "resnet18", description="ResNet-18 (§4.4)."
     )
-    image_size: int | None = Field(None, ge=8, description="Native resolution (§6.7).")
+    image_size: int | None = Field(
+        None, ge=8, description="Native resolution, as the paper trains."
+    )
     optim: OptimConfig = Field(
         default_factory=lambda: OptimConfig(
             name="sgd",
@@ -233,7 +235,7 @@ class NNCC(Method[NNCCConfig]):
 
     @property
     def kmeans_normalize(self) -> bool:
-        """§6.6: k-means on L2-normalised z (z is unit-norm already; kept explicit)."""
+        """The paper's k-means on L2-normalised z (z is unit-norm already; kept explicit)."""
         return True
 
     def encode(self, x: Tensor) -> Tensor:

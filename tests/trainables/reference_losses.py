@@ -154,7 +154,7 @@ def column_contrast(p, q, tau):
 
 
 def thresholded_adjacency(x, k, threshold):
-    """§5.3 steps 1-4 one pair at a time: top-k by cosine, ≥ θ, symmetric by max."""
+    """GHDCC's reconstructed graph one pair at a time: top-k by cosine, ≥ θ, symmetric by max."""
     n = x.shape[0]
     sims = [[F.cosine_similarity(x[i], x[j], dim=0).item() for j in range(n)] for i in range(n)]
     a = torch.zeros(n, n, dtype=torch.float64)

@@ -186,7 +186,7 @@ def test_dataset_scope_loads_neighbours_and_resumes_with_its_lists(synthetic):
 
 
 def test_jitter_strength_follows_the_resolution_as_simclr_sets_it():
-    """§2.3: s = 0.5 at 32 px (CIFAR), 1.0 otherwise, whatever the data set's CC setting."""
+    """SimCLR's jitter: s = 0.5 at 32 px (CIFAR), 1.0 otherwise, whatever CC's setting is."""
     data = load_dataset("synthetic", options={"n": 24, "classes": 4, "size": 16})  # CC's s: 0.5
     for size, s in ((16, 0.5), (32, 0.5), (64, 1.0)):
         method = GACL(GACLConfig(**{**TINY, "image_size": size}), data.train)

@@ -210,7 +210,7 @@ def test_evaluation_graph_is_per_fixed_chunk(synthetic):
 
 
 def test_evaluation_graphs_mix_classes_on_a_class_sorted_data_set(class_sorted, monkeypatch):
-    """Erratum to §5.6: chunks in data-set order would be one class each on the ImageNet
+    """Found in review: chunks in data-set order would be one class each on the ImageNet
     subsets, and the per-chunk graph would smooth each image towards its own class."""
     trainer = Trainer(GHDCC, GHDCCConfig(**TINY, eval_graph_batch=8), class_sorted)
     chunks = []

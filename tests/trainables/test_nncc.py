@@ -142,7 +142,7 @@ def test_stages_pretext_then_nncc_with_their_own_settings():
 
 
 def test_pretext_augments_as_scan_without_the_nncc_stages_blur(synthetic):
-    """SCAN's pretext has no blur; §1.3's blur belongs to the NNCC stage only (erratum)."""
+    """SCAN's pretext has no blur; CC's blur belongs to the NNCC stage only (erratum)."""
     pretext, nncc = NNCC.stages(NNCCConfig())
     assert pretext.aug is not None and pretext.aug.blur is False and nncc.aug is None
     assert NNCCConfig().aug.blur is True

@@ -109,7 +109,7 @@ def test_cces_step_pairs_the_neighbour_with_view_two(synthetic, nn):
 
 
 # ---------------------------------------------------------------------------------------------
-# GACL: smoothed features → per-view k-NN graph → attention → five terms (§2.5)
+# GACL: smoothed features → per-view k-NN graph → attention → five terms (docs/methods.md, GACL)
 
 
 def _smoothed(old, seen, x, alpha):
