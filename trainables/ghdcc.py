@@ -22,10 +22,10 @@ three changes:
 
 ``L = L_ins + λ1 L_mse + L_clu + λ2 L_ce`` with λ1 = λ2 = 0.5, τ1 = 0.5, τ2 = 1 (Eq. 9). ResNet-34
 at 64 px, batch 128, Adam 2e-4, 500 epochs. Clusters are read by k-means (faiss) on GCN1's features
-of the evaluation view, each chunk of ``eval_graph_batch`` images forming its own graph
-[CHOICE]; the loop draws the chunks from a permutation keyed by the images' content, never in data-set
-order, which on class-sorted data sets would give one-class graphs and leak the labels into the
-features (found in review: the ImageNet subsets are stored class by class).
+of the evaluation view, each chunk of ``eval_graph_batch`` images forming its own graph [CHOICE];
+the loop draws the chunks from a permutation keyed by the images' content, never in data-set order,
+which on class-sorted data sets would give one-class graphs and leak the labels into the features
+(found in review: the ImageNet subsets are stored class by class).
 
 ``[CHOICE]`` and ``[CONFLICT]`` mark readings the paper does not settle (see :mod:`trainables`).
 """
