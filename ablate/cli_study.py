@@ -12,6 +12,7 @@ from typing import Any
 
 from ablate.cli_parts import new_command
 from ablate.methods_listing import render_methods
+from ablate.wording import count
 
 #: Each command's one-line help (``ablate --help``) and its description (``ablate NAME --help``).
 TEXTS: dict[str, tuple[str, str]] = {
@@ -61,7 +62,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from ablate.study_file import load_study
 
     study = load_study(args.study, force=args.force)
-    print(f"{args.study}: ok ({study.method}, {trial_count(study)} trials)")
+    print(f"{args.study}: ok ({study.method}, {count(trial_count(study), 'trial')})")
     from ablate.reuse_plan import same_configuration_lines
 
     for line in same_configuration_lines(study):
@@ -191,7 +192,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     uri = absolute_uri(study.tracking.uri)
     finished = len(outcome.finished)
-    print(f"{finished} trial{'' if finished == 1 else 's'} finished, {len(outcome.failed)} failed")
+    print(f"{count(finished, 'trial')} finished, {len(outcome.failed)} failed")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
     print(f"results: MLflow experiment {study.experiment!r} at {uri}")

@@ -24,6 +24,7 @@ from typing import Any
 from ablate.planner import TrialSpec, expand, first_trial
 from ablate.progress import duration
 from ablate.study import RunSettings, Study
+from ablate.wording import count
 
 COST_FILE = "measured_cost.json"
 SHORT, LONG = 1, 3  # steps of the two timed epochs
@@ -209,6 +210,6 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
             at_once = min(at_once, r.max_concurrent)
         wall = trial_hours / r.workers / at_once  # ideal scaling over a trial's workers
         line += f"; about {duration(wall * 3600)} wall-clock on {devices} devices "
-        line += f"({at_once} trial{'' if at_once == 1 else 's'} at once)"
+        line += f"({count(at_once, 'trial')} at once)"
     lines.append(line)
     return lines

@@ -15,6 +15,7 @@ from typing import Any
 from ablate.search_space import Domain, search_points
 from ablate.study import DatasetEntry, Study
 from ablate.study_file import planned_trials
+from ablate.wording import count
 from ablate.yaml_source import StudyFileError
 from trainables.config import MethodConfig, flatten, unflatten
 from trainables.registry import get_method
@@ -199,7 +200,7 @@ def describe_plan(study: Study, verbose: bool = False) -> str:
 
     :func:`ablate.reuse_plan.plan_summary` follows: what is done already, and the cost.
     """
-    lines = [f"study {study.name!r}: method {study.method}, {trial_count(study)} trials"]
+    lines = [f"study {study.name!r}: method {study.method}, {count(trial_count(study), 'trial')}"]
     if study.description:
         lines.append(f"  {study.description}")
     if study.search is not None and study.adaptive:

@@ -14,6 +14,7 @@ from ablate.keyed_store import KeyedStore
 from ablate.planner import epochs_or_zero, expand, trial_count
 from ablate.replay_checks import as_stored, read_manifest
 from ablate.trial_keys import trial_keys, trial_store_root
+from ablate.wording import count
 
 
 @dataclass
@@ -87,7 +88,7 @@ def reuse_lines(study: Any, found: Replayed) -> list[str]:
     lines = []
     if found.done:
         lines.append(
-            f"{len(found.done)} of {total} trial{'' if total == 1 else 's'} done already (in "
+            f"{len(found.done)} of {count(total, 'trial')} done already (in "
             "the trial store, by this or another study): replayed, not trained"
         )
     for label in found.unknown:

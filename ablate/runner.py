@@ -34,8 +34,10 @@ from ablate.progress import StudyProgress
 from ablate.progress_callback import Display, Printer, ProgressCallback, attach_display
 from ablate.resume_check import PLAN_FILE, check_unchanged, fingerprint
 from ablate.reuse_plan import replay_epochs, replayed, reuse_lines
+from ablate.stop_signals import exit_status, stop_signals_as_interrupt
 from ablate.study import Study, absolute_uri
 from ablate.trial_keys import trial_store_root
+from ablate.wording import count
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Outcome:
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+    stop_signals: list[int] = field(default_factory=list)  # SIGTERM/SIGHUP that stopped it
     results: list[tuple[TrialSpec, dict[str, Any]]] = field(default_factory=list)
     #: records MLflow did not take (kept in the study's storage for the next run)
     tracking_pending: int = 0
@@ -53,7 +56,7 @@ class Outcome:
     @property
     def exit_code(self) -> int:
         if self.interrupted:
-            return 130
+            return exit_status(self.stop_signals)
         return 1 if self.failed or self.tracking_pending else 0
 
 
@@ -216,13 +219,16 @@ def _run_locked(
     restoring = _can_restore(experiment_dir)
     tuner, views = _tuner_of(study, storage, uri, display, restoring)
     if restoring and _all_terminated(experiment_dir, total):
-        printer(f"study {study.name!r} already finished: {total} trials, nothing to train")
+        printer(f"study {study.name!r} already finished: {count(total, 'trial')}, nothing to train")
         outcome = _collect(tuner.get_results())
         if (experiment_dir / BACKLOG_FILE).exists():  # records an MLflow outage held back
             _end_study_run(_mlflow_logger(study, uri, display.printer), outcome)
         return _with_backlog(outcome, experiment_dir)
     try:
-        outcome = _fit(tuner, experiment_dir, total)
+        with stop_signals_as_interrupt() as received:
+            outcome = _fit(tuner, experiment_dir, total)
+        outcome.stop_signals = received
+        outcome.interrupted = outcome.interrupted or bool(received)
     finally:
         for view in views:
             view.close()
@@ -231,7 +237,7 @@ def _run_locked(
 
 
 def _fit(tuner: Any, experiment_dir: Path, total: int) -> Outcome:
-    """Run the trials to their end, or until Ctrl-C."""
+    """Run the trials to their end, or until Ctrl-C (or SIGTERM, SIGHUP: :mod:`stop_signals`)."""
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
@@ -297,7 +303,7 @@ def _tuner_of(
     view = ProgressCallback(progress, display)
     watch = PlacementWatch(study, study.run.placement_timeout_s)
     printer(
-        f"study {study.name!r}: {total} trial{'' if total == 1 else 's'} of {study.method}; "
+        f"study {study.name!r}: {count(total, 'trial')} of {study.method}; "
         f"results in {experiment_dir}"
     )
     for line in reuse_lines(study, found):

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 from mlflow import MlflowClient
 
@@ -94,30 +95,64 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, make_
         assert sorted(steps) == [1, 2, 3, 4], (run.info.run_name, steps)
 
 
-def test_ctrl_c_exits_130_reads_killed_in_mlflow_and_the_next_run_finishes(tmp_path, make_study):
-    """Ctrl-C exits 130 and ends the study's run KILLED (it used to read FINISHED) and the
-    trial it stopped too; the next run resumes, reopens both and ends them FINISHED."""
-    path = make_study("killed", **{**KILLED, "base": {"backbone": "resnet18", "epochs": 6}})
-    first = _ablate_run(path, tmp_path)
-    for line in first.stdout:
+def _stop_mid_trial(path, cwd, stop):
+    """Start a driver, send ``stop`` two seconds into its first trial.
+
+    Its exit status, its output, and the processes of its session (the Ray it started) still
+    alive 10 s after it exited.
+    """
+    driver = _ablate_run(path, cwd)
+    for line in driver.stdout:
         if "started default-" in line:
             break
     time.sleep(2)
-    first.send_signal(signal.SIGINT)
-    out, _ = first.communicate(timeout=300)
-    assert first.returncode == 130 and "interrupted; run `ablate run" in out, out
+    driver.send_signal(stop)
+    out, _ = driver.communicate(timeout=300)
+    deadline = time.monotonic() + 10
+    while _session_processes(driver.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return driver.returncode, out, _session_processes(driver.pid)
 
+
+def _session_processes(session):
+    """Pids still in the session a driver led (it started its own: ``start_new_session``)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    alive.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                continue
+    return alive
+
+
+def test_ctrl_c_and_sigterm_stop_a_study_that_then_resumes_to_its_end(tmp_path, make_study):
+    """Ctrl-C exits 130, SIGTERM (a scheduler, `timeout`, `systemctl stop`) 143 with the same
+    resume hint and no stack dump (it used to abort with 134); each ends the study's run and
+    the trial it stopped KILLED. The next run resumes, logs no epoch twice, ends FINISHED."""
+    path = make_study("killed", **{**KILLED, "base": {"backbone": "resnet18", "epochs": 6}})
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = client.get_experiment_by_name("killed")
 
     def statuses():
+        experiment = client.get_experiment_by_name("killed")
         runs = client.search_runs([experiment.experiment_id])
         return {r.data.tags.get(schema.ROLE, "trial"): r.info.status for r in runs}
 
-    assert statuses() == {"study": "KILLED", "trial": "KILLED"}
-    second = _ablate_run(path, tmp_path)
-    out, _ = second.communicate(timeout=600)
-    assert second.returncode == 0, out
+    for stop, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        code, out, left = _stop_mid_trial(path, tmp_path, stop)
+        assert code == status and "interrupted; run `ablate run" in out, out
+        assert "SIGTERM received" not in out and "Traceback" not in out, out
+        assert statuses() == {"study": "KILLED", "trial": "KILLED"}, stop
+        assert not left, f"processes of the driver's Ray outlived it: {left}"
+    last = _ablate_run(path, tmp_path)
+    out, _ = last.communicate(timeout=600)
+    assert last.returncode == 0, out
     assert "resuming study 'killed'" in out and "2 trials finished, 0 failed" in out
+    experiment = client.get_experiment_by_name("killed")
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3  # 2 trials and the study
+    for run in runs:
+        if run.data.tags.get(schema.ROLE) != "study":
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+            assert sorted(steps) == list(range(1, 7)), (run.info.run_name, steps)
