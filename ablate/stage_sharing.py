@@ -75,15 +75,15 @@ class StageSharing:
     def __init__(self, store: KeyedStore) -> None:
         self.store = store
         self._claimed: dict[str, Any] | None = None  # the shared stage this trial trains
-        self._resumed = False
+        self._resume_checked = False
 
     def before_epoch(self, trainer: Trainer) -> dict[str, str]:
         """Restore or claim a shared stage that starts now; notes on a reuse.
 
         The first call after a resume inside a shared stage takes its claim back first.
         """
-        if not self._resumed:
-            self._resumed = True
+        if not self._resume_checked:
+            self._resume_checked = True
             notes = self._reclaim_after_resume(trainer)
             if notes:
                 return notes

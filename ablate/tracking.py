@@ -200,20 +200,14 @@ class MLflowTrialLogger(Callback):
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._handle({"event": "error", "trial": asdict(TrialRecord.of(trial, with_error=True))})
 
-    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-        """Nothing: the driver ends the study's run next (:meth:`finish`, a logger of its own).
-
-        Only the driver knows whether the study finished or was stopped, and its logger writes
-        what is still buffered, patiently; flushing here too cost a study whose store was down
-        a minute more at its end (MLflow waits 20 s per locked write).
-        """
-
     def finish(self, status: str) -> None:
         """End the study's parent run as ``status`` and write what is still buffered.
 
         FINISHED only when every trial of the study finished, FAILED when some failed, KILLED
         when interrupted (then trial runs left RUNNING are marked KILLED too; a resume finds
-        them again and reopens them).
+        them again and reopens them). The driver calls it on a logger of its own once the fit
+        ends: the only flush at a study's end (Tune's experiment-end hook flushed too, which
+        cost a study whose store was down another minute of MLflow's 20 s lock waits).
         """
         self._handle({"event": "end", "status": status})
         self.writes.flush(patient=True)

@@ -140,9 +140,8 @@ class TrialReuse:
         """Keep a finished trial's final checkpoint under its key (once; the claim holder's)."""
         if self.store is None or not is_final(checkpoint):
             return
-        if self.store.published(self.material) is None:
-            if isinstance(self.store.look(self.material), Claimed):
-                self.store.publish(self.material, checkpoint)
+        if isinstance(self.store.look(self.material), Claimed):  # not published, and ours
+            self.store.publish(self.material, checkpoint)
 
 
 def _replay(reports: list[dict[str, Any]], folder: Path, origin: str, report: Reporter) -> None:
