@@ -15,6 +15,7 @@ from ablate.cli_parts import new_command
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analysis.report import ReportInput
     from analysis.stats import Comparison, PairwiseComparison
 
 
@@ -22,10 +23,13 @@ if TYPE_CHECKING:
 TEXTS: dict[str, tuple[str, str]] = {
     "report": (
         "write a study's tables, statistics and figures",
-        "Write every table and figure a study supports: results and ablation "
-        "tables (check-mark columns for the switches that differ), sweep tables for searched "
-        "keys, the reproduction table against the study's reference numbers, Friedman/Nemenyi "
-        "statistics with a CD diagram, metric-per-epoch and sweep plots.",
+        "Print the ablation table and the paired verdicts, and write every table and figure "
+        "a study supports: results and ablation tables (check-mark columns for the switches "
+        "that differ, the baselines under a rule), sweep tables for searched keys, the "
+        "reproduction table against the study's reference numbers, paired tests, "
+        "Friedman/Nemenyi statistics with a CD diagram, per-epoch curves over seeds, paired "
+        "differences and sweep plots (PDF and PNG, captions in figures.tex/md); --html adds "
+        "one self-contained page.",
     ),
     "stats": (
         "paired tests over seeds against a control, or Friedman/Nemenyi ranks and a CD diagram",
@@ -50,7 +54,8 @@ def _add_include_stopped(command: argparse.ArgumentParser) -> None:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from analysis.aggregate import aggregate
-    from analysis.report import describe_comparison, load_sources
+    from analysis.report import load_sources
+    from analysis.report_text import describe_comparison
     from analysis.stats import compare
 
     if args.cd_diagram:
@@ -71,7 +76,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     result: Comparison | PairwiseComparison
     if args.posthoc == "wilcoxon-holm":
         from analysis.paired import block_table
-        from analysis.report import describe_pairwise
+        from analysis.report_text import describe_pairwise
         from analysis.stats import pairwise_wilcoxon_holm
 
         result = pairwise_wilcoxon_holm(
@@ -146,52 +151,79 @@ def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from analysis.loading import left_out_lines, load_mlflow
-    from analysis.report import ReportInput, write_report
+    from analysis.loading import left_out_lines
+    from analysis.report import build_report, write_report
+
+    report = _report_input(args)
+    if report.runs.empty:
+        raise ValueError(f"{args.study_or_experiment}: no results to report yet")
+    out = Path(args.out or Path("ablate_reports") / report.name)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give the folder the report goes into")
+    content = build_report(report, ["acc", "nmi", "ari"])
+    written = write_report(content, out, args.format)
+    notes = left_out_lines(report.runs)
+    if args.html:
+        from analysis.report_html import render_html
+
+        page = out / "report.html"
+        page.write_text(render_html(content, notes), encoding="utf-8")
+        written.append(page)
+    if args.quiet:
+        for path in written:
+            print(path)
+        return 0
+    from analysis.report_text import terminal_summary
+
+    table = content.tables.get("ablation", content.tables.get("comparison"))
+    print(terminal_summary(table, content.paired, content.names, written, notes), end="")
+    return 0
+
+
+def _report_input(args: argparse.Namespace) -> ReportInput:
+    """The runs to report and what the study says about them (its names, tests, reference)."""
+    from pathlib import Path
+
+    from analysis.loading import load_mlflow
+    from analysis.report import ReportInput
 
     target = args.study_or_experiment
-    uri: str | None
-    searched: tuple[str, ...]
-    settings: dict[str, Any] = {}
-    order: dict[str, int] = {}
     if target.endswith(".csv"):
         from analysis.loading import load_published
 
-        runs = load_published(target)
-        name, uri, reference, searched = Path(target).stem, None, {}, ()
-    elif target.endswith((".yaml", ".yml")):
-        from ablate.study import absolute_uri
-        from ablate.study_file import load_study
-
-        study = load_study(target)
-        uri = absolute_uri(args.tracking_uri or study.tracking.uri)
-        name, experiment = study.name, study.experiment
-        reference = dict(study.reference)
-        searched = tuple(study.search.searched_keys()) if study.search else ()
-        settings = study.analysis.model_dump()
-        rows = [*study.variants, *study.baselines]  # rows as the study lists them
-        order = {variant: i for i, variant in enumerate(rows)}
-    else:
+        return ReportInput(Path(target).stem, load_published(target), {})
+    if not target.endswith((".yaml", ".yml")):
         uri = args.tracking_uri or "sqlite:///mlflow.db"
-        name = experiment = target
-        reference, searched = {}, ()
-    if not target.endswith(".csv"):
-        assert uri is not None
-        runs = load_mlflow(uri, [experiment], include_stopped=args.include_stopped)
-        if target.endswith((".yaml", ".yml")) and not runs.empty:
-            rank = runs["variant"].map(order).fillna(len(order))
-            runs = runs.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
-    if runs.empty:
-        raise ValueError(f"{target}: no results to report yet")
-    out = Path(args.out or Path("ablate_reports") / name)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give the folder the report goes into")
-    report = ReportInput(name, runs, reference, searched, uri, **settings)
-    for path in write_report(report, out, args.format, ["acc", "nmi", "ari"]):
-        print(path)
-    for line in left_out_lines(runs):
-        print(line)
-    return 0
+        runs = load_mlflow(uri, [target], include_stopped=args.include_stopped)
+        return ReportInput(target, runs, {}, tracking_uri=uri, mlflow_ui=_ui(args, uri))
+    from ablate.study import absolute_uri
+    from ablate.study_file import load_study
+
+    study = load_study(target)
+    uri = absolute_uri(args.tracking_uri or study.tracking.uri)
+    runs = load_mlflow(uri, [study.experiment], include_stopped=args.include_stopped)
+    if not runs.empty:  # rows as the study lists them
+        order = {row: i for i, row in enumerate([*study.variants, *study.baselines])}
+        rank = runs["variant"].map(order).fillna(len(order))
+        runs = runs.iloc[rank.argsort(kind="stable")].reset_index(drop=True)
+    return ReportInput(
+        study.name,
+        runs,
+        dict(study.reference),
+        tuple(study.search.searched_keys()) if study.search else (),
+        uri,
+        **study.analysis.model_dump(),
+        description=study.description,
+        study_text=Path(target).read_text(encoding="utf-8"),
+        mlflow_ui=_ui(args, uri),
+    )
+
+
+def _ui(args: argparse.Namespace, uri: str) -> str | None:
+    """The MLflow UI the HTML page links runs to: ``--mlflow-ui``, else a server's URI."""
+    if args.mlflow_ui:
+        return str(args.mlflow_ui)
+    return uri if uri.startswith(("http://", "https://")) else None
 
 
 def _add_report(commands: Any) -> None:
@@ -205,6 +237,21 @@ def _add_report(commands: Any) -> None:
     report.add_argument("--out", help="output folder (default: ablate_reports/<study>)")
     report.add_argument(
         "--tracking-uri", help="MLflow URI (default: the study's, else sqlite:///mlflow.db)"
+    )
+    report.add_argument(
+        "--html",
+        action="store_true",
+        help="also write report.html: one self-contained page with the tables, verdicts, "
+        "figures, the study file and the runs",
+    )
+    report.add_argument(
+        "--mlflow-ui",
+        metavar="URL",
+        help="an MLflow UI serving these runs (e.g. http://127.0.0.1:5000 from `mlflow ui`): "
+        "the HTML page links each run id there (default: the tracking URI when it is a server)",
+    )
+    report.add_argument(
+        "--quiet", action="store_true", help="print only the paths written, one per line"
     )
     _add_include_stopped(report)
 

@@ -96,6 +96,9 @@ PARAM_METHOD = "method"
 PARAM_DATASET = "dataset"
 PARAM_SEED = "seed"
 PARAM_VARIANT = "variant"
+#: The variant values of a study's baseline rows (``ablate.variant`` and ``variant``): k-means on
+#: the raw pixels, and the study's method untrained. Reports print them apart from the ablation.
+BASELINE_ROWS = ("pixels", "untrained")
 
 # -- metrics read back by name
 EPOCH = "epoch"

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from ablate.schema_base import Closed
 from ablate.search_space import Search
 from trainables.config import MethodConfig, flatten
-from trainables.datasets import CATALOGUE, COMMON_OPTIONS, option_problem
+from trainables.datasets import CATALOGUE, COMMON_OPTIONS, dataset_label, option_problem
 from trainables.registry import get_method, registered_methods
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"  # no '/', '.', spaces: Tune and MLflow delimiters
@@ -71,8 +71,7 @@ class DatasetEntry(Closed):
     @property
     def label(self) -> str:
         """A short name for runs and tables: the data set plus any non-default options."""
-        extra = "".join(f"_{k}{v}" for k, v in sorted(self.options.items()))
-        return f"{self.name}{extra}"
+        return dataset_label(self.name, self.options)
 
 
 class Scheduler(Closed):
@@ -167,6 +166,11 @@ class Analysis(Closed):
     )
     alpha: float = Field(0.05, gt=0, lt=1)
     test: Literal["wilcoxon", "ttest"] = "wilcoxon"
+    names: dict[str, str] = Field(
+        default_factory=dict,
+        description="display names in tables, figures and the HTML page, by data set label, "
+        "variant, baseline or metric; default: the published names",
+    )
 
 
 Reference = dict[str, dict[str, dict[str, float | None]]]
@@ -188,6 +192,10 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
+#: A baseline row (:data:`ablate.run_schema.BASELINE_ROWS`).
+Baseline = Literal["pixels", "untrained"]
+
+
 class Study(Closed):
     """A study file, validated."""
 
@@ -203,7 +211,7 @@ class Study(Closed):
     resources: Resources = Field(default_factory=Resources)
     tracking: Tracking = Field(default_factory=Tracking)
     run: RunSettings = Field(default_factory=RunSettings)
-    baselines: list[Literal["pixels", "untrained"]] = Field(default_factory=list)
+    baselines: list[Baseline] = Field(default_factory=list)
     analysis: Analysis = Field(default_factory=Analysis)
     reference: Reference = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from ablate import run_schema
 from ablate.search_space import search_points
 from ablate.study import (
     LABEL_FREE_OBJECTIVES,
@@ -303,6 +304,7 @@ def validate_study(doc: YamlDocument, force: bool = False) -> Study:
         raise doc.error(
             ("analysis", "control"), f"no such variant; variants: {', '.join(study.variants)}"
         )
+    _check_names(doc, study)
     for variant, per_dataset in study.reference.items():
         if variant not in study.variants:
             raise doc.error(
@@ -316,6 +318,24 @@ def validate_study(doc: YamlDocument, force: bool = False) -> Study:
                     f"no such data set in this study; data sets: {', '.join(sorted(labels))}",
                 )
     return study
+
+
+def _check_names(doc: YamlDocument, study: Study) -> None:
+    """Every display name renames something the study's reports print."""
+    known = [
+        *(d.label for d in study.datasets),
+        *study.variants,
+        *study.baselines,
+        *run_schema.SCORES,
+    ]
+    for key, text in study.analysis.names.items():
+        if key not in known:
+            raise doc.error(
+                ("analysis", "names", key),
+                f"names no data set, row or metric of this study; allowed: {', '.join(known)}",
+            )
+        if not text.strip():
+            raise doc.error(("analysis", "names", key), "a display name cannot be empty")
 
 
 def load_study(path: str | Path, force: bool = False) -> Study:

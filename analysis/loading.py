@@ -170,8 +170,8 @@ def load_mlflow(
     :data:`STOPPED_EARLY`, unless ``include_stopped``, so that every table and test, which use
     finished runs only, leave it out.
 
-    Columns: ``experiment, run_id, run_name, method, variant, dataset, seed, status, error``,
-    ``early_stopped``,
+    Columns: ``experiment, experiment_id, run_id, run_name, method, variant, dataset, seed``,
+    ``status, error, early_stopped``,
     ``selection`` and ``selection_metric`` (what picked or stopped the trials, from the tags),
     the final ``acc/nmi/ari`` (last epoch), ``best_<metric>`` and ``best_<metric>_epoch``
     (diagnostics: choosing by them reads labels), ``epochs``, and every resolved
@@ -195,6 +195,7 @@ def load_mlflow(
                 continue
             row: dict[str, Any] = {
                 "experiment": name,
+                "experiment_id": experiment.experiment_id,
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
                 "method": params.get(schema.PARAM_METHOD, ""),

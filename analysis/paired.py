@@ -10,13 +10,13 @@ order), so every other row is compared with the control through its paired diffe
   the percentile method where BCa is undefined: the method used is recorded);
 - the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``: two-sided, ``zero_method="wilcox"``
   and ``method="auto"``, its defaults) and the paired t-test (``scipy.stats.ttest_rel``);
-- Holm's adjustment over the comparisons of one data set and metric (``statsmodels``'
-  ``multipletests``), of the chosen test's p-values, and a verdict at α: better, worse or no
-  detectable difference. The direction is the deciding test's, not the mean's: Wilcoxon's
-  rank sums W+ against W− (with the Hodges-Lehmann estimate, the median of the Walsh
-  averages), the t-test's mean. In deep clustering one collapsed seed can pull the mean the
-  other way while every other seed gains; the output says so when one seed decides the
-  mean's sign;
+- Holm's adjustment over the comparisons of one data set and metric
+  (:func:`analysis.stats.holm`, equal to ``statsmodels``' ``multipletests``), of the chosen
+  test's p-values, and a verdict at α: better, worse or no detectable difference. The direction
+  is the deciding test's, not the mean's: Wilcoxon's rank sums W+ against W− (with the Hodges-
+  Lehmann estimate, the median of the Walsh averages), the t-test's mean. In deep clustering one
+  collapsed seed can pull the mean the other way while every other seed gains; the output says
+  so when one seed decides the mean's sign;
 - optionally the Bayesian signed-rank test with a region of practical equivalence
   (``baycomp``): the probabilities of worse, equivalent and better.
 
@@ -47,7 +47,7 @@ from analysis.differences import (
     wilcoxon_p,
 )
 from analysis.power import detectable_difference, difference_spread, seeds_needed
-from analysis.stats import Direction, metric_direction, smallest_p
+from analysis.stats import Direction, holm, metric_direction, smallest_p
 from analysis.tables import Significance
 
 Verdict = Literal["better", "worse", "no detectable difference", "untested"]
@@ -89,6 +89,23 @@ class PairedRow:
     sd_difference: float | None = None  # spread of the paired differences
     detectable_difference: float | None = None  # at power, α/m, with these n pairs
     seeds_needed: int | None = None  # for the difference asked for, at power and α/m
+    differences: tuple[float, ...] = ()  # other − control per seed of ``seeds``
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a reader must know of one comparison, worded without its row.
+
+    ``text`` names no row, so the same caution over many rows and metrics reads once
+    (:func:`analysis.paired_text.distinct_notices`).
+    """
+
+    dataset: str
+    row: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.dataset}: {self.row}: {self.text}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,11 @@ class PairedAnalysis:
     rows: tuple[PairedRow, ...]
     power: float = 0.8
     difference: float | None = None  # the difference the user asked seeds for
-    warnings: tuple[str, ...] = field(default_factory=tuple)
+    notices: tuple[Notice, ...] = field(default_factory=tuple)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(str(n) for n in self.notices)
 
     def row(self, dataset: str, other: str) -> PairedRow:
         for row in self.rows:
@@ -225,7 +246,7 @@ def paired_analysis(
     if not others:
         raise ValueError(f"nothing to compare with {control!r}: it is the only row")
     rows: list[PairedRow] = []
-    notices: list[str] = []
+    notices: list[Notice] = []
     for dataset in dict.fromkeys(values["dataset"]):
         here = values[values["dataset"] == dataset]
         base = here[here["label"] == control].set_index("seed")["value"]
@@ -238,7 +259,7 @@ def paired_analysis(
             notices += _pair_notices(entry)
             pending.append(entry)
         notices += _decide(pending, settings, direction)
-        rows += [PairedRow(**{k: v for k, v in e.items() if k not in TRANSIENT}) for e in pending]
+        rows += [_row(entry) for entry in pending]
     return PairedAnalysis(
         metric=metric,
         direction=direction,
@@ -246,7 +267,7 @@ def paired_analysis(
         test=settings.test,
         test_description=WILCOXON if settings.test == "wilcoxon" else TTEST,
         correction="Holm over the comparisons against the control on each data set, per metric "
-        "(statsmodels.stats.multitest.multipletests, method='holm')",
+        "(step-down, as statsmodels' multipletests method='holm')",
         confidence_level=settings.confidence_level,
         bootstrap_resamples=BOOTSTRAP_RESAMPLES,
         seed=settings.seed,
@@ -255,12 +276,17 @@ def paired_analysis(
         rows=tuple(rows),
         power=settings.power,
         difference=settings.difference,
-        warnings=tuple(notices),
+        notices=tuple(notices),
     )
 
 
 #: What one comparison carries while its family is decided, not kept in its row.
-TRANSIENT = ("sign", "tested_pairs", "differences")
+TRANSIENT = ("sign", "tested_pairs")
+
+
+def _row(entry: dict[str, Any]) -> PairedRow:
+    kept = {k: v for k, v in entry.items() if k not in TRANSIENT}
+    return PairedRow(**{**kept, "differences": tuple(float(x) for x in entry["differences"])})
 
 
 def _compare(
@@ -312,51 +338,49 @@ def _compare(
     return entry
 
 
-def _pair_notices(entry: dict[str, Any]) -> list[str]:
+def _pair_notices(entry: dict[str, Any]) -> list[Notice]:
     """What a reader must know of one comparison: missing pairs, one deciding seed, few pairs."""
     dataset, other, control = entry["dataset"], entry["other"], entry["control"]
     d, seeds = entry["differences"], list(entry["seeds"])
-    notices = []
+    texts = []
     if entry["only_control"] or entry["only_other"]:
-        notices.append(
-            f"{dataset}: missing pairs for {other}: seeds {list(entry['only_control'])} "
-            f"ran only for {control}, seeds {list(entry['only_other'])} only for {other}"
+        texts.append(
+            f"missing pairs: seeds {list(entry['only_control'])} ran only for {control}, "
+            f"seeds {list(entry['only_other'])} only for {other}"
         )
     if len(d) and not np.any(d != 0):
-        notices.append(f"{dataset}: {other} equals {control} on every seed")
+        texts.append(f"equals {control} on every seed")
     elif entry["dominant_seed"] is not None:
         at = seeds.index(entry["dominant_seed"])
         rest = float(np.delete(d, at).mean())
-        notices.append(
-            f"{dataset}: one seed decides {other}'s mean: seed {entry['dominant_seed']} "
+        texts.append(
+            f"one seed decides the mean: seed {entry['dominant_seed']} "
             f"differs by {d[at]:+.4f}, the mean of all {len(d)} is {d.mean():+.4f}, of "
             f"the other {len(d) - 1} {rest:+.4f} (Hodges-Lehmann "
             f"{entry['hodges_lehmann']:+.4f}); the verdict follows the test, not the mean"
         )
     elif 2 <= len(d) < 5:
-        notices.append(
-            f"{dataset}: {other}'s interval rests on {len(d)} pairs: the bootstrap only "
-            "describes them and covers the true difference far less often than 95 %"
+        texts.append(
+            f"the interval rests on {len(d)} pairs: the bootstrap only describes them and "
+            "covers the true difference far less often than 95 %"
         )
-    return notices
+    return [Notice(dataset, other, text) for text in texts]
 
 
 def _decide(
     family: list[dict[str, Any]], settings: PairedSettings, direction: Direction
-) -> list[str]:
+) -> list[Notice]:
     """Holm over one data set's comparisons, their power figures and verdicts; notices."""
-    from statsmodels.stats.multitest import multipletests
-
     alpha, test = settings.alpha, settings.test
     key = "wilcoxon_p" if test == "wilcoxon" else "ttest_p"
     tested = [e for e in family if e[key] is not None]
     if tested:
-        adjusted = multipletests([e[key] for e in tested], alpha=alpha, method="holm")[1]
+        adjusted = holm([e[key] for e in tested])
         for entry, p in zip(tested, adjusted, strict=True):
             entry["p_adjusted"] = float(p)
     size = len(tested)
     strictest = alpha / max(size, 1)  # Holm's first step
-    notices = []
+    notices: list[Notice] = []
     for entry in family:
         sd = entry["sd_difference"]
         if sd is not None:
@@ -378,9 +402,13 @@ def _decide(
                 else f"{pairs} pair(s)"
             )
             notices.append(
-                f"{entry['dataset']}: {entry['other']} has {counted}: the smallest "
-                f"Holm-adjusted p over {size} comparison(s) is {reachable:.3g}, never below "
-                f"alpha = {alpha} ({_pairs_needed(test, size, alpha)} pairs needed)"
+                Notice(
+                    entry["dataset"],
+                    entry["other"],
+                    f"{counted}: the smallest Holm-adjusted p over {size} comparison(s) is "
+                    f"{reachable:.3g}, never below alpha = {alpha} "
+                    f"({_pairs_needed(test, size, alpha)} pairs needed)",
+                )
             )
     return notices
 

@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import asdict
 
+from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis
 
 
@@ -19,8 +20,11 @@ def _number(value: float | None, digits: int = 4, signed: bool = False) -> str:
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}g}"
 
 
-def describe_paired(result: PairedAnalysis) -> str:
-    """The analysis as text: one block per data set, then the decisions and warnings."""
+def describe_paired(result: PairedAnalysis, warnings: bool = True) -> str:
+    """The analysis as text: one block per data set, the decisions, each warning once.
+
+    ``warnings=False`` leaves the warnings to a caller that gathers several metrics.
+    """
     better = "higher" if result.direction == "max" else "lower"
     lines = [
         f"paired comparisons against {result.control}: metric {result.metric} ({better} is "
@@ -61,8 +65,31 @@ def describe_paired(result: PairedAnalysis) -> str:
                 )
             lines.append(line)
     lines += describe_power(result)
-    lines += [f"warning: {w}" for w in result.warnings]
+    if warnings:
+        lines += [f"warning: {w}" for w in distinct_notices([result])]
     return "\n".join(lines) + "\n"
+
+
+def distinct_notices(
+    analyses: list[PairedAnalysis], names: DisplayNames | None = None
+) -> list[str]:
+    """Each distinct caution once, with the rows, data sets and metrics it concerns.
+
+    Two pairs per row make every interval and every Holm bound say the same for every row of
+    every metric; a reader needs to be told once, and where.
+    """
+    names = names or DisplayNames()
+    where: dict[str, tuple[dict[str, None], dict[str, None], dict[str, None]]] = {}
+    for result in analyses:
+        for notice in result.notices:
+            rows, datasets, metrics = where.setdefault(notice.text, ({}, {}, {}))
+            rows[names.row(notice.row)] = None
+            datasets[names.dataset(notice.dataset)] = None
+            metrics[names.metric(result.metric)] = None
+    return [
+        f"{text} [{', '.join(rows)}; {', '.join(datasets)}; {', '.join(metrics)}]"
+        for text, (rows, datasets, metrics) in where.items()
+    ]
 
 
 def describe_power(result: PairedAnalysis) -> list[str]:
@@ -102,5 +129,6 @@ def paired_to_json(result: PairedAnalysis) -> str:
         }  # fmt: skip
         for row in data["rows"]
     ]
+    data.pop("notices")
     data["warnings"] = list(result.warnings)
     return json.dumps(data, indent=2, allow_nan=False) + "\n"

@@ -1,4 +1,4 @@
-"""Figures with matplotlib: the CD diagram, a metric per swept value, a metric per epoch.
+"""Figures with matplotlib: CD diagram, sweep, per-epoch curves over seeds, paired differences.
 
 Each function returns a Figure and draws nothing else.
 """
@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from analysis.names import DisplayNames  # noqa: E402
+from analysis.paired import PairedAnalysis  # noqa: E402
 from analysis.stats import Comparison, PairwiseComparison  # noqa: E402
 
 
@@ -108,19 +110,91 @@ def plot_sweep(frame: pd.DataFrame, key: str, metric: str, by: str = "dataset") 
     return fig
 
 
-def plot_curves(curves: pd.DataFrame, metric: str) -> Figure:
-    """``metric`` against the epoch, one line per label (CCES Fig. 7).
+def _colours() -> list[str]:
+    return list(plt.rcParams["axes.prop_cycle"].by_key()["color"])
 
-    ``curves`` has columns ``label``, ``epoch``, ``value``; several runs of a label are
-    averaged per epoch.
+
+def plot_seed_curves(
+    curves: pd.DataFrame, ylabel: str, levels: pd.DataFrame | None = None
+) -> Figure:
+    """A metric per epoch, one panel per data set, each row's mean over seeds with its spread.
+
+    ± one std is a band and every seed a faint line: a collapsed seed is the line that falls.
+
+    ``curves``: columns ``panel, row, seed, epoch, value``. ``levels``: columns ``panel, row,
+    value``, rows without epochs (k-means on pixels, the untrained network) drawn dashed.
     """
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    for label, group in curves.groupby("label", sort=False):
-        mean = group.groupby("epoch")["value"].mean()
-        ax.plot(mean.index, mean.values, marker=".", label=str(label))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric.upper())
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    panels = list(dict.fromkeys(curves["panel"]))
+    rows = list(dict.fromkeys(curves["row"]))
+    colour = {row: _colours()[i % len(_colours())] for i, row in enumerate(rows)}
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False, sharey=True
+    )
+    for ax, panel in zip(axes[0], panels, strict=True):
+        here = curves[curves["panel"] == panel]
+        for row, group in here.groupby("row", sort=False):
+            for _, seed in group.groupby("seed"):
+                ax.plot(seed["epoch"], seed["value"], color=colour[row], alpha=0.25, lw=0.8)
+            stats = group.groupby("epoch")["value"].agg(["mean", "std"])
+            n = group["seed"].nunique()
+            ax.plot(stats.index, stats["mean"], color=colour[row], lw=1.8, marker=".",
+                    label=f"{row} (n = {n})")  # fmt: skip
+            if n > 1:
+                spread = stats["std"].fillna(0)
+                ax.fill_between(stats.index, stats["mean"] - spread, stats["mean"] + spread,
+                                color=colour[row], alpha=0.18, lw=0)  # fmt: skip
+        if levels is not None:
+            for i, (_, level) in enumerate(levels[levels["panel"] == panel].iterrows()):
+                ax.axhline(level["value"], color=("0.35", "0.6")[i % 2], ls="--", lw=1,
+                           label=str(level["row"]))  # fmt: skip
+        ax.set_title(str(panel), fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+VERDICT_MARKS = {"better": "▲", "worse": "▼", "no detectable difference": "≈", "untested": ""}
+
+
+def plot_paired_differences(analyses: list[PairedAnalysis], names: DisplayNames) -> Figure:
+    """Each row's paired differences to the control, one panel per metric.
+
+    Every seed is a dot, the mean a diamond on its bootstrap interval; the verdict and the
+    Holm-adjusted p stand at the right.
+    """
+    several = len({r.dataset for a in analyses for r in a.rows}) > 1
+    keys = list(dict.fromkeys((r.dataset, r.other) for a in analyses for r in a.rows))
+    place = {key: len(keys) - 1 - i for i, key in enumerate(keys)}  # the first row on top
+    fig, axes = plt.subplots(
+        1, len(analyses), figsize=(3.6 * len(analyses) + 1.8, 1.0 + 0.45 * len(keys)),
+        squeeze=False, sharey=True,
+    )  # fmt: skip
+    for ax, analysis in zip(axes[0], analyses, strict=True):
+        for r in analysis.rows:
+            y = place[(r.dataset, r.other)]
+            ax.scatter(
+                r.differences, [y] * len(r.differences), s=16, alpha=0.6, color="C0", zorder=3
+            )
+            if r.ci_low is not None and r.ci_high is not None:
+                ax.plot([r.ci_low, r.ci_high], [y, y], color="black", lw=2)
+            if r.mean_difference is not None:
+                ax.plot(r.mean_difference, y, marker="D", color="black", ms=5)
+            p = "" if r.p_adjusted is None else f" p = {r.p_adjusted:.2g}"
+            ax.text(1.02, y, VERDICT_MARKS[r.verdict] + p, transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=7, clip_on=False)  # fmt: skip
+        ax.axvline(0, color="0.5", lw=0.8, ls="--")
+        ax.set_title(names.metric(analysis.metric), fontsize=9)
+        ax.set_xlabel(f"difference to {names.row(analysis.control)}", fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    axes[0][0].set_yticks(
+        [place[k] for k in keys],
+        [names.row(o) + (f" · {names.dataset(d)}" if several else "") for d, o in keys],
+        fontsize=8,
+    )
+    axes[0][0].set_ylim(-0.6, len(keys) - 0.4)
+    fig.tight_layout()
+    fig.subplots_adjust(wspace=0.35)
     return fig

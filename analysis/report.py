@@ -1,26 +1,32 @@
-"""What ``ablate report`` and ``ablate stats`` write: every table and figure a study supports.
+"""What ``ablate report`` says: every table, test and figure a study supports, computed once.
 
-Pure helpers turn loaded runs into :class:`~analysis.tables.Table` objects, comparisons and
-figures; :func:`write_report` renders them into a folder and returns the paths it wrote.
+:func:`build_report` turns loaded runs into a :class:`ReportContent` (tables, paired tests,
+the ranking over data sets, figures with their captions). :func:`write_report` renders it
+into a folder, :func:`analysis.report_text.terminal_summary` for the terminal and
+:func:`analysis.report_html.render_html` as one self-contained page.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
+from ablate.run_schema import BASELINE_ROWS
 from analysis import tables
 from analysis.aggregate import aggregate
 from analysis.differences import Test
+from analysis.names import DisplayNames
 from analysis.paired import (
+    PairedAnalysis,
     default_control,
     paired_analysis,
     table_significance,
 )
-from analysis.paired_text import describe_paired, paired_to_json
-from analysis.stats import Comparison, PairwiseComparison, compare
+from analysis.paired_text import describe_paired, distinct_notices, paired_to_json
+from analysis.report_figures import ReportFigure
+from analysis.stats import Comparison, compare
 
 FORMATS = {
     "latex": ("tex", tables.to_latex),
@@ -45,6 +51,16 @@ class ReportInput:
     control: str | None = None
     alpha: float = 0.05
     test: Test = "wilcoxon"
+    names: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    study_text: str | None = None  # the study file, shown on the HTML page
+    mlflow_ui: str | None = None  # an MLflow UI serving these runs: the HTML page links them
+
+    @property
+    def display_names(self) -> DisplayNames:
+        own = self.runs[~self.runs["variant"].isin(BASELINE_ROWS)] if len(self.runs) else self.runs
+        methods = set(own["method"]) if "method" in own else set()
+        return DisplayNames(self.names, methods.pop() if len(methods) == 1 else None)
 
     @property
     def variants(self) -> list[str]:
@@ -53,84 +69,6 @@ class ReportInput:
     @property
     def control_row(self) -> str:
         return self.control or default_control(self.variants)
-
-
-def describe_comparison(result: Comparison) -> str:
-    """The statistics as text: ranks, omnibus tests, post-hoc verdicts, decisions, warnings."""
-    lines = [
-        f"metric {result.metric} ({'higher' if result.direction == 'max' else 'lower'} is better), "
-        f"k = {result.k} methods, N = {result.n} data sets, alpha = {result.alpha}, "
-        f"missing cells: {result.missing_policy}",
-    ]
-    if result.dropped:
-        lines.append(f"dropped: {', '.join(result.dropped)}")
-    lines.append("average ranks (1 = best):")
-    for method, rank in sorted(
-        zip(result.methods, result.average_ranks, strict=True), key=lambda x: x[1]
-    ):
-        lines.append(f"  {rank:6.3f}  {method}")
-    lines.append(
-        f"Friedman chi2_F = {result.chi2:.3f} (df {result.k - 1}, p = {result.chi2_p:.4g}); "
-        f"tie-corrected (scipy) {result.chi2_tie_corrected:.3f}"
-    )
-    lines.append(
-        f"Iman-Davenport F_F = {result.ff:.3f} (df {result.ff_df[0]}, {result.ff_df[1]}; "
-        f"p = {result.ff_p:.4g}; "
-        f"critical F = {result.ff_critical:.3f}) -> "
-        + (
-            "reject: the methods differ"
-            if result.ff > result.ff_critical
-            else "no significant difference"
-        )
-    )
-    lines.append(f"Nemenyi: q_alpha = {result.nemenyi_q:.3f}, CD = {result.nemenyi_cd:.3f}")
-    if result.significant_pairs:
-        for better, worse, diff in result.significant_pairs:
-            lines.append(f"  {better} better than {worse} (rank difference {diff:.3f})")
-    else:
-        lines.append("  no pair differs by at least the CD")
-    if result.control is not None:
-        lines.append(
-            f"against control {result.control}: "
-            f"Bonferroni-Dunn q = {result.bonferroni_dunn_q:.3f}, "
-            f"CD = {result.bonferroni_dunn_cd:.3f}; Holm:"
-        )
-        for row in result.holm:
-            verdict = "differs" if row.rejected else "not significant"
-            lines.append(
-                f"  {row.method}: z = {row.z:+.3f}, p = {row.p:.4f}, "
-                f"threshold {row.threshold:.4f} -> {verdict}"
-            )
-    lines += [f"warning: {w}" for w in result.warnings]
-    return "\n".join(lines) + "\n"
-
-
-def describe_pairwise(result: PairwiseComparison) -> str:
-    """Pairwise Wilcoxon-Holm as text: ranks over blocks, each pair's p, the groups."""
-    lines = [
-        f"metric {result.metric} ({'higher' if result.direction == 'max' else 'lower'} is "
-        f"better), k = {result.k} methods over {result.blocks} complete (data set, seed) blocks, "
-        f"alpha = {result.alpha}",
-        "post-hoc: Wilcoxon signed-rank per pair over the blocks both ran (scipy, two-sided), "
-        "Holm over all pairs (statsmodels)",
-        "average ranks (1 = best):",
-    ]
-    for method, rank in sorted(
-        zip(result.methods, result.average_ranks, strict=True), key=lambda x: x[1]
-    ):
-        lines.append(f"  {rank:6.3f}  {method}")
-    for i in range(result.k):
-        for j in range(i + 1, result.k):
-            verdict = "differ" if result.adjusted[i, j] < result.alpha else "not significant"
-            lines.append(
-                f"  {result.methods[i]} vs {result.methods[j]}: {result.pairs[i, j]} blocks, "
-                f"p = {result.p_values[i, j]:.4g}, Holm p = {result.adjusted[i, j]:.4g} "
-                f"-> {verdict}"
-            )
-    groups = "; ".join(", ".join(g) for g in result.groups) or "none"
-    lines.append(f"groups not significantly different: {groups}")
-    lines += [f"warning: {w}" for w in result.warnings]
-    return "\n".join(lines) + "\n"
 
 
 def study_tables(report: ReportInput, metrics: list[str]) -> dict[str, tables.Table]:
@@ -174,67 +112,79 @@ def selection_note(runs: pd.DataFrame) -> str | None:
     )
 
 
-def write_report(report: ReportInput, out: Path, fmt: str, metrics: list[str]) -> list[Path]:
-    """Render tables, statistics and figures of a study into ``out``; returns the paths."""
-    from analysis import plots
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything a report says, computed once; files, the terminal and HTML only render it."""
 
-    out.mkdir(parents=True, exist_ok=True)
-    suffix, render = FORMATS[fmt]
-    written = []
-    for stem, table in study_tables(report, metrics).items():
-        path = out / f"{stem}.{suffix}"
-        path.write_text(render(table), encoding="utf-8")
-        written.append(path)
+    input: ReportInput
+    metrics: tuple[str, ...]
+    tables: dict[str, tables.Table]
+    paired: tuple[PairedAnalysis, ...]
+    ranking: Comparison | None
+    figures: tuple[ReportFigure, ...]
+
+    @property
+    def names(self) -> DisplayNames:
+        return self.input.display_names
+
+
+def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
+    """Tables, paired tests against the control, the ranking over data sets, and figures."""
+    from analysis.report_figures import FigureInput, report_figures
+
+    names = report.display_names
+    built = {stem: names.of_table(t) for stem, t in study_tables(report, metrics).items()}
+    paired: tuple[PairedAnalysis, ...] = ()
     if len(report.variants) > 1:
-        analyses = [
+        paired = tuple(
             paired_analysis(
                 report.runs, m, report.control_row, alpha=report.alpha, test=report.test
             )
             for m in metrics
             if m in report.runs
-        ]
-        (out / "paired.txt").write_text(
-            "\n".join(describe_paired(a) for a in analyses), encoding="utf-8"
         )
-        (out / "paired.json").write_text(
-            "[\n" + ",\n".join(paired_to_json(a).rstrip() for a in analyses) + "\n]\n",
-            encoding="utf-8",
-        )
-        written += [out / "paired.txt", out / "paired.json"]
-    agg = aggregate(report.runs, tuple(metrics))
-    scores = agg.score_table(metrics[0])
+    scores = aggregate(report.runs, tuple(metrics)).score_table(metrics[0])
+    ranking = None
     if scores.shape[0] >= 2 and scores.shape[1] >= 2:
-        result = compare(
-            scores, metrics[0], missing="drop-methods" if scores.isna().any().any() else "error"
-        )
-        (out / "stats.txt").write_text(describe_comparison(result), encoding="utf-8")
-        fig = plots.plot_cd(result)
-        fig.savefig(out / "cd_diagram.pdf")
-        written += [out / "stats.txt", out / "cd_diagram.pdf"]
-    for key in report.searched:
-        column = f"param.{key}"
-        finished = report.runs[report.runs["status"] == "FINISHED"]
-        if column in finished and pd.to_numeric(finished[column], errors="coerce").notna().all():
-            frame = finished.assign(**{key: pd.to_numeric(finished[column])})
-            fig = plots.plot_sweep(frame, key, metrics[0])
-            path = out / f"sweep_{key}.pdf"
-            fig.savefig(path)
-            written.append(path)
-    if report.tracking_uri is not None and not report.runs.empty:
-        from analysis.loading import epoch_curves
+        missing = "drop-methods" if scores.isna().any().any() else "error"
+        ranking = compare(scores, metrics[0], missing=missing)
+    source = FigureInput(report.runs, tuple(metrics), names, report.tracking_uri, report.searched)
+    figures = report_figures(source, paired, ranking)
+    return ReportContent(report, tuple(metrics), built, paired, ranking, figures)
 
-        finished = report.runs[report.runs["status"] == "FINISHED"]
-        curves = epoch_curves(report.tracking_uri, list(finished["run_id"]), metrics[0])
-        if not curves.empty:
-            labels = finished.set_index("run_id").apply(
-                lambda r: f"{r['variant']} / {r['dataset']}", axis=1
-            )
-            curves = curves.assign(label=curves["run_id"].map(labels))
-            fig = plots.plot_curves(curves, metrics[0])
-            path = out / f"{metrics[0]}_per_epoch.pdf"
-            fig.savefig(path)
+
+def write_report(content: ReportContent, out: Path, fmt: str) -> list[Path]:
+    """Render the tables, statistics and figures into ``out``; returns the paths written."""
+    from analysis.report_text import describe_comparison, figure_list
+
+    out.mkdir(parents=True, exist_ok=True)
+    suffix, render = FORMATS[fmt]
+    written = []
+    for stem, table in content.tables.items():
+        written.append(_write(out / f"{stem}.{suffix}", render(table)))
+    if content.paired:
+        blocks = [describe_paired(a, warnings=False) for a in content.paired]
+        notices = distinct_notices(list(content.paired))
+        blocks.append("".join(f"warning: {w}\n" for w in notices))
+        written.append(_write(out / "paired.txt", "\n".join(blocks)))
+        as_json = ",\n".join(paired_to_json(a).rstrip() for a in content.paired)
+        written.append(_write(out / "paired.json", f"[\n{as_json}\n]\n"))
+    if content.ranking is not None:
+        written.append(_write(out / "stats.txt", describe_comparison(content.ranking)))
+    for figure in content.figures:
+        for kind in ("pdf", "png"):
+            path = out / f"{figure.stem}.{kind}"
+            figure.figure.savefig(path, dpi=150, bbox_inches="tight")
             written.append(path)
+    if content.figures:
+        listing = figure_list(content.figures, "tex" if fmt == "latex" else "md")
+        written.append(_write(out / f"figures.{'tex' if fmt == 'latex' else 'md'}", listing))
     return written
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def load_sources(

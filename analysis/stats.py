@@ -396,6 +396,21 @@ def maximal_cliques(methods: tuple[str, ...], differ: np.ndarray) -> tuple[tuple
     return tuple(tuple(methods[i] for i in c) for c in sorted(cliques))
 
 
+def holm(p_values: list[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values: statsmodels' ``multipletests(p, method="holm")``.
+
+    Written here (a test compares the two) because statsmodels runs ``gc.collect()`` on every
+    Holm call: in a process that holds torch and MLflow that took 0.24 s a call, 4.4 of the 15 s
+    of a report.
+    """
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p, kind="stable")
+    steps = p[order] * np.arange(len(p), 0, -1)
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    return adjusted
+
+
 def pairwise_wilcoxon_holm(
     blocks: pd.DataFrame, metric: str, *, direction: Direction | None = None, alpha: float = 0.05
 ) -> PairwiseComparison:
@@ -404,8 +419,6 @@ def pairwise_wilcoxon_holm(
     ``blocks``: one row per (data set, seed), one column per method, NaN where a method did
     not run. Pairs are tested on the blocks both ran; ranks use the complete blocks.
     """
-    from statsmodels.stats.multitest import multipletests
-
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1); got {alpha}")
     direction = direction or metric_direction(metric)
@@ -427,7 +440,7 @@ def pairwise_wilcoxon_holm(
         d = values[both, i] - values[both, j]
         pairs[i, j] = pairs[j, i] = int(both.sum())
         raw.append(1.0 if len(d) < 2 or not np.any(d != 0) else float(stats.wilcoxon(d).pvalue))
-    adjusted_list = multipletests(raw, alpha=alpha, method="holm")[1]
+    adjusted_list = holm(raw)
     adjusted = np.ones((k, k))
     for (i, j), pv, pa in zip(index, raw, adjusted_list, strict=True):
         p[i, j] = p[j, i] = pv

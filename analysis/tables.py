@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from ablate.run_schema import BASELINE_ROWS
 from analysis.aggregate import Aggregate
 from analysis.stats import metric_direction
 
@@ -58,7 +61,12 @@ class Significance:
 
 @dataclass(frozen=True)
 class Table:
-    """Row labels, column groups (data sets) of columns (metrics) and the cells."""
+    """Row labels, column groups (data sets) of columns (metrics) and the cells.
+
+    Labels stay the runs' own (``digits_size16``, ``acc``); ``display`` maps them to what a
+    reader sees (:mod:`analysis.names`), so CSV keeps the labels and the rest print names.
+    ``rule_before`` holds the rows a rule sets apart from those above: the baseline group.
+    """
 
     caption: str
     label_headers: tuple[str, ...]
@@ -66,10 +74,22 @@ class Table:
     groups: tuple[tuple[str, tuple[str, ...]], ...]
     cells: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    display: Mapping[str, str] = field(default_factory=dict)
+    rule_before: tuple[int, ...] = ()
 
     @property
     def columns(self) -> list[tuple[str, str]]:
         return [(group, column) for group, columns in self.groups for column in columns]
+
+    def shown(self, label: str) -> str:
+        return self.display.get(label, label)
+
+    def column_title(self, column: str) -> str:
+        return self.display.get(column, column.upper())
+
+    def labels_of(self, labels: tuple[str, ...]) -> list[str]:
+        """A row's label cells as printed: the row's name, then its switch ticks as they are."""
+        return [self.shown(labels[0]), *(self.shown(x) for x in labels[1:])]
 
 
 def _places(values: list[float | None], direction: str) -> list[int | None]:
@@ -127,7 +147,10 @@ def comparison_table(
     """Methods × (data set → metrics), like GACL's Table 1."""
     frame = agg.frame
     datasets = datasets or list(dict.fromkeys(frame["dataset"]))
-    methods = methods or list(dict.fromkeys(frame.apply(agg.label, axis=1)))
+    methods, rule = _baselines_last(
+        methods or list(dict.fromkeys(frame.apply(agg.label, axis=1))),
+        lambda label: label.split(":", 1)[-1],
+    )
     lookup = _lookup(agg)
     cells = [
         [_cell(lookup.get((m, d)), metric) for d in datasets for metric in metrics] for m in methods
@@ -141,7 +164,20 @@ def comparison_table(
         tuple((d, tuple(metrics)) for d in datasets),
         _rank_columns(cells, flat_metrics),
         notes,
+        rule_before=rule,
     )
+
+
+def _baselines_last(
+    rows: list[str], variant_of: Callable[[str], str]
+) -> tuple[list[str], tuple[int, ...]]:
+    """The rows with the baseline rows moved last, and where their group starts (if any).
+
+    Papers print k-means and the untrained network apart from the method's own rows.
+    """
+    own = [r for r in rows if variant_of(r) not in BASELINE_ROWS]
+    baselines = [r for r in rows if variant_of(r) in BASELINE_ROWS]
+    return own + baselines, (len(own),) if own and baselines else ()
 
 
 def _std_note(cells: list[list[Cell]]) -> tuple[str, ...]:
@@ -166,13 +202,14 @@ def ablation_table(
     significantly best value is bold.
     """
     frame = agg.frame
-    variants = list(dict.fromkeys(frame["variant"]))
+    variants, rule = _baselines_last(list(dict.fromkeys(frame["variant"])), str)
     datasets = list(dict.fromkeys(frame["dataset"]))
     switches = []
-    # switch columns compare the study's own method's rows: a baseline of another method (k-means
-    # on pixels) has other settings, which are not switches of the ablation
-    method = runs["method"].mode().iloc[0] if "method" in runs and len(runs) else None
-    own = runs if method is None else runs[runs["method"] == method]
+    # switch columns compare the study's own method's rows: a baseline (k-means on pixels, the
+    # untrained network) is not trained with the switches, so it has none
+    own = runs[~runs["variant"].isin(BASELINE_ROWS)] if "variant" in runs else runs
+    method = own["method"].mode().iloc[0] if "method" in own and len(own) else None
+    own = own if method is None else own[own["method"] == method]
     for column in sorted(c for c in runs.columns if c.startswith("param.")):
         per_variant = own.groupby("variant")[column].first().dropna()
         values = set(per_variant.astype(str))
@@ -181,7 +218,10 @@ def ablation_table(
     by_key = {(str(r["variant"]), str(r["dataset"])): r for _, r in frame.iterrows()}
     labels = []
     for v in variants:
-        ticks = tuple(CHECK if str(values.get(v)) == "True" else "" for _, values in switches)
+        ticks = tuple(
+            CHECK if v not in BASELINE_ROWS and str(values.get(v)) == "True" else ""
+            for _, values in switches
+        )
         labels.append((v, *ticks))
     cells = [
         [_cell(by_key.get((v, d)), metric) for d in datasets for metric in metrics]
@@ -208,6 +248,7 @@ def ablation_table(
         tuple((d, tuple(metrics)) for d in datasets),
         _rank_columns(cells, flat),
         notes,
+        rule_before=rule,
     )
 
 
@@ -328,7 +369,8 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-def _number(cell: Cell, digits: int) -> str:
+def number_text(cell: Cell, digits: int) -> str:
+    """A cell as printed: the mean, and ± its std when it has several seeds."""
     if cell.mean is None:
         return "-"
     text = f"{cell.mean:+.{digits}f}" if cell.signed else f"{cell.mean:.{digits}f}"
@@ -350,26 +392,32 @@ def to_latex(table: Table, digits: int = 3) -> str:
     ]
     group_cells, rules, start = [], [], n_labels + 1
     for group, cols in table.groups:
-        group_cells.append(rf"\multicolumn{{{len(cols)}}}{{c}}{{{latex_escape(group)}}}")
+        group_cells.append(
+            rf"\multicolumn{{{len(cols)}}}{{c}}{{{latex_escape(table.shown(group))}}}"
+        )
         rules.append(rf"\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
         start += len(cols)
     lines.append(" & " * n_labels + " & ".join(group_cells) + r" \\")
     lines.append(" ".join(rules))
     header = [latex_escape(h) for h in table.label_headers] + [
-        latex_escape(c.upper()) for _, c in table.columns
+        latex_escape(table.column_title(c)) for _, c in table.columns
     ]
     lines.append(" & ".join(header) + r" \\")
     lines.append(r"\midrule")
-    for labels, row in zip(table.row_labels, table.cells, strict=True):
+    for i, (labels, row) in enumerate(zip(table.row_labels, table.cells, strict=True)):
+        if i in table.rule_before:
+            lines.append(r"\midrule")
         values = []
         for cell in row:
-            text = latex_escape(_number(cell, digits))
+            text = latex_escape(number_text(cell, digits))
             if cell.place == 1:
                 text = rf"\textbf{{{text}}}"
             elif cell.place == 2:
                 text = rf"\underline{{{text}}}"
             values.append(text + latex_escape(cell.mark))
-        lines.append(" & ".join([latex_escape(x) for x in labels] + values) + r" \\")
+        lines.append(
+            " & ".join([latex_escape(x) for x in table.labels_of(labels)] + values) + r" \\"
+        )
     lines += [r"\bottomrule", r"\end{tabular}"]
     for note in table.notes:
         lines.append(rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}")
@@ -378,22 +426,76 @@ def to_latex(table: Table, digits: int = 3) -> str:
 
 
 def to_markdown(table: Table, digits: int = 3) -> str:
-    """A Markdown table; best in bold, second in italics; groups prefix the column names."""
-    header = [*table.label_headers, *(f"{g} {c.upper()}" for g, c in table.columns)]
+    """A Markdown table; best in bold, second in italics; groups prefix the column names.
+
+    Markdown has no rule inside a table: a row reading *baselines* opens that group.
+    """
+    header = [
+        *table.label_headers,
+        *(f"{table.shown(g)} {table.column_title(c)}" for g, c in table.columns),
+    ]
     lines = [
         f"**{table.caption}**",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
+    for i, (labels, row) in enumerate(zip(table.row_labels, table.cells, strict=True)):
+        if i in table.rule_before:
+            lines.append("| *baselines* |" + " |" * (len(header) - 1))
+        values = []
+        for cell in row:
+            text = number_text(cell, digits)
+            text = f"**{text}**" if cell.place == 1 else f"_{text}_" if cell.place == 2 else text
+            values.append(f"{text} {cell.mark}" if cell.mark else text)
+        lines.append("| " + " | ".join([*table.labels_of(labels), *values]) + " |")
+    lines += ["", *table.notes] if table.notes else []
+    return "\n".join(lines) + "\n"
+
+
+def to_text(table: Table, digits: int = 3, width: int = 100) -> str:
+    """The table for a terminal: aligned columns, data set names over their metrics.
+
+    A significantly best value (bold elsewhere) ends in ``*``; the baselines sit under a rule.
+    """
+    heads = [*table.label_headers, *(table.column_title(c) for _, c in table.columns)]
+    marked = any(cell.mark for row in table.cells for cell in row)
+    body = []
     for labels, row in zip(table.row_labels, table.cells, strict=True):
         values = []
         for cell in row:
-            text = _number(cell, digits)
-            text = f"**{text}**" if cell.place == 1 else f"_{text}_" if cell.place == 2 else text
-            values.append(f"{text} {cell.mark}" if cell.mark else text)
-        lines.append("| " + " | ".join([*labels, *values]) + " |")
-    lines += ["", *table.notes] if table.notes else []
+            text = number_text(cell, digits) + ("*" if cell.place == 1 else " ")
+            values.append(f"{text} {cell.mark or ' '}" if marked else text)
+        body.append([*table.labels_of(labels), *values])
+    widths = [max(len(r[j]) for r in [heads, *body]) for j in range(len(heads))]
+    n_labels = len(table.label_headers)
+    spans, start = [], n_labels  # widen a column so its data set's name fits above it
+    for group, cols in table.groups:
+        name = table.shown(group)
+        room = sum(widths[start : start + len(cols)]) + 2 * (len(cols) - 1)
+        if len(name) > room:
+            widths[start + len(cols) - 1] += len(name) - room
+        spans.append((name, sum(widths[start : start + len(cols)]) + 2 * (len(cols) - 1)))
+        start += len(cols)
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if j < n_labels else c.rjust(w)
+            for j, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    label_width = sum(widths[:n_labels]) + 2 * n_labels
+    rule = "─" * (label_width + sum(w for _, w in spans) + 2 * (len(spans) - 1))
+    lines = [table.caption, rule]
+    lines.append((" " * label_width + "  ".join(n.center(w) for n, w in spans)).rstrip())
+    lines += [line(heads), rule]
+    for i, cells in enumerate(body):
+        if i in table.rule_before:
+            lines.append("╌" * len(rule))
+        lines.append(line(cells))
+    lines.append(rule)
+    for note in table.notes:
+        lines += textwrap.wrap(note.replace("bold:", "bold (here *):"), width)
     return "\n".join(lines) + "\n"
 
 

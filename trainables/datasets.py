@@ -63,6 +63,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     jitter_strength: float
     blur: bool
+    title: str = ""  # the name papers print (CIFAR-100-20: the 20 superclasses clustered)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,67 @@ def option_problem(key: str, value: Any) -> str | None:
     return None
 
 
+def dataset_label(name: str, options: dict[str, Any]) -> str:
+    """A data set's short name in runs and tables: its name plus any options (``digits_size16``)."""
+    return name + "".join(f"_{key}{value}" for key, value in sorted(options.items()))
+
+
+#: How a reader is told what an option changed in the protocol ("Digits (16 px)").
+_OPTION_WORDS: dict[str, str] = {
+    "size": "{} px",
+    "subset": "{:,}-image subset",
+    "subset_seed": "subset seed {}",
+    "n": "{:,} images",
+    "classes": "{} classes",
+    "seed": "seed {}",
+    "unlabeled": "with the unlabelled split",
+}
+
+
+def read_label(label: str) -> tuple[str, dict[str, int | bool]] | None:
+    """The name and options of a :func:`dataset_label`; None if ``label`` is not one."""
+    name = max(
+        (n for n in CATALOGUE if label == n or label.startswith(f"{n}_")), key=len, default=""
+    )
+    if not name:
+        return None
+    rest, options = label[len(name) :], {}
+    keys = sorted(OPTION_RULES, key=len, reverse=True)  # subset_seed before subset
+    while rest:
+        key = next((k for k in keys if rest.startswith(f"_{k}")), None)
+        if key is None:
+            return None
+        rest = rest[len(key) + 1 :]
+        value = rest.split("_", 1)[0]
+        rest = rest[len(value) :]
+        if value in ("True", "False"):
+            options[key] = value == "True"
+        elif value.isdigit():
+            options[key] = int(value)
+        else:
+            return None
+    return name, options
+
+
+def dataset_title(label: str) -> str:
+    """The name a paper prints for a data set label: ``CIFAR-10``, ``Digits (16 px)``.
+
+    Options that change the protocol follow in words; a label this catalogue does not know
+    (published numbers name data sets freely) stays as it is.
+    """
+    parsed = read_label(label)
+    if parsed is None:
+        return label
+    name, options = parsed
+    words = [
+        _OPTION_WORDS[key].format(value)
+        for key, value in options.items()
+        if key in _OPTION_WORDS and value is not False
+    ]
+    title = CATALOGUE[name].info.title or name
+    return f"{title} ({', '.join(words)})" if words else title
+
+
 @dataclass(frozen=True)
 class _Entry:
     info: DatasetInfo
@@ -152,35 +214,57 @@ def _info(
     blur: bool = False,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
+    title: str,
 ) -> DatasetInfo:
-    return DatasetInfo(name, classes, size, channels, mean, std, s, blur)
+    return DatasetInfo(name, classes, size, channels, mean, std, s, blur, title)
 
 
 #: Jitter strength and blur per data set follow CC's settings (CC's transform.py: s = 0.5 and no
 #: blur at 32 px, s = 1.0 with blur above).
 CATALOGUE: dict[str, _Entry] = {
     "cifar10": _Entry(
-        _info("cifar10", 10, 32, mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010)),
+        _info(
+            "cifar10",
+            10,
+            32,
+            mean=(0.4914, 0.4822, 0.4465),
+            std=(0.2023, 0.1994, 0.2010),
+            title="CIFAR-10",
+        ),
         frozenset(),
     ),
     "cifar100": _Entry(
-        _info("cifar100", 20, 32, mean=(0.5071, 0.4867, 0.4408), std=(0.2675, 0.2565, 0.2761)),
+        _info(
+            "cifar100",
+            20,
+            32,
+            mean=(0.5071, 0.4867, 0.4408),
+            std=(0.2675, 0.2565, 0.2761),
+            title="CIFAR-100-20",
+        ),
         frozenset(),
     ),
-    "stl10": _Entry(_info("stl10", 10, 96, s=1.0), frozenset({"unlabeled"})),
+    "stl10": _Entry(_info("stl10", 10, 96, s=1.0, title="STL-10"), frozenset({"unlabeled"})),
     "imagenet10": _Entry(
-        _info("imagenet10", 10, 96, s=1.0, blur=True), frozenset({"size"}), decoded_size=96
+        _info("imagenet10", 10, 96, s=1.0, blur=True, title="ImageNet-10"),
+        frozenset({"size"}),
+        decoded_size=96,
     ),
     "imagenet_dogs": _Entry(
-        _info("imagenet_dogs", 15, 96, s=1.0, blur=True), frozenset({"size"}), decoded_size=96
+        _info("imagenet_dogs", 15, 96, s=1.0, blur=True, title="ImageNet-Dogs"),
+        frozenset({"size"}),
+        decoded_size=96,
     ),
-    "tiny_imagenet": _Entry(_info("tiny_imagenet", 200, 64), frozenset()),
+    "tiny_imagenet": _Entry(_info("tiny_imagenet", 200, 64, title="Tiny-ImageNet"), frozenset()),
     "fashion_mnist": _Entry(
-        _info("fashion_mnist", 10, 28, 1, mean=(0.2860,), std=(0.3530,)), frozenset()
+        _info("fashion_mnist", 10, 28, 1, mean=(0.2860,), std=(0.3530,), title="Fashion-MNIST"),
+        frozenset(),
     ),
-    "digits": _Entry(_info("digits", 10, 32, 1, mean=(0.3,), std=(0.4,)), frozenset({"size"})),
+    "digits": _Entry(
+        _info("digits", 10, 32, 1, mean=(0.3,), std=(0.4,), title="Digits"), frozenset({"size"})
+    ),
     "synthetic": _Entry(
-        _info("synthetic", 4, 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
+        _info("synthetic", 4, 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), title="Synthetic"),
         frozenset({"n", "classes", "size", "seed"}),
     ),
 }

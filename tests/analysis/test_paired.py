@@ -12,7 +12,7 @@ from statsmodels.stats.multitest import multipletests
 
 from analysis.paired import paired_analysis
 from analysis.paired_text import describe_paired, paired_to_json
-from analysis.stats import smallest_p
+from analysis.stats import holm, smallest_p
 
 
 def _runs(values, dataset="cifar10", method="cc"):
@@ -55,6 +55,14 @@ def test_each_number_is_scipys_and_statsmodels():
         assert row.mean_difference == pytest.approx(d.mean())
         assert row.ci_low < d.mean() < row.ci_high and row.ci_method == "BCa"
     assert [r.verdict for r in result.rows] == ["worse", "no detectable difference"]
+
+
+def test_our_holm_equals_statsmodels_holm():
+    rng = np.random.default_rng(0)
+    cases = [rng.uniform(0, 1, size=n) for n in (1, 2, 5, 12)]
+    cases += [np.array([0.01, 0.01, 0.04, 0.5, 0.5]), np.array([0.3, 0.9, 0.6]), np.zeros(3)]
+    for ps in cases:
+        assert holm(ps) == pytest.approx(multipletests(ps, method="holm")[1])
 
 
 def test_holm_on_known_p_values_and_the_t_test_family():
@@ -165,7 +173,7 @@ def test_the_verdict_follows_the_test_not_a_collapsed_seeds_mean():
     assert (row.w_plus, row.w_minus) == (66.0, 12.0)
     assert row.mean_difference < 0 < row.hodges_lehmann
     assert row.verdict == "better" and row.dominant_seed == 11
-    assert any("one seed decides cc:other's mean: seed 11 differs by -0.4000" in w
+    assert any("cc:other: one seed decides the mean: seed 11 differs by -0.4000" in w
                for w in result.warnings)  # fmt: skip
     text = describe_paired(result)
     assert "W+ = 66, W- = 12, Hodges-Lehmann +0.0" in text and "-> better" in text
@@ -193,7 +201,7 @@ def test_the_reachability_warning_counts_only_the_pairs_wilcoxon_keeps():
     row = result.rows[0]
     assert row.n == 6 and row.smallest_p == smallest_p("wilcoxon", 4) == 0.125
     assert any(
-        "has 4 pair(s) with a non-zero difference: the smallest Holm-adjusted p over 1 "
+        "cc:other: 4 pair(s) with a non-zero difference: the smallest Holm-adjusted p over 1 "
         "comparison(s) is 0.125, never below alpha = 0.05" in w
         for w in result.warnings
     )
