@@ -445,11 +445,13 @@ def table_significance(
     *,
     alpha: float = 0.05,
     test: Test = "wilcoxon",
+    computed: tuple[PairedAnalysis, ...] = (),
 ) -> Significance | None:
     """Every cell's paired verdict against ``control``, and which values are significantly best.
 
     A value is significantly best when the paired test, run against it, finds every other row
     of its data set worse (Holm over those comparisons). None when there is one row only.
+    ``computed``: analyses against ``control`` already made with these settings (reused).
     """
     frames = {metric: per_seed(runs, metric) for metric in metrics if metric in runs}
     if not frames or all(f["label"].nunique() < 2 for f in frames.values()):
@@ -459,7 +461,10 @@ def table_significance(
     pairs: set[int] = set()
     resolved = control
     for metric, values in frames.items():
-        against = paired_analysis(runs, metric, control, alpha=alpha, test=test)
+        known = [a for a in computed if a.metric == metric]
+        against = (
+            known[0] if known else paired_analysis(runs, metric, control, alpha=alpha, test=test)
+        )
         resolved = against.control
         for row in against.rows:
             marks[(row.other, row.dataset, metric)] = MARKS.get(row.verdict, "")

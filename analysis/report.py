@@ -71,13 +71,20 @@ class ReportInput:
         return self.control or default_control(self.variants)
 
 
-def study_tables(report: ReportInput, metrics: list[str]) -> dict[str, tables.Table]:
-    """Every table the study supports, by file stem."""
+def study_tables(
+    report: ReportInput, metrics: list[str], paired: tuple[PairedAnalysis, ...] = ()
+) -> dict[str, tables.Table]:
+    """Every table the study supports, by file stem (``paired``: its analyses, if made)."""
     agg = aggregate(report.runs, tuple(metrics))
     out: dict[str, tables.Table] = {}
     if len(report.variants) > 1:
         significance = table_significance(
-            report.runs, metrics, report.control_row, alpha=report.alpha, test=report.test
+            report.runs,
+            metrics,
+            report.control_row,
+            alpha=report.alpha,
+            test=report.test,
+            computed=paired,
         )
         out["ablation"] = tables.ablation_table(
             agg, report.runs, metrics, f"{report.name}: ablation", significance
@@ -133,7 +140,6 @@ def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
     from analysis.report_figures import FigureInput, report_figures
 
     names = report.display_names
-    built = {stem: names.of_table(t) for stem, t in study_tables(report, metrics).items()}
     paired: tuple[PairedAnalysis, ...] = ()
     if len(report.variants) > 1:
         paired = tuple(
@@ -143,6 +149,9 @@ def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
             for m in metrics
             if m in report.runs
         )
+    built = {
+        stem: names.of_table(table) for stem, table in study_tables(report, metrics, paired).items()
+    }
     scores = aggregate(report.runs, tuple(metrics)).score_table(metrics[0])
     ranking = None
     if scores.shape[0] >= 2 and scores.shape[1] >= 2:

@@ -158,7 +158,7 @@ def read_label(label: str) -> tuple[str, dict[str, int | bool]] | None:
     )
     if not name:
         return None
-    rest, options = label[len(name) :], {}
+    rest, options = label[len(name) :], dict[str, int | bool]()
     keys = sorted(OPTION_RULES, key=len, reverse=True)  # subset_seed before subset
     while rest:
         key = next((k for k in keys if rest.startswith(f"_{k}")), None)

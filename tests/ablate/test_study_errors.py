@@ -319,6 +319,15 @@ CASES = {
         "resources.workers",
         ["variant 'full': batch_size 250 of stage 'pretext' is not divisible by 4 workers"],
     ),
+    "a display name for nothing the study prints": (
+        GOOD + "baselines: [pixels]\nanalysis:\n  names: {synthetic: Synthetic, no_cluster_: x}\n",
+        12,
+        "analysis.names.no_cluster_",
+        [
+            "names no data set, row or metric of this study; allowed: synthetic, full, no_cluster, "
+            "pixels, acc, nmi, ari"
+        ],
+    ),
 }
 
 

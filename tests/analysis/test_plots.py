@@ -2,7 +2,9 @@
 
 import pandas as pd
 
-from analysis.plots import plot_cd, plot_curves, plot_sweep
+from analysis.names import DisplayNames
+from analysis.paired import paired_analysis
+from analysis.plots import plot_cd, plot_paired_differences, plot_seed_curves, plot_sweep
 from analysis.stats import compare
 from tests.analysis.test_stats import DEMSAR
 
@@ -40,9 +42,33 @@ def test_sweep_and_curve_plots_draw_one_series_per_group():
     assert len(plot_sweep(runs, "knn_k", "acc").axes[0].get_legend().get_texts()) == 2
     curves = pd.DataFrame(
         {
-            "label": ["full"] * 3 + ["no_cluster"] * 3,
-            "epoch": [1, 2, 3] * 2,
-            "value": [0.1, 0.2, 0.3, 0.1, 0.15, 0.2],
+            "panel": ["Digits"] * 12,
+            "row": ["full"] * 6 + ["no_cluster"] * 6,
+            "seed": [0, 0, 0, 1, 1, 1] * 2,
+            "epoch": [1, 2, 3] * 4,
+            "value": [0.1, 0.2, 0.3, 0.1, 0.25, 0.35, 0.1, 0.15, 0.2, 0.1, 0.1, 0.05],
         }
     )
-    assert len(plot_curves(curves, "acc").axes[0].get_lines()) == 2
+    levels = pd.DataFrame({"panel": ["Digits"], "row": ["k-means (pixels)"], "value": [0.4]})
+    ax = plot_seed_curves(curves, "ACC", levels).axes[0]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["full (n = 2)", "no_cluster (n = 2)", "k-means (pixels)"]
+    assert len(ax.get_lines()) == 4 + 2 + 1  # every seed faint, each mean, the baseline level
+    assert len(ax.collections) == 2  # one seed band per row
+
+
+def test_paired_difference_plot_shows_every_seed_the_interval_and_the_verdict():
+    rows = []
+    for seed in range(8):
+        rows += [
+            ("cc", "full", "c10", seed, 0.80 + 0.01 * seed, "FINISHED"),
+            ("cc", "short", "c10", seed, 0.70 + 0.012 * seed, "FINISHED"),
+        ]
+    runs = pd.DataFrame(rows, columns=["method", "variant", "dataset", "seed", "acc", "status"])
+    analysis = paired_analysis(runs, "acc", "full")
+    ax = plot_paired_differences([analysis], DisplayNames(method="cc")).axes[0]
+    (dots,) = ax.collections
+    assert len(dots.get_offsets()) == 8  # one dot per seed
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["short"]
+    verdict = [t.get_text() for t in ax.texts]
+    assert verdict == [f"▼ p = {analysis.rows[0].p_adjusted:.2g}"]

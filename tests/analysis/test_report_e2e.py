@@ -25,7 +25,7 @@ def test_report_from_a_real_study_run(tmp_path, make_study, local_ray, capsys):
     assert main(["run", str(path)]) == 0
     capsys.readouterr()
     out = tmp_path / "out"
-    assert main(["report", str(path), "--out", str(out)]) == 0
+    assert main(["report", str(path), "--out", str(out), "--quiet"]) == 0
     written = {Path(p).name for p in capsys.readouterr().out.split()}
     assert {
         "ablation.tex",
@@ -33,6 +33,8 @@ def test_report_from_a_real_study_run(tmp_path, make_study, local_ray, capsys):
         "stats.txt",
         "cd_diagram.pdf",
         "acc_per_epoch.pdf",
+        "paired_differences.png",
+        "figures.tex",
     } <= written
     ablation = (out / "ablation.tex").read_text()
     assert "cluster & entropy" in ablation  # the two switches that differ between variants
@@ -40,7 +42,11 @@ def test_report_from_a_real_study_run(tmp_path, make_study, local_ray, capsys):
     stats = (out / "stats.txt").read_text()
     assert "k = 2 methods, N = 2 data sets" in stats and "warning: only 2 data sets" in stats
     reproduction = (out / "reproduction.tex").read_text()
-    row = next(line for line in reproduction.splitlines() if line.startswith("full & synthetic"))
+    row = next(
+        line
+        for line in reproduction.splitlines()
+        if line.startswith("full & Synthetic (32 images, 8 px)")
+    )
     assert "0.900" in row and "0.800" in row  # the paper's numbers beside ours
     assert (
         row.count("+") + row.count(" -0.") >= 2

@@ -12,6 +12,7 @@ import pytest
 from analysis import tables
 from analysis.aggregate import aggregate
 from analysis.loading import ResultsError, load_published
+from analysis.names import DisplayNames
 
 RUNS = pd.DataFrame(
     [
@@ -235,3 +236,53 @@ def test_switch_columns_ignore_a_baseline_of_another_method():
     table = tables.ablation_table(aggregate(runs, ("acc",)), runs, ["acc"], "t")
     assert table.label_headers == ("Variant", "cluster", "entropy")
     assert table.row_labels[-1] == ("pixels", "", "")
+
+
+def test_baseline_rows_form_their_own_group_without_switches():
+    """The untrained network keeps the full model's switches in its params: not ticked."""
+    untrained = RUNS[RUNS["variant"] == "full"].assign(variant="untrained", acc=0.2, nmi=0.1)
+    pixels = untrained.assign(method="kmeans", variant="pixels", acc=0.4, nmi=0.3)
+    runs = pd.concat([pixels, RUNS, untrained], ignore_index=True)  # a baseline listed first
+    table = tables.ablation_table(aggregate(runs, ("acc", "nmi")), runs, ["acc", "nmi"], "t")
+    assert [labels[0] for labels in table.row_labels] == [
+        "full", "no_cluster", "no_entropy", "pixels", "untrained"
+    ]  # fmt: skip
+    assert table.rule_before == (3,)
+    assert table.row_labels[3:] == (("pixels", "", ""), ("untrained", "", ""))
+    named = DisplayNames().of_table(table)
+    latex = tables.to_latex(named)
+    assert latex.count(r"\midrule") == 2 and "k-means (untrained network) &  &  &" in latex
+    markdown = tables.to_markdown(named).splitlines()
+    assert markdown.index("| *baselines* | | | | | | |") == 7  # header, rule, three rows
+    text = tables.to_text(named).splitlines()
+    assert text.index("╌" * len(text[1])) == 8  # caption, rule, groups, header, rule, 3 rows
+    comparison = tables.comparison_table(aggregate(runs, ("acc",)), ["acc"], "c")
+    assert comparison.row_labels[-2:] == (("kmeans:pixels",), ("cc:untrained",))
+    assert comparison.rule_before == (3,)
+
+
+def test_the_text_table_aligns_marked_and_unmarked_cells():
+    from analysis.paired import table_significance
+
+    seeded = _seeded_runs({"full": [0.8, 0.82, 0.81], "worse": [0.5, 0.52, 0.51]})
+    marked = table_significance(seeded, ["acc"], "full", test="ttest")
+    text = tables.to_text(
+        tables.ablation_table(aggregate(seeded, ("acc",)), seeded, ["acc"], "marks", marked)
+    ).splitlines()
+    full, worse = (next(line for line in text if line.startswith(v)) for v in ("full", "worse"))
+    assert full.index("0.810") == worse.index("0.510") and worse.endswith("▼")
+    assert "0.810 ± 0.010*" in full  # significantly best: bold elsewhere, * here
+
+
+def test_each_distinct_warning_is_said_once_with_where_it_applies():
+    """Four rows, two seeds, three metrics: 27 row-level cautions become two lines."""
+    from analysis.paired import paired_analysis
+    from analysis.paired_text import distinct_notices
+
+    rows = {"full": [0.8, 0.82], "a": [0.7, 0.75], "b": [0.6, 0.62], "c": [0.5, 0.57]}
+    frame = _seeded_runs(rows).assign(nmi=lambda f: f["acc"] - 0.1, ari=lambda f: f["acc"] - 0.2)
+    analyses = [paired_analysis(frame, m, "full") for m in ("acc", "nmi", "ari")]
+    assert sum(len(a.warnings) for a in analyses) == 18
+    lines = distinct_notices(analyses, DisplayNames(method="cc"))
+    assert len(lines) == 2
+    assert all(line.endswith("[a, b, c; c10; ACC, NMI, ARI]") for line in lines)
