@@ -63,7 +63,7 @@ class DatasetInfo:
     std: tuple[float, ...]
     jitter_strength: float
     blur: bool
-    title: str = ""  # the name papers print (CIFAR-100-20: the 20 superclasses clustered)
+    title: str = ""  # the name papers print
 
 
 @dataclass(frozen=True)
@@ -206,6 +206,7 @@ class _Entry:
 
 def _info(
     name: str,
+    title: str,
     classes: int,
     size: int,
     channels: int = 3,
@@ -214,57 +215,45 @@ def _info(
     blur: bool = False,
     mean: tuple[float, ...] = IMAGENET_MEAN,
     std: tuple[float, ...] = IMAGENET_STD,
-    title: str,
 ) -> DatasetInfo:
     return DatasetInfo(name, classes, size, channels, mean, std, s, blur, title)
 
 
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+
 #: Jitter strength and blur per data set follow CC's settings (CC's transform.py: s = 0.5 and no
-#: blur at 32 px, s = 1.0 with blur above).
+#: blur at 32 px, s = 1.0 with blur above). The titles are the names the papers print
+#: (CIFAR-100-20: CIFAR-100's 20 superclasses, which the clustering papers use).
 CATALOGUE: dict[str, _Entry] = {
     "cifar10": _Entry(
-        _info(
-            "cifar10",
-            10,
-            32,
-            mean=(0.4914, 0.4822, 0.4465),
-            std=(0.2023, 0.1994, 0.2010),
-            title="CIFAR-10",
-        ),
-        frozenset(),
+        _info("cifar10", "CIFAR-10", 10, 32, mean=CIFAR10_MEAN, std=CIFAR10_STD), frozenset()
     ),
     "cifar100": _Entry(
-        _info(
-            "cifar100",
-            20,
-            32,
-            mean=(0.5071, 0.4867, 0.4408),
-            std=(0.2675, 0.2565, 0.2761),
-            title="CIFAR-100-20",
-        ),
+        _info("cifar100", "CIFAR-100-20", 20, 32, mean=CIFAR100_MEAN, std=CIFAR100_STD),
         frozenset(),
     ),
-    "stl10": _Entry(_info("stl10", 10, 96, s=1.0, title="STL-10"), frozenset({"unlabeled"})),
+    "stl10": _Entry(_info("stl10", "STL-10", 10, 96, s=1.0), frozenset({"unlabeled"})),
     "imagenet10": _Entry(
-        _info("imagenet10", 10, 96, s=1.0, blur=True, title="ImageNet-10"),
+        _info("imagenet10", "ImageNet-10", 10, 96, s=1.0, blur=True),
         frozenset({"size"}),
         decoded_size=96,
     ),
     "imagenet_dogs": _Entry(
-        _info("imagenet_dogs", 15, 96, s=1.0, blur=True, title="ImageNet-Dogs"),
+        _info("imagenet_dogs", "ImageNet-Dogs", 15, 96, s=1.0, blur=True),
         frozenset({"size"}),
         decoded_size=96,
     ),
-    "tiny_imagenet": _Entry(_info("tiny_imagenet", 200, 64, title="Tiny-ImageNet"), frozenset()),
+    "tiny_imagenet": _Entry(_info("tiny_imagenet", "Tiny-ImageNet", 200, 64), frozenset()),
     "fashion_mnist": _Entry(
-        _info("fashion_mnist", 10, 28, 1, mean=(0.2860,), std=(0.3530,), title="Fashion-MNIST"),
+        _info("fashion_mnist", "Fashion-MNIST", 10, 28, 1, mean=(0.2860,), std=(0.3530,)),
         frozenset(),
     ),
     "digits": _Entry(
-        _info("digits", 10, 32, 1, mean=(0.3,), std=(0.4,), title="Digits"), frozenset({"size"})
+        _info("digits", "Digits", 10, 32, 1, mean=(0.3,), std=(0.4,)), frozenset({"size"})
     ),
     "synthetic": _Entry(
-        _info("synthetic", 4, 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), title="Synthetic"),
+        _info("synthetic", "Synthetic", 4, 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)),
         frozenset({"n", "classes", "size", "seed"}),
     ),
 }
