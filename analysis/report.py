@@ -14,24 +14,20 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.run_schema import BASELINE_ROWS
-from analysis import tables
+from analysis import table_render, tables
 from analysis.aggregate import aggregate
 from analysis.differences import Test
 from analysis.names import DisplayNames
-from analysis.paired import (
-    PairedAnalysis,
-    default_control,
-    paired_analysis,
-    table_significance,
-)
+from analysis.paired import PairedAnalysis, default_control, paired_analysis
 from analysis.paired_text import describe_paired, distinct_notices, paired_to_json
 from analysis.report_figures import ReportFigure
+from analysis.significance import table_significance
 from analysis.stats import Comparison, compare
 
 FORMATS = {
-    "latex": ("tex", tables.to_latex),
-    "md": ("md", tables.to_markdown),
-    "csv": ("csv", tables.to_csv),
+    "latex": ("tex", table_render.to_latex),
+    "md": ("md", table_render.to_markdown),
+    "csv": ("csv", table_render.to_csv),
 }
 
 

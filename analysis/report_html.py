@@ -18,7 +18,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from analysis.paired_text import distinct_notices
 from analysis.report import ReportContent
 from analysis.report_text import verdict_lines
-from analysis.tables import Table, number_text
+from analysis.table_render import number_text
+from analysis.tables import Table
 
 HEADINGS = {"ablation": "Ablation", "comparison": "Results", "reproduction": "Against the paper"}
 

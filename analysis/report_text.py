@@ -15,7 +15,8 @@ from analysis.paired_text import distinct_notices
 from analysis.plots import VERDICT_MARKS
 from analysis.report_figures import ReportFigure
 from analysis.stats import Comparison, PairwiseComparison
-from analysis.tables import Table, latex_escape, to_text
+from analysis.table_render import latex_escape, to_text
+from analysis.tables import Table
 
 
 def describe_comparison(result: Comparison) -> str:

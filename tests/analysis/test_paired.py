@@ -177,7 +177,7 @@ def test_the_verdict_follows_the_test_not_a_collapsed_seeds_mean():
                for w in result.warnings)  # fmt: skip
     text = describe_paired(result)
     assert "W+ = 66, W- = 12, Hodges-Lehmann +0.0" in text and "-> better" in text
-    from analysis.paired import table_significance
+    from analysis.significance import table_significance
 
     marks = table_significance(runs, ["acc"], "full").marks
     assert marks[("cc:other", "cifar10", "acc")] == "▲"
@@ -208,7 +208,7 @@ def test_the_reachability_warning_counts_only_the_pairs_wilcoxon_keeps():
 
 
 def test_the_table_note_says_holm_is_per_data_set_and_metric():
-    from analysis.paired import table_significance
+    from analysis.significance import table_significance
 
     note = table_significance(_runs({"full": FULL, "no_a": WORSE}), ["acc"], "full").note
     assert "Holm-adjusted per data set and metric" in note

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import tables
+from analysis import table_render, tables
 from analysis.aggregate import aggregate
 from analysis.loading import ResultsError, load_published
 from analysis.names import DisplayNames
@@ -66,7 +66,9 @@ def test_ablation_table_marks_the_switches_that_differ():
 
 def test_latex_bold_best_underline_second_and_escaping():
     agg = aggregate(RUNS, ("acc", "nmi"))
-    latex = tables.to_latex(tables.ablation_table(agg, RUNS, ["acc", "nmi"], "CC 100% ablation"))
+    latex = table_render.to_latex(
+        tables.ablation_table(agg, RUNS, ["acc", "nmi"], "CC 100% ablation")
+    )
     assert r"\textbf{0.810 $\pm$ 0.014}" in latex
     assert r"\underline{0.700}" in latex
     assert r"cifar\_10" in latex and r"CC 100\% ablation" in latex
@@ -78,7 +80,7 @@ def test_renderers_are_pure():
     agg = aggregate(RUNS, ("acc", "nmi"))
     table = tables.comparison_table(agg, ["acc"], "t")
     before = repr(table)
-    for render in (tables.to_latex, tables.to_markdown, tables.to_csv):
+    for render in (table_render.to_latex, table_render.to_markdown, table_render.to_csv):
         assert render(table) == render(table)
     assert repr(table) == before
 
@@ -86,10 +88,10 @@ def test_renderers_are_pure():
 def test_markdown_and_csv():
     agg = aggregate(RUNS, ("acc",))
     table = tables.comparison_table(agg, ["acc"], "Results")
-    md = tables.to_markdown(table)
+    md = table_render.to_markdown(table)
     assert "| Method | cifar_10 ACC | stl ACC |" in md
     assert "**0.810 ± 0.014**" in md and "_0.700_" in md
-    csv = pd.read_csv(__import__("io").StringIO(tables.to_csv(table)))
+    csv = pd.read_csv(__import__("io").StringIO(table_render.to_csv(table)))
     assert set(csv.columns) == {"Method", "group", "column", "mean", "std", "n", "mark"}
     assert len(csv) == 3 * 2
 
@@ -108,7 +110,7 @@ def test_sweep_and_reproduction_tables():
         and diff.mean == pytest.approx(-0.04)
     )
     assert rep.cells[0][3].mean is None and rep.cells[0][5].mean is None  # no published NMI
-    assert "-0.040" in tables.to_markdown(rep)
+    assert "-0.040" in table_render.to_markdown(rep)
 
 
 def test_published_csv_reads_missing_marks(tmp_path):
@@ -131,17 +133,17 @@ def test_latex_table_compiles(tmp_path):
         Path(__file__).resolve().parents[2] / "analysis" / "published" / "gacl_table1.csv"
     )
     agg = aggregate(published, ("nmi", "acc", "ari"))
-    body = tables.to_latex(
+    body = table_render.to_latex(
         tables.comparison_table(agg, ["nmi", "acc", "ari"], "GACL Table 1 & friends")
     )
-    body += tables.to_latex(
+    body += table_render.to_latex(
         tables.ablation_table(aggregate(RUNS, ("acc",)), RUNS, ["acc"], "ablation_1")
     )
-    from analysis.paired import table_significance
+    from analysis.significance import table_significance
 
     seeded = _seeded_runs({"full": [0.8, 0.82, 0.81], "worse": [0.5, 0.52, 0.51]})
     marked = table_significance(seeded, ["acc"], "full")
-    body += tables.to_latex(
+    body += table_render.to_latex(
         tables.ablation_table(aggregate(seeded, ("acc",)), seeded, ["acc"], "marks", marked)
     )
     document = (
@@ -173,7 +175,7 @@ def _seeded_runs(per_variant):
 
 
 def test_ablation_cells_carry_paired_verdicts_and_only_a_significant_best_is_bold():
-    from analysis.paired import table_significance
+    from analysis.significance import table_significance
 
     full = [0.80, 0.82, 0.79, 0.81, 0.83, 0.80, 0.78, 0.82]  # 8 seeds: Holm over 2 can reach α
     runs = _seeded_runs(
@@ -189,9 +191,9 @@ def test_ablation_cells_carry_paired_verdicts_and_only_a_significant_best_is_bol
     assert (full_cell.mark, worse_cell.mark, same_cell.mark) == ("", "▼", "≈")
     assert full_cell.place is None  # best mean, but not better than `same` beyond noise
     assert "Wilcoxon signed-rank test, n = 8 paired seeds" in table.notes[-1]
-    markdown = tables.to_markdown(table)
+    markdown = table_render.to_markdown(table)
     assert "▼" in markdown and "**" not in markdown.split("\n", 1)[1]  # nothing bold
-    latex = tables.to_latex(table)
+    latex = table_render.to_latex(table)
     assert r"$^{\blacktriangledown}$" in latex and r"$^{\approx}$" in latex
     clear = _seeded_runs({"full": full, "worse": [v - 0.05 for v in full]})
     clear_sig = table_significance(clear, ["acc"], "full")
@@ -200,7 +202,7 @@ def test_ablation_cells_carry_paired_verdicts_and_only_a_significant_best_is_bol
 
 
 def test_tables_of_one_or_two_seeds_say_no_test_could_decide():
-    from analysis.paired import table_significance
+    from analysis.significance import table_significance
 
     two = _seeded_runs({"full": [0.8, 0.82], "worse": [0.5, 0.52]})
     note = table_significance(two, ["acc"], "full").note
@@ -250,11 +252,11 @@ def test_baseline_rows_form_their_own_group_without_switches():
     assert table.rule_before == (3,)
     assert table.row_labels[3:] == (("pixels", "", ""), ("untrained", "", ""))
     named = DisplayNames().of_table(table)
-    latex = tables.to_latex(named)
+    latex = table_render.to_latex(named)
     assert latex.count(r"\midrule") == 2 and "k-means (untrained network) &  &  &" in latex
-    markdown = tables.to_markdown(named).splitlines()
+    markdown = table_render.to_markdown(named).splitlines()
     assert markdown.index("| *baselines* | | | | | | |") == 7  # header, rule, three rows
-    text = tables.to_text(named).splitlines()
+    text = table_render.to_text(named).splitlines()
     assert text.index("╌" * len(text[1])) == 8  # caption, rule, groups, header, rule, 3 rows
     comparison = tables.comparison_table(aggregate(runs, ("acc",)), ["acc"], "c")
     assert comparison.row_labels[-2:] == (("kmeans:pixels",), ("cc:untrained",))
@@ -262,11 +264,11 @@ def test_baseline_rows_form_their_own_group_without_switches():
 
 
 def test_the_text_table_aligns_marked_and_unmarked_cells():
-    from analysis.paired import table_significance
+    from analysis.significance import table_significance
 
     seeded = _seeded_runs({"full": [0.8, 0.82, 0.81], "worse": [0.5, 0.52, 0.51]})
     marked = table_significance(seeded, ["acc"], "full", test="ttest")
-    text = tables.to_text(
+    text = table_render.to_text(
         tables.ablation_table(aggregate(seeded, ("acc",)), seeded, ["acc"], "marks", marked)
     ).splitlines()
     full, worse = (next(line for line in text if line.startswith(v)) for v in ("full", "worse"))

@@ -1,0 +1,79 @@
+"""Paired verdicts as table marks: ▲ ▼ ≈ per cell against the control, and the bold cells.
+
+A value is bold only when it is significantly better than every other row of its data set;
+the table's note says by which test, at which α and with how many pairs.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.differences import Test
+from analysis.paired import PairedAnalysis, paired_analysis, per_seed
+from analysis.stats import smallest_p
+from analysis.tables import Significance
+
+MARKS = {"better": "▲", "worse": "▼", "no detectable difference": "≈"}
+
+
+def table_significance(
+    runs: pd.DataFrame,
+    metrics: list[str],
+    control: str,
+    *,
+    alpha: float = 0.05,
+    test: Test = "wilcoxon",
+    computed: tuple[PairedAnalysis, ...] = (),
+) -> Significance | None:
+    """Every cell's paired verdict against ``control``, and which values are significantly best.
+
+    A value is significantly best when the paired test, run against it, finds every other row
+    of its data set worse (Holm over those comparisons). None when there is one row only.
+    ``computed``: analyses against ``control`` already made with these settings (reused).
+    """
+    frames = {metric: per_seed(runs, metric) for metric in metrics if metric in runs}
+    if not frames or all(f["label"].nunique() < 2 for f in frames.values()):
+        return None
+    marks: dict[tuple[str, str, str], str] = {}
+    best: set[tuple[str, str, str]] = set()
+    pairs: set[int] = set()
+    resolved = control
+    for metric, values in frames.items():
+        known = [a for a in computed if a.metric == metric]
+        against = (
+            known[0] if known else paired_analysis(runs, metric, control, alpha=alpha, test=test)
+        )
+        resolved = against.control
+        for row in against.rows:
+            marks[(row.other, row.dataset, metric)] = MARKS.get(row.verdict, "")
+            pairs.add(row.n)
+        for dataset, here in values.groupby("dataset", sort=False):
+            means = here.groupby("label")["value"].mean()
+            if len(means) < 2:
+                continue
+            top = str(means.idxmax() if against.direction == "max" else means.idxmin())
+            subset = runs[runs["dataset"].astype(str) == str(dataset)]
+            from_top = paired_analysis(subset, metric, top, alpha=alpha, test=test)
+            if all(row.verdict == "worse" for row in from_top.rows):
+                best.add((top, str(dataset), metric))
+    return Significance(marks, frozenset(best), _significance_note(resolved, pairs, alpha, test))
+
+
+def _significance_note(control: str, pairs: set[int], alpha: float, test: Test) -> str:
+    if max(pairs, default=0) < 2:
+        return "One seed per cell: no paired test was possible, so no value is marked or bold."
+    name = "Wilcoxon signed-rank test" if test == "wilcoxon" else "paired t-test"
+    counts = "n = " + ", ".join(str(n) for n in sorted(pairs)) + " paired seeds"
+    note = (
+        f"▲ / ▼ / ≈: better than / worse than / no detectable difference from {control} "
+        f"({name}, {counts}, Holm-adjusted per data set and metric, α = {alpha}); bold: "
+        "significantly "
+        "better than every other row by the same test."
+    )
+    reachable = [n for n in pairs if smallest_p(test, n) < alpha]
+    if test == "wilcoxon" and not reachable:
+        note += (
+            f" With at most {max(pairs)} pairs no p-value can fall below α: the Wilcoxon test "
+            "needs at least 6."
+        )
+    return note
