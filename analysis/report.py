@@ -66,6 +66,15 @@ class ReportInput:
     def control_row(self) -> str:
         return self.control or default_control(self.variants)
 
+    @property
+    def pairs_testable(self) -> bool:
+        """Whether the control and another row have finished runs (not so mid-study)."""
+        finished = (
+            self.runs[self.runs["status"] == "FINISHED"] if "status" in self.runs else self.runs
+        )
+        done = {str(v) for v in finished["variant"]}
+        return len(done) > 1 and self.control_row in done
+
 
 def study_tables(
     report: ReportInput, metrics: list[str], paired: tuple[PairedAnalysis, ...] = ()
@@ -74,13 +83,17 @@ def study_tables(
     agg = aggregate(report.runs, tuple(metrics))
     out: dict[str, tables.Table] = {}
     if len(report.variants) > 1:
-        significance = table_significance(
-            report.runs,
-            metrics,
-            report.control_row,
-            alpha=report.alpha,
-            test=report.test,
-            computed=paired,
+        significance = (
+            table_significance(
+                report.runs,
+                metrics,
+                report.control_row,
+                alpha=report.alpha,
+                test=report.test,
+                computed=paired,
+            )
+            if report.pairs_testable
+            else None
         )
         out["ablation"] = tables.ablation_table(
             agg, report.runs, metrics, f"{report.name}: ablation", significance
@@ -137,7 +150,7 @@ def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
 
     names = report.display_names
     paired: tuple[PairedAnalysis, ...] = ()
-    if len(report.variants) > 1:
+    if report.pairs_testable:
         paired = tuple(
             paired_analysis(
                 report.runs, m, report.control_row, alpha=report.alpha, test=report.test

@@ -8,7 +8,6 @@ import contextlib
 import io
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import yaml
 
 from ablate.cli import main
-from tests.analysis.logged_runs import log_runs
+from tests.analysis.logged_runs import log_runs, store_folder
 
 SEEDS = list(range(8))
 DATASETS = ["digits_size16", "fashion_mnist_subset10000"]
@@ -32,14 +31,9 @@ def _score(variant: str, dataset: str, seed: int, epoch: int) -> float:
 
 @pytest.fixture(scope="module")
 def reported() -> Iterator[dict[str, object]]:
-    """A CC study of two data sets, 8 seeds and both baselines, reported once with --html.
-
-    Its MLflow store lies in memory-backed /dev/shm where there is one: 192 MLflow writes
-    took 9 s on this machine's disk and 2 s there.
-    """
-    shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as name:
-        yield _report(Path(name))
+    """A CC study of two data sets, 8 seeds and both baselines, reported once with --html."""
+    with store_folder() as folder:
+        yield _report(folder)
 
 
 def _report(folder: Path) -> dict[str, object]:
@@ -172,3 +166,27 @@ def test_the_html_page_renders_in_headless_chromium(reported):
     histogram = pixels.histogram()
     dark = sum(histogram[:128]) / (pixels.width * pixels.height)
     assert pixels.height > 900 and 0.005 < dark < 0.5  # text and figures, on a white page
+
+
+def test_a_study_whose_other_rows_are_still_running_reports_what_finished(tmp_path, capsys):
+    """Mid-study only the control has finished: its table prints, no paired test is tried."""
+
+    with store_folder() as folder:
+        _report_midway(f"sqlite:///{folder}/mlflow.db", tmp_path, capsys)
+
+
+def _report_midway(uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mlflow import MlflowClient
+
+    rows = {"full": ("cc", ON), "no_cluster": ("cc", OFF)}
+    log_runs(uri, "midway", rows, DATASETS[:1], [0, 1], _score)
+    client = MlflowClient(uri)
+    for run in client.search_runs([client.get_experiment_by_name("midway").experiment_id]):
+        if run.data.tags["ablate.variant"] == "no_cluster":
+            client.update_run(run.info.run_id, status="RUNNING")
+    out = tmp_path / "out"
+    assert main(["report", "midway", "--tracking-uri", uri, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    full = next(line for line in printed.splitlines() if line.startswith("full"))
+    assert "0.862 ± 0.003" in full and "≈" not in printed
+    assert "note: 2 run(s) did not finish" in printed and not (out / "paired.txt").exists()
