@@ -91,6 +91,7 @@ def study_tables(
                 alpha=report.alpha,
                 test=report.test,
                 computed=paired,
+                names=report.display_names,
             )
             if report.pairs_testable
             else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.differences import Test
+from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis, paired_analysis, per_seed
 from analysis.stats import smallest_p
 from analysis.tables import Significance
@@ -24,12 +25,14 @@ def table_significance(
     alpha: float = 0.05,
     test: Test = "wilcoxon",
     computed: tuple[PairedAnalysis, ...] = (),
+    names: DisplayNames | None = None,
 ) -> Significance | None:
     """Every cell's paired verdict against ``control``, and which values are significantly best.
 
     A value is significantly best when the paired test, run against it, finds every other row
     of its data set worse (Holm over those comparisons). None when there is one row only.
-    ``computed``: analyses against ``control`` already made with these settings (reused).
+    ``computed``: analyses against ``control`` already made with these settings (reused);
+    ``names``: how the note names the control.
     """
     frames = {metric: per_seed(runs, metric) for metric in metrics if metric in runs}
     if not frames or all(f["label"].nunique() < 2 for f in frames.values()):
@@ -56,7 +59,8 @@ def table_significance(
             from_top = paired_analysis(subset, metric, top, alpha=alpha, test=test)
             if all(row.verdict == "worse" for row in from_top.rows):
                 best.add((top, str(dataset), metric))
-    return Significance(marks, frozenset(best), _significance_note(resolved, pairs, alpha, test))
+    shown = (names or DisplayNames()).row(resolved)
+    return Significance(marks, frozenset(best), _significance_note(shown, pairs, alpha, test))
 
 
 def _significance_note(control: str, pairs: set[int], alpha: float, test: Test) -> str:
