@@ -408,9 +408,16 @@ def _trial_name_from(result: Any, spec: TrialSpec | None) -> str:
 
 
 def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]]) -> str:
-    """Variant (and searched point) × data set: mean ± std over seeds of ACC, NMI, ARI."""
+    """Variant (and searched point) × data set: mean ± std over seeds of ACC, NMI, ARI.
+
+    Data sets print as the report prints them ("Digits (16 px)"), variants as the study names
+    them.
+    """
     import numpy as np
 
+    from analysis.names import DisplayNames
+
+    names = DisplayNames(study.analysis.names)
     searched = study.search.searched_keys() if study.search else []
     cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for spec, metrics in results:
@@ -424,7 +431,8 @@ def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]])
         row = f"{spec.variant} ({point})" if point else spec.variant
         for key in ("acc", "nmi", "ari"):
             if key in metrics:
-                cells[(row, spec.dataset_entry.label)][key].append(float(metrics[key]))
+                dataset = names.dataset(spec.dataset_entry.label)
+                cells[(row, dataset)][key].append(float(metrics[key]))
     if not cells:
         return "no finished trial reported ACC/NMI/ARI"
     wv = max(len("variant"), *(len(v) for v, _ in cells))

@@ -138,3 +138,20 @@ def test_baselines_add_a_pixel_and_an_untrained_row_on_every_data_set_and_seed(m
     assert (config.epochs, config.image_size) == (0, 16)
     assert {t.key for t in pixels} >= {"pixels-digits-s1", "pixels-synthetic-s0"}
     assert "pixels-synthetic-s0: image_size=16" in describe_plan(study)
+
+
+def test_the_end_of_run_table_names_data_sets_as_reports_do(make_study):
+    from ablate.runner import summary_table
+
+    study = load_study(
+        make_study(
+            "names",
+            datasets=[{"name": "digits", "size": 16}],
+            seeds=[0, 1],
+        )
+    )
+    results = [
+        (spec, {"acc": 0.5 + spec.seed / 10, "nmi": 0.4, "ari": 0.3}) for spec in expand(study)
+    ]
+    table = summary_table(study, results).splitlines()
+    assert table[2] == "full     Digits (16 px)   2  0.550 ± 0.071  0.400 ± 0.000  0.300 ± 0.000"
