@@ -82,6 +82,7 @@ def study_tables(
     """Every table the study supports, by file stem (``paired``: its analyses, if made)."""
     agg = aggregate(report.runs, tuple(metrics))
     out: dict[str, tables.Table] = {}
+    significance = None
     if len(report.variants) > 1:
         significance = (
             table_significance(
@@ -99,7 +100,9 @@ def study_tables(
         out["ablation"] = tables.ablation_table(
             agg, report.runs, metrics, f"{report.name}: ablation", significance
         )
-    out["comparison"] = tables.comparison_table(agg, metrics, f"{report.name}: results")
+    out["comparison"] = tables.comparison_table(
+        agg, metrics, f"{report.name}: results", significance=significance
+    )
     for key in report.searched:
         if f"param.{key}" in report.runs:
             out[f"sweep_{key}"] = tables.sweep_table(

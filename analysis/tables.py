@@ -140,8 +140,13 @@ def comparison_table(
     caption: str,
     datasets: list[str] | None = None,
     methods: list[str] | None = None,
+    significance: Significance | None = None,
 ) -> Table:
-    """Methods × (data set → metrics), like GACL's Table 1."""
+    """Methods × (data set → metrics), like GACL's Table 1.
+
+    Without ``significance`` (published numbers) the best mean of a column is bold, as papers
+    print it; with it, as in :func:`ablation_table`, only a significantly best value is.
+    """
     frame = agg.frame
     datasets = datasets or list(dict.fromkeys(frame["dataset"]))
     methods, rule = _baselines_last(
@@ -154,6 +159,16 @@ def comparison_table(
     ]
     flat_metrics = [metric for _ in datasets for metric in metrics]
     notes = _std_note(cells)
+    if significance is not None:
+        keys = [(d, metric) for d in datasets for metric in metrics]
+        cells = [
+            [
+                significance.decorate(c, m, d, metric)
+                for c, (d, metric) in zip(row, keys, strict=True)
+            ]
+            for m, row in zip(methods, cells, strict=True)
+        ]
+        notes = (*notes, significance.note)
     return Table(
         caption,
         ("Method",),

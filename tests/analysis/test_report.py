@@ -100,6 +100,8 @@ def test_latex_prints_paper_names_and_a_baseline_group(reported):
     group = body[body.index(r"\midrule", 1) :]
     assert group.count(r"\checkmark") == 0 and "k-means (pixels)" in group
     assert "w/o cluster head" in body and r"\checkmark" in body
+    comparison = (Path(str(reported["out"])) / "comparison.tex").read_text()
+    assert comparison.count(r"\blacktriangledown") == 3 * 3 * 2  # tested as the ablation is
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
