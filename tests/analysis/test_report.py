@@ -192,3 +192,28 @@ def _report_midway(uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     full = next(line for line in printed.splitlines() if line.startswith("full"))
     assert "0.862 ± 0.003" in full and "≈" not in printed
     assert "note: 2 run(s) did not finish" in printed and not (out / "paired.txt").exists()
+
+
+def test_run_ids_link_to_an_mlflow_ui_only_when_one_is_known():
+    import pandas as pd
+
+    from analysis.report import ReportInput, build_report
+    from analysis.report_html import render_html
+
+    runs = pd.DataFrame(
+        [
+            ("cc", variant, "cifar10", seed, 0.5 + 0.1 * (variant == "full"), "FINISHED",
+             "7", f"run{variant}{seed}", f"{variant}-s{seed}")
+            for variant in ("full", "no_cluster")
+            for seed in range(3)
+        ],
+        columns=["method", "variant", "dataset", "seed", "acc", "status", "experiment_id",
+                 "run_id", "run_name"],
+    )  # fmt: skip
+    linked = render_html(
+        build_report(ReportInput("s", runs, {}, mlflow_ui="http://h:5000/"), ["acc"]), []
+    )
+    assert 'href="http://h:5000/#/experiments/7/runs/runfull0"' in linked
+    assert "CIFAR-10" in linked and "<script" not in linked
+    plain = render_html(build_report(ReportInput("s", runs, {}), ["acc"]), [])
+    assert "href=" not in plain and "runfull0" in plain
