@@ -113,18 +113,26 @@ def verdict_lines(paired: tuple[PairedAnalysis, ...], names: DisplayNames) -> li
         f"paired against {names.row(first.control)} ({test}, Holm per data set and metric, "
         f"α = {first.alpha}; Δ = row − control):"
     ]
+    cells: dict[tuple[str, str], list[str]] = {}
+    pairs: dict[tuple[str, str], set[int]] = {}
     for key in keys:
-        parts, pairs = [], set()
+        cells[key], pairs[key] = [], set()
         for analysis in paired:
             row = next((r for r in analysis.rows if (r.dataset, r.other) == key), None)
             if row is None or row.mean_difference is None:
+                cells[key].append("")
                 continue
-            pairs.add(row.n)
+            pairs[key].add(row.n)
             p = "" if row.p_adjusted is None else f" p {row.p_adjusted:.2g}"
             mark = VERDICT_MARKS[row.verdict]
-            parts.append(f"{names.metric(analysis.metric)} {row.mean_difference:+.3f} {mark}{p}")
-        n = ", ".join(map(str, sorted(pairs)))
-        lines.append(f"  {labels[key].ljust(width)}  " + "   ".join(parts) + f"   (n = {n})")
+            cells[key].append(
+                f"{names.metric(analysis.metric)} {row.mean_difference:+.3f} {mark}{p}"
+            )
+    widths = [max(len(cells[key][j]) for key in keys) for j in range(len(paired))]
+    for key in keys:
+        shown = "   ".join(c.ljust(w) for c, w in zip(cells[key], widths, strict=True))
+        n = ", ".join(map(str, sorted(pairs[key])))
+        lines.append(f"  {labels[key].ljust(width)}  {shown}   (n = {n})")
     return lines
 
 
