@@ -71,5 +71,6 @@ class DisplayNames:
         """``table`` with the names its labels print as (its labels stay for CSV)."""
         labels = {g for g, _ in table.groups} | {c for _, c in table.columns}
         labels |= {x for row in table.row_labels for x in row}
-        shown = {label: self.text(label) for label in labels if self.text(label) != label}
-        return replace(table, display={**table.display, **shown})
+        shown = {label: self.text(label) for label in labels}
+        renamed = {label: text for label, text in shown.items() if text != label}
+        return replace(table, display={**table.display, **renamed})

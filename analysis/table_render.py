@@ -166,7 +166,9 @@ def to_text(table: Table, digits: int = 3, width: int = 100) -> str:
         lines.append(line(cells))
     lines.append(rule)
     for note in table.notes:
-        lines += textwrap.wrap(note.replace("bold:", "bold (here *):"), width)
+        lines += textwrap.wrap(note, width)
+    if any(cell.place == 1 for row in table.cells for cell in row):
+        lines.append("*: printed bold in LaTeX, Markdown and HTML.")
     return "\n".join(lines) + "\n"
 
 
