@@ -1,5 +1,6 @@
 """The GPU acceptance command runs end to end on a CPU with --smoke (real Ray and MLflow)."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -31,3 +32,33 @@ def test_the_acceptance_command_runs_every_part_and_writes_both_summaries(tmp_pa
         assert all(f"\n{row} " in f"\n{table}" for row in rows), table
     summary = (tmp_path / "gpu_acceptance.md").read_text()
     assert "| method | px | batch | backbone | images/s |" in summary and "total:" in summary
+
+
+def test_a_summary_cut_short_says_which_parts_failed_and_which_were_not_reached(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    module = importlib.import_module("gpu_acceptance")
+    results = {
+        "smoke": False,
+        "device": "NVIDIA H200",
+        "machine": "linux",
+        "torch": "2.11",
+        "seconds": 318.4,
+        "cuda_tests": {
+            "ok": False,
+            "error": "RuntimeError: FAILED tests/x.py::test_y",
+            "seconds": 16,
+        },
+        "knn_graph": {
+            "ok": True,
+            "n": 60000,
+            "dim": 512,
+            "seconds_knn": 19.2,
+            "on": "cuda:0",
+            "faiss_gpu": False,
+            "seconds": 19.4,
+        },  # fmt: skip
+    }
+    summary = module.markdown(results)
+    assert "**cuda_tests** (16 s): FAILED (RuntimeError: FAILED tests/x.py::test_y)" in summary
+    assert "**proxy_gacl** (? s): not reached" in summary
+    assert "faiss CPU index (no GPU faiss here)" in summary and "total: 318.4 s" in summary
