@@ -198,7 +198,7 @@ def throughput(plan: Plan) -> dict[str, Any]:
 
 
 def knn_graph(plan: Plan) -> dict[str, Any]:
-    from trainables.neighbours import _faiss_gpu_available, knn
+    from trainables.neighbours import faiss_gpu_available, knn
 
     n, d = plan.knn
     x = torch.randn(n, d, generator=torch.Generator().manual_seed(0)).to(plan.device)
@@ -210,7 +210,7 @@ def knn_graph(plan: Plan) -> dict[str, Any]:
     if x.is_cuda:
         torch.cuda.synchronize()
     return {"n": n, "dim": d, "k": 5, "seconds_knn": round(time.perf_counter() - start, 3),
-            "on": str(lists.device), "faiss_gpu": _faiss_gpu_available()}  # fmt: skip
+            "on": str(lists.device), "faiss_gpu": faiss_gpu_available()}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_a_summary_cut_short_says_which_parts_failed_and_which_were_not_reached(
             "on": "cuda:0",
             "faiss_gpu": False,
             "seconds": 19.4,
-        },  # fmt: skip
+        },
     }
     summary = module.markdown(results)
     assert "**cuda_tests** (16 s): FAILED (RuntimeError: FAILED tests/x.py::test_y)" in summary

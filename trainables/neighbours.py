@@ -21,7 +21,8 @@ from torch import Tensor
 from trainables.precision import similarities
 
 
-def _faiss_gpu_available() -> bool:
+def faiss_gpu_available() -> bool:
+    """Whether k-NN on CUDA features runs on faiss's GPU index (else its CPU index)."""
     import faiss
 
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -47,7 +48,7 @@ def knn(
         raise ValueError(f"k = {k} needs at least {k + extra} rows; got {n}")
     x = features.detach().float()
     x = (F.normalize(x, dim=1) if normalize else x).contiguous()
-    if x.is_cuda and _faiss_gpu_available():
+    if x.is_cuda and faiss_gpu_available():
         import faiss.contrib.torch_utils  # noqa: F401  (lets faiss take torch tensors)
 
         resources = faiss.StandardGpuResources()

@@ -40,7 +40,7 @@ def _exact_float32():
 
 
 def test_faiss_gpu_knn_matches_cpu():
-    if not neighbours._faiss_gpu_available():
+    if not neighbours.faiss_gpu_available():
         pytest.skip("this faiss build has no GPU index (faiss-cpu, or faiss-gpu without its CUDA)")
     x = torch.randn(5000, 64, generator=torch.Generator().manual_seed(0))
     _, cpu_idx = neighbours.knn(x, 10)
