@@ -179,7 +179,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     display = Display(live=sys.stdout.isatty(), every_s=args.progress_every)
-    outcome = run_study(study, args.study, address=args.address, display=display)
+    outcome = run_study(
+        study, args.study, address=args.address, display=display, restart=args.restart
+    )
     if outcome.interrupted:
         print(f"interrupted; run `ablate run {args.study}` again to resume where it stopped")
         if outcome.tracking_pending:
@@ -268,6 +270,13 @@ def _add_run(commands: Any) -> None:
     _add_study_argument(run)
     run.add_argument(
         "--address", help="join this Ray cluster (default: $RAY_ADDRESS, else a local Ray)"
+    )
+    run.add_argument(
+        "--restart",
+        action="store_true",
+        help="start the study over as its file now says, instead of resuming it: the earlier "
+        "run's MLflow runs are deleted (restorable) and its saved state moved aside; trials "
+        "the trial store holds replay, new or changed ones train",
     )
     run.add_argument(
         "--progress-every",

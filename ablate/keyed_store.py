@@ -165,7 +165,9 @@ class KeyedStore:
 
     def manifest(self, material: dict[str, Any]) -> dict[str, Any]:
         """What produced a published folder (for tests and users inspecting a store)."""
-        loaded: dict[str, Any] = json.loads((self.folder(material) / MANIFEST_FILE).read_text())
+        from trainables.regular_files import read_regular
+
+        loaded: dict[str, Any] = json.loads(read_regular(self.folder(material) / MANIFEST_FILE))
         return loaded
 
     def _claim_file(self, material: dict[str, Any]) -> Path:

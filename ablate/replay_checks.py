@@ -10,7 +10,9 @@ file is neither read nor uploaded - and checking the copies:
 - ``reports.jsonl`` holds one report per epoch, ending at this trial's last epoch;
 - ``assignments.npy`` loads without pickle as integers, one per sample of this trial's data;
 - the last report's ACC, NMI and ARI are those of the assignments against this data's labels;
-- ``state.pt`` loads as plain tensors and data (``weights_only``) of this method at that epoch.
+- ``state.pt`` loads as plain tensors and data (``weights_only``) of this method at that epoch,
+  written by the trial of this key (its ``owner``: a genuine folder of another seed, copied
+  under this key with a rewritten manifest, is refused).
 
 A folder that fails any check is reported in one line and the trial trains instead. These
 checks catch damaged, stale, foreign and planted folders; a writer who forges every file
@@ -23,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import yaml
 
 from ablate.keyed_store import MANIFEST_FILE, STATE_FILE
 from ablate.run_schema import ASSIGNMENTS_ARTIFACT, CONFIG_ARTIFACT
+from trainables.regular_files import NotRegularFile, open_regular, read_regular
 
 #: A trial's checkpoint beside the loop's state: every epoch's report so far, and in the
 #: final one its cluster assignments and resolved configuration.
@@ -73,24 +75,17 @@ class Expected:
 
 
 def copy_published(folder: Path, target: Path) -> None:
-    """Copy the published files as regular files, never following a link."""
+    """Copy the published files as regular files, never following a link nor opening a FIFO."""
     for name in PUBLISHED_FILES:
-        source = folder / name
         try:
-            fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = open_regular(folder / name, MAX_FILE_BYTES)
         except FileNotFoundError:
             continue
-        except OSError as error:  # ELOOP: a symbolic link
-            raise RefusedReplay(f"{name} is not a regular file ({error.strerror})") from None
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise RefusedReplay(f"{name} is not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise RefusedReplay(f"{name} is {info.st_size} bytes, larger than a trial writes")
-            with (target / name).open("wb") as out:
-                while chunk := handle.read(1 << 20):
-                    out.write(chunk)
+        except NotRegularFile as error:
+            raise RefusedReplay(str(error)) from None
+        with os.fdopen(fd, "rb") as handle, (target / name).open("wb") as out:
+            while chunk := handle.read(1 << 20):
+                out.write(chunk)
 
 
 def as_stored(value: Any) -> Any:
@@ -99,9 +94,15 @@ def as_stored(value: Any) -> Any:
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:
-    """A published folder's manifest; None when it is absent or not a JSON object."""
+    """A published folder's manifest; None when it is absent or not a JSON object.
+
+    :class:`RefusedReplay` when it is not a regular file (a link, a FIFO): never followed,
+    never waited on.
+    """
     try:
-        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest = json.loads(read_regular(folder / MANIFEST_FILE).decode("utf-8"))
+    except NotRegularFile as error:
+        raise RefusedReplay(str(error)) from None
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return manifest if isinstance(manifest, dict) else None
@@ -206,6 +207,10 @@ def _check_state(folder: Path, expected: Expected) -> None:
         raise RefusedReplay(f"{STATE_FILE} is not a checkpoint of plain tensors and data") from None
     if not isinstance(state, dict) or state.get("method") != expected.method:
         raise RefusedReplay(f"{STATE_FILE} is not a checkpoint of method {expected.method!r}")
+    if state.get("owner") != expected.key:
+        raise RefusedReplay(
+            f"{STATE_FILE} was written by the trial of key {state.get('owner')}, not this one"
+        )
     if state.get("epoch") != expected.epochs:
         raise RefusedReplay(
             f"{STATE_FILE} is at epoch {state.get('epoch')}, not at {expected.epochs}"

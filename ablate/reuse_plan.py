@@ -12,7 +12,8 @@ from typing import Any
 
 from ablate.keyed_store import KeyedStore
 from ablate.planner import epochs_or_zero, expand, trial_count
-from ablate.replay_checks import as_stored, read_manifest
+from ablate.replay_checks import RefusedReplay, as_stored, read_manifest
+from ablate.store_trust import exposure_lines
 from ablate.trial_keys import trial_keys, trial_store_root
 from ablate.wording import count
 
@@ -24,6 +25,10 @@ class Replayed:
     done: list[str] = field(default_factory=list)  # published in the trial store
     repeats: list[str] = field(default_factory=list)  # an earlier trial's key, in this study
     unknown: list[str] = field(default_factory=list)  # data sets not readable here
+    #: trials whose published folder is refused unread (a link or FIFO for its manifest)
+    refused: dict[str, str] = field(default_factory=dict)
+    #: warnings: the store, or a folder to replay, that others may write
+    exposed: list[str] = field(default_factory=list)
 
     @property
     def names(self) -> set[str]:
@@ -43,12 +48,18 @@ def replayed(study: Any) -> Replayed:
     found, seen = Replayed(unknown=keys.unknown), set()
     for name, material in keys.materials.items():  # in the study's order: the first trains
         key = store.key(material)
-        manifest = read_manifest(store.root / key)
+        try:
+            manifest = read_manifest(store.root / key)
+        except RefusedReplay as refusal:
+            found.refused[name] = f"trial store folder {store.root / key} refused ({refusal})"
+            manifest = None
         if manifest is not None and manifest.get("material") == as_stored(material):
             found.done.append(name)
         elif key in seen:
             found.repeats.append(name)
         seen.add(key)
+    replayed_folders = [store.root / k for k in dict.fromkeys(keys.hashed()[n] for n in found.done)]
+    found.exposed = exposure_lines("trial store", [store.root, *replayed_folders])
     return found
 
 
@@ -96,6 +107,9 @@ def reuse_lines(study: Any, found: Replayed) -> list[str]:
             f"data set {label} is not readable here: trials done already on it are not counted "
             "(each trial still looks itself up where it runs)"
         )
+    lines += found.exposed
+    for name, reason in found.refused.items():
+        lines.append(f"warning: {name}: {reason}: counted as to train")
     return lines + same_configuration_lines(study)
 
 

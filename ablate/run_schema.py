@@ -23,8 +23,10 @@ name                           kind     meaning
 ``ablate.data_parallel``       tag      what several workers computed (multi-worker trials)
 ``ablate.stage_name``          tag      the stage of the last report (``status`` shows it)
 ``ablate.stage_cache.<stage>`` tag      ``reused <key>`` / ``published <key>`` of a shared stage
-``ablate.reused_from``         tag      ``<study>/<trial>`` whose published numbers were replayed
+``ablate.reused_from``         tag      ``<study>/<trial> (publisher's claim)`` that was replayed
 ``ablate.reuse_refused``       tag      the trial-store folder refused for replay, and why
+``ablate.data_sha256``         tag      the identity of the data the trial read (reports compare)
+``ablate.data_root``           tag      the data root it was read from (resolved)
 ``ablate.early_stopped``       tag      ``true`` when the scheduler stopped the trial early
 ``ablate.error``               tag      a failed trial's last error line
 ``ablate.selection``           tag      ``labels``, ``label-free`` or ``none``: what picked trials
@@ -75,7 +77,19 @@ DATA_PARALLEL = "ablate.data_parallel"
 STAGE_NAME = "ablate.stage_name"
 REUSED_FROM = "ablate.reused_from"
 REUSE_REFUSED = "ablate.reuse_refused"
-REPORTED_TAGS = (DEVICE, NODE, ASSIGNMENT, DATA_PARALLEL, STAGE_NAME, REUSED_FROM, REUSE_REFUSED)
+DATA_SHA256 = "ablate.data_sha256"  # the identity of the data the trial read
+DATA_ROOT = "ablate.data_root"  # the data root it read it from
+REPORTED_TAGS = (
+    DEVICE,
+    NODE,
+    ASSIGNMENT,
+    DATA_PARALLEL,
+    STAGE_NAME,
+    REUSED_FROM,
+    REUSE_REFUSED,
+    DATA_SHA256,
+    DATA_ROOT,
+)
 #: A report key ``stage_cache.<stage>`` becomes the tag ``ablate.stage_cache.<stage>``.
 STAGE_NOTE = "stage_cache."
 

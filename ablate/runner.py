@@ -13,6 +13,7 @@ reports its results and trains nothing.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from ablate.progress import StudyProgress
 from ablate.progress_callback import Display, Printer, ProgressCallback, attach_display
 from ablate.resume_check import PLAN_FILE, check_unchanged, fingerprint
 from ablate.reuse_plan import replay_epochs, replayed, reuse_lines
-from ablate.stop_signals import exit_status, stop_signals_as_interrupt
+from ablate.stop_signals import Stops, exit_status, stop_signals_as_interrupt
 from ablate.study import Study, absolute_uri
 from ablate.trial_keys import trial_store_root
 from ablate.wording import count
@@ -161,17 +162,25 @@ def _connect(
         return False
     # Train V2 frees a finished trial's worker group through the state API, which needs
     # the dashboard; single-worker trials do without it and start faster
-    ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=dashboard)
+    from ablate.ray_session import ray_in_own_session
+
+    with ray_in_own_session():  # a signal to the driver's group reaches the driver alone
+        ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=dashboard)
     return True
 
 
 def run_study(
-    study: Study, study_file: str, address: str | None = None, display: Display | None = None
+    study: Study,
+    study_file: str,
+    address: str | None = None,
+    display: Display | None = None,
+    restart: bool = False,
 ) -> Outcome:
     """Run (or resume) every trial of ``study``; returns what happened.
 
     ``display``: how progress is shown (a live table on a terminal, else plain lines) and
-    where every line goes.
+    where every line goes. ``restart``: set an earlier run of the study aside and start over
+    (:mod:`ablate.restart`) instead of resuming it.
     """
     display = display or Display()
     printer = display.printer
@@ -200,20 +209,49 @@ def run_study(
         if warning is not None:
             printer(warning)
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
-        return _run_locked(study, study_file, storage, uri, address, display)
+        return _run_locked(study, study_file, storage, uri, address, display, restart)
 
 
 def _run_locked(
-    study: Study, study_file: str, storage: Path, uri: str, address: str | None, display: Display
+    study: Study,
+    study_file: str,
+    storage: Path,
+    uri: str,
+    address: str | None,
+    display: Display,
+    restart: bool = False,
 ) -> Outcome:
-    """Run the study while this driver holds its lock: launch or resume, fit, end its run."""
+    """Run the study while this driver holds its lock: launch or resume, fit, end its run.
+
+    From Ray's start to the study run's end, SIGTERM and SIGHUP stop the study as Ctrl-C does
+    (:mod:`ablate.stop_signals`); a stop before the fit began ends it as interrupted too.
+    """
+    printer = display.printer
+    experiment_dir = storage / study.name
+    if restart:
+        _restart(study, storage, uri, printer)
+    else:
+        check_unchanged(study, study_file, experiment_dir)
+    started_here = _connect(address, printer, uri, dashboard=study.resources.workers > 1)
+    with stop_signals_as_interrupt() as stops:
+        try:
+            outcome = _launch(study, storage, uri, display, started_here, stops)
+        except KeyboardInterrupt:
+            outcome = Outcome(interrupted=True)
+            _end_study_run(_mlflow_logger(study, uri, printer), outcome)
+        outcome.stop_signals = stops.signals
+    return _with_backlog(outcome, experiment_dir)
+
+
+def _launch(
+    study: Study, storage: Path, uri: str, display: Display, started_here: bool, stops: Stops
+) -> Outcome:
+    """Restore or create the study's Tuner, fit it, and end the study's MLflow run."""
     from ablate.tracking import BACKLOG_FILE
 
     printer = display.printer
     experiment_dir = storage / study.name
-    check_unchanged(study, study_file, experiment_dir)
     total = trial_count(study)
-    started_here = _connect(address, printer, uri, dashboard=study.resources.workers > 1)
     # a local Ray started here has what it has; a cluster may add nodes if it autoscales
     check_capacity(study, fixed=started_here or not cluster_autoscales(), warn=printer)
     restoring = _can_restore(experiment_dir)
@@ -222,33 +260,65 @@ def _run_locked(
         printer(f"study {study.name!r} already finished: {count(total, 'trial')}, nothing to train")
         outcome = _collect(tuner.get_results())
         if (experiment_dir / BACKLOG_FILE).exists():  # records an MLflow outage held back
-            _end_study_run(_mlflow_logger(study, uri, display.printer), outcome)
-        return _with_backlog(outcome, experiment_dir)
+            _end_study_run(_mlflow_logger(study, uri, printer), outcome)
+        return outcome
     try:
-        with stop_signals_as_interrupt() as received:
-            outcome = _fit(tuner, experiment_dir, total)
-        outcome.stop_signals = received
-        outcome.interrupted = outcome.interrupted or bool(received)
+        outcome = _fit(tuner)
+        mismatch = _judge_end(outcome, experiment_dir, total, stopped=stops.after_fit())
     finally:
         for view in views:
             view.close()
-    _end_study_run(_mlflow_logger(study, uri, display.printer), outcome)
-    return _with_backlog(outcome, experiment_dir)
+    _end_study_run(_mlflow_logger(study, uri, printer), outcome)
+    if mismatch:
+        raise ValueError(mismatch)
+    return outcome
 
 
-def _fit(tuner: Any, experiment_dir: Path, total: int) -> Outcome:
+def _restart(study: Study, storage: Path, uri: str, printer: Printer) -> None:
+    """Set the study's earlier run aside (``--restart``): its MLflow runs, then its state."""
+    from ablate.restart import delete_study_runs, set_aside
+
+    deleted = delete_study_runs(uri, study.experiment, study.name)
+    moved = set_aside(storage / study.name, storage / f"{study.name}-train")
+    if deleted or moved:
+        printer(
+            f"restarting study {study.name!r}: {count(deleted, 'MLflow run')} of its earlier "
+            f"run deleted (`mlflow runs restore --run-id ID` brings one back), its saved state "
+            f"moved to {moved}; trials the trial store holds replay, the others train"
+        )
+
+
+def _fit(tuner: Any) -> Outcome:
     """Run the trials to their end, or until Ctrl-C (or SIGTERM, SIGHUP: :mod:`stop_signals`)."""
     try:
         grid = tuner.fit()
     except KeyboardInterrupt:
         return Outcome(interrupted=True)
-    outcome = _collect(grid)
-    # Tune stops on Ctrl-C and returns; trials left pending or paused mean "interrupted"
+    return _collect(grid)
+
+
+def _judge_end(outcome: Outcome, experiment_dir: Path, total: int, stopped: bool | None) -> str:
+    """Mark ``outcome`` interrupted when it was (Tune returns on Ctrl-C, trials left paused).
+
+    ``stopped``: whether a stop signal came (None: not known, as when Tune's own handler
+    answered a Ctrl-C; its flag is read after the fit). A fit that ended unstopped with every
+    trial done but fewer trials than the study plans ran another study's trials (one planned
+    before an edit): "interrupted" would send the user round a loop of resumes that never
+    train the rest, so the reason is returned, to fail with the way out.
+    """
+    if outcome.interrupted:
+        return ""
     statuses = _statuses(experiment_dir)
-    outcome.interrupted = any(s not in ("TERMINATED", "ERROR") for s in statuses) or (
-        len(statuses) < total
-    )
-    return outcome
+    if stopped or any(s not in ("TERMINATED", "ERROR") for s in statuses):
+        outcome.interrupted = True
+    elif len(statuses) < total and stopped is not None:
+        return (
+            f"the study's results in {experiment_dir} hold {len(statuses)} trial(s), all done, "
+            f"of the {total} the study file plans now: they were planned from another version "
+            "of the file. Run it with --restart to start it over as the file says (unchanged "
+            "trials replay from the trial store), or give the study a new name"
+        )
+    return ""
 
 
 def _can_restore(experiment_dir: Path) -> bool:
@@ -420,7 +490,10 @@ def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]])
     names = DisplayNames(study.analysis.names)
     searched = study.search.searched_keys() if study.search else []
     cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    stopped = [s.key for s, m in results if float(m.get("epoch", math.inf)) < s.total_epochs()]
     for spec, metrics in results:
+        if spec.key in stopped:  # as `report`: an early epoch's numbers are not a result
+            continue
         point = ", ".join(
             f"{k}={spec.params[k]:.4g}"
             if isinstance(spec.params[k], float)
@@ -433,8 +506,14 @@ def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]])
             if key in metrics:
                 dataset = names.dataset(spec.dataset_entry.label)
                 cells[(row, dataset)][key].append(float(metrics[key]))
+    note = (
+        f"\n({count(len(stopped), 'trial')} stopped early by the scheduler left out, as "
+        f"`ablate report` leaves them: {', '.join(stopped)})"
+        if stopped
+        else ""
+    )
     if not cells:
-        return "no finished trial reported ACC/NMI/ARI"
+        return "no finished trial reported ACC/NMI/ARI" + note
     wv = max(len("variant"), *(len(v) for v, _ in cells))
     wd = max(len("dataset"), *(len(d) for _, d in cells))
     header = (
@@ -452,4 +531,4 @@ def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]])
         lines.append(
             f"{variant:<{wv}}  {dataset:<{wd}}  {n:>2}  " + "  ".join(f"{p:>13}" for p in parts)
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + note

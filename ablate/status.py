@@ -40,6 +40,8 @@ class StudyStatus:
     driver: DriverState = "unknown"
     study_file: str = "STUDY"
     lock: Path | None = None
+    #: why MLflow could not be read: its database is not where the study says
+    missing: str = ""
 
     @property
     def live(self) -> bool:
@@ -79,8 +81,8 @@ def read_status(study: Study, clock: Any = time.time, study_file: str = "STUDY")
         replays=replay_epochs(study, replayed(study)),  # pending trials that will replay
     )
     sqlite = uri.removeprefix("sqlite:///")
-    if uri.startswith("sqlite:///") and not Path(sqlite).exists():
-        return answer(progress, False, uri)  # never run here: all pending
+    if uri.startswith("sqlite:///") and not Path(sqlite).exists():  # all pending, and why
+        return answer(progress, False, uri, missing=_missing_database(study, sqlite))
     require_store(uri)
     client = mlflow_client(uri)
     experiment = client.get_experiment_by_name(study.experiment)
@@ -98,6 +100,18 @@ def read_status(study: Study, clock: Any = time.time, study_file: str = "STUDY")
             continue
         _replay(client, progress, run, epochs_of, fallback)
     return answer(progress, running, uri)
+
+
+def _missing_database(study: Study, path: str) -> str:
+    """What status says when the study's SQLite database is not there."""
+    line = f"no MLflow database at {path}: nothing of this study is tracked there"
+    if study.tracking.uri != absolute_uri(study.tracking.uri):
+        line += (
+            f" (tracking.uri {study.tracking.uri} is relative: it is read from the current "
+            f"folder, {Path.cwd()}; if the study ran from another folder, run `ablate status` "
+            "there, or give tracking.uri as an absolute path)"
+        )
+    return line
 
 
 def _replay(
@@ -132,6 +146,7 @@ def status_lines(status: StudyStatus) -> list[str]:
         )
     elif not status.live:
         study_line += "; no driver running"
+
     headers = ["trial", "state", "stage", "epoch", "loss", progress.metric, "img/s", "memory"]
     headers.append("node")
     rows = []
@@ -145,7 +160,8 @@ def status_lines(status: StudyStatus) -> list[str]:
         node = trial.node[:12] or "-"
         rows.append([name, state, stage, epoch, loss, metric, speed, memory, node])
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    lines = [study_line, "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines = [study_line, *([status.missing] if status.missing else [])]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     for trial, row in zip(progress.trials.values(), rows, strict=True):
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
         if trial.error:

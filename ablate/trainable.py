@@ -115,7 +115,7 @@ def train_fn_per_worker(config: dict[str, Any], report: Reporter, restore_dir: s
             report(metrics, None)
             return
         with tempfile.TemporaryDirectory() as folder:
-            trainer.save(Path(folder) / STATE_FILE)
+            trainer.save(Path(folder) / STATE_FILE, owner=config.get("trial_key"))
             write_reports(Path(folder), reports)
             if last:  # the final checkpoint: what the trial store keeps
                 if result.assignments is not None:
@@ -171,7 +171,7 @@ def tune_trial(config: dict[str, Any]) -> None:
     with TrialReuse.open(spec, run, config, resuming=_resuming(config)) as reuse:
         if reuse.replay(report):
             return
-        final = _train(reuse.noted(config), reuse.publishing(report), workers)
+        final = _train(reuse.for_training(config), reuse.publishing(report), workers)
         if final is not None:  # a multi-worker trial: Train's last checkpoint
             with final.as_directory() as folder:
                 reuse.publish_final(Path(folder))

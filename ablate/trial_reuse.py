@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from ablate.trial_keys import (
     trial_material,
     trial_store_root,
 )
+
+if TYPE_CHECKING:
+    from trainables.data_identity import DataIdentity
 
 #: How a trial's results leave it: ``report(metrics, checkpoint_folder_or_None)``.
 Reporter = Callable[[dict[str, Any], str | None], None]
@@ -75,14 +78,20 @@ class TrialReuse:
     def open(
         cls, spec: TrialSpec, run: RunSettings, config: dict[str, Any], resuming: bool
     ) -> TrialReuse:
-        """The trial's reuse; computes the key (a TrialConfigError fails this trial alone)."""
+        """The trial's reuse; computes the key (a TrialConfigError fails this trial alone).
+
+        Whether or not a store is used, the trial's first report names the data it reads
+        (:func:`data_notes`), so every MLflow run records it.
+        """
+        data = trial_data_identity(spec, run, download=True)
+        notes = data_notes(spec, run, data)
         store = open_store(run, f"{spec.study}/{spec.key}")
         if store is None:
-            return cls(None)
-        data = trial_data_identity(spec, run, download=True)
+            return cls(None, notes=notes)
         device = trial_device(run, float(config.get("gpus", 0)))
         material = trial_material(spec, run, int(config.get("workers", 1)), device, data)
-        return cls(store, material, _expected(spec, run, store, material, data.samples), resuming)
+        expected = _expected(spec, run, store, material, data.samples)
+        return cls(store, material, expected, resuming, notes)
 
     def __enter__(self) -> TrialReuse:
         return self
@@ -110,7 +119,7 @@ class TrialReuse:
         if not isinstance(look, Published):
             return False
         try:
-            _checked_replay(look.folder, self.expected, report)
+            _checked_replay(look.folder, self.expected, self._noting(report))
             return True
         except RefusedReplay as refusal:
             moved = _set_aside(self.store, look.folder)
@@ -120,11 +129,26 @@ class TrialReuse:
             )
             return False
 
-    def noted(self, config: dict[str, Any]) -> dict[str, Any]:
-        """The trial's config with this reuse's notes added (the loop reports them once)."""
-        if not self.notes:
-            return config
-        return {**config, "notes": {**(config.get("notes") or {}), **self.notes}}
+    def _noting(self, report: Reporter) -> Reporter:
+        """``report``, whose first report also carries :attr:`notes`."""
+        pending = dict(self.notes)
+
+        def first_with_notes(metrics: dict[str, Any], folder: str | None) -> None:
+            report({**metrics, **pending}, folder)
+            pending.clear()
+
+        return first_with_notes
+
+    def for_training(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The trial's config with this reuse's notes (the loop reports them once) and key.
+
+        The key goes into every checkpoint's ``state.pt`` (``owner``), which a later replay
+        checks: a trial's genuine folder copied under another key is refused.
+        """
+        out = {**config, "notes": {**(config.get("notes") or {}), **self.notes}}
+        if self.expected is not None:
+            out["trial_key"] = self.expected.key
+        return out
 
     def publishing(self, report: Reporter) -> Reporter:
         """``report``, which first publishes the final checkpoint (before Tune moves it away)."""
@@ -144,8 +168,29 @@ class TrialReuse:
             self.store.publish(self.material, checkpoint)
 
 
-def _replay(reports: list[dict[str, Any]], folder: Path, origin: str, report: Reporter) -> None:
-    """Report a published trial's epochs as this trial's, the last with its checkpoint."""
+def data_notes(spec: TrialSpec, run: RunSettings, data: DataIdentity) -> dict[str, str]:
+    """What a trial's run records of its data: its identity and the root it was read from.
+
+    Reports then refuse to pool runs of one data set label whose data differ
+    (:func:`analysis.loading.check_one_data_per_label`).
+    """
+    from trainables.datasets import default_data_root
+
+    root = data_arguments(spec, run)["root"] or default_data_root()
+    return {"data_sha256": data.sha256, "data_root": str(Path(root).resolve())}
+
+
+#: How ``ablate.reused_from`` marks its value: the manifest's word, which nobody can check.
+CLAIM = " (publisher's claim)"
+
+
+def _replay(reports: list[dict[str, Any]], folder: Path, producer: str, report: Reporter) -> None:
+    """Report a published trial's epochs as this trial's, the last with its checkpoint.
+
+    ``reused_from`` names the trial the folder's manifest says produced it, marked as that
+    publisher's claim: whoever can write the store can write any name there.
+    """
+    origin = producer + CLAIM
     for metrics in reports[:-1]:
         report({**metrics, "reused_from": origin}, None)
     report({**reports[-1], "reused_from": origin}, str(folder))

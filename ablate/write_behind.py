@@ -65,7 +65,12 @@ class WriteBehind:
             self._save()
 
     def write(self, record: dict[str, Any]) -> None:
-        """Write ``record`` after any kept before it; keep it if the store refuses."""
+        """Write ``record`` after any kept before it; keep it if the store refuses.
+
+        An interrupt (a second Ctrl-C, a signal handled as one) inside the write keeps the
+        record too, then goes on up: a write cut short is written again at the next run (the
+        writes are idempotent), never lost with the interrupt.
+        """
         if self.backlog and time.monotonic() >= self._retry_at:
             self.flush()
             if self.backlog:
@@ -77,6 +82,12 @@ class WriteBehind:
             except Exception as error:  # noqa: BLE001 - any store fault: keep the record
                 self._retry_at = time.monotonic() + COOLDOWN_S
                 self._warn(error)
+            except BaseException:  # KeyboardInterrupt, SystemExit: keep it, then stop
+                self._keep(record)
+                raise
+        self._keep(record)
+
+    def _keep(self, record: dict[str, Any]) -> None:
         self.backlog.append(plain(record))
         self._save()
 

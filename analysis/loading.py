@@ -208,6 +208,8 @@ def load_mlflow(
                 "selection": tags.get(schema.SELECTION, ""),
                 "selection_metric": tags.get(schema.SELECTION_METRIC, ""),
                 "epochs": metrics.get(schema.EPOCH, np.nan),
+                "data_sha256": tags.get(schema.DATA_SHA256, ""),
+                "data_root": tags.get(schema.DATA_ROOT, ""),
             }
             if row["early_stopped"] and row["status"] == "FINISHED" and not include_stopped:
                 row["status"] = STOPPED_EARLY
@@ -219,7 +221,40 @@ def load_mlflow(
                     )
             row.update({f"param.{k}": v for k, v in params.items()})
             rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    check_one_data_per_label(frame)
+    return frame
+
+
+def check_one_data_per_label(runs: pd.DataFrame) -> None:
+    """Refuse finished runs of one data set label (and resolution) that read different data.
+
+    Tables pool a row's runs as seeds and pair rows by seed: two studies, or one study
+    resumed on other files, may hold one data set name over other images. Runs logged before
+    the identity was recorded (no ``ablate.data_sha256``) are not compared.
+    """
+    if runs.empty or "data_sha256" not in runs:
+        return
+    done = runs[runs["status"].isin(["FINISHED", STOPPED_EARLY]) & (runs["data_sha256"] != "")]
+    by = ["dataset", *(["param.image_size"] if "param.image_size" in done else [])]
+    for label, group in done.groupby(by, sort=True, dropna=False):
+        identities = list(dict.fromkeys(group["data_sha256"]))
+        if len(identities) < 2:
+            continue
+        parts = []
+        for identity in identities[:2]:
+            these = group[group["data_sha256"] == identity]
+            experiments = ", ".join(dict.fromkeys(map(str, these["experiment"])))
+            roots = ", ".join(dict.fromkeys(map(str, these["data_root"])))
+            parts.append(
+                f"{identity[:12]} ({len(these)} run(s) of {experiments}, read from {roots})"
+            )
+        name = label[0] if isinstance(label, tuple) else label
+        raise ResultsError(
+            f"data set {name}: runs read different data: {' and '.join(parts)}; their rows "
+            "cannot be pooled as seeds nor paired. Report each set of runs apart (one "
+            "experiment at a time), or run the study again on one data root"
+        )
 
 
 def left_out_lines(runs: pd.DataFrame) -> list[str]:

@@ -388,7 +388,7 @@ def _decide(
             )
             if settings.difference is not None:
                 entry["seeds_needed"] = seeds_needed(
-                    sd, settings.difference, strictest, settings.power
+                    sd, settings.difference, strictest, entry["n"], settings.power
                 )
         entry.setdefault("p_adjusted", None)
         entry["verdict"] = _verdict(entry["p_adjusted"], entry["sign"], alpha, direction)

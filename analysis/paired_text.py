@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis
+from analysis.power import MIN_SPREAD_PAIRS
 
 
 def _number(value: float | None, digits: int = 4, signed: bool = False) -> str:
@@ -107,9 +108,14 @@ def describe_power(result: PairedAnalysis) -> list[str]:
         f"(statsmodels TTestPower; Wilcoxon needs ~5 % more and at least 6){asked}:"
     ]
     for r in rows:
+        detectable = (
+            _number(r.detectable_difference)
+            if r.detectable_difference is not None
+            else f"unknown (it takes {MIN_SPREAD_PAIRS} pairs or more, not all with one difference)"
+        )
         line = (
             f"  {r.dataset} {r.other}: sd of differences {r.sd_difference:.4f}; with n = {r.n} "
-            f"the smallest detectable difference is {_number(r.detectable_difference)}"
+            f"the smallest detectable difference is {detectable}"
         )
         if r.seeds_needed is not None:
             line += f"; {r.seeds_needed} seeds for {result.difference:g}"

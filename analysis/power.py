@@ -25,19 +25,41 @@ def _solve(**known: float) -> float:
     return float(solved)
 
 
-def detectable_difference(sd: float, pairs: int, alpha: float, power: float = 0.8) -> float | None:
-    """The smallest |mean difference| the paired t-test finds with ``power`` at ``alpha``."""
-    if pairs < 2 or not math.isfinite(sd):
+#: Fewer pairs than this give no spread to plan with: with 2 pairs s_d has one degree of
+#: freedom, and two equal differences give s_d = 0 ("0 detectable", "2 seeds suffice").
+MIN_SPREAD_PAIRS = 3
+
+
+def spread_known(sd: float | None, spread_pairs: int) -> bool:
+    """Whether s_d, from ``spread_pairs`` pairs, can size a study.
+
+    It must be finite, above zero, and from at least :data:`MIN_SPREAD_PAIRS` pairs.
+    """
+    return sd is not None and math.isfinite(sd) and sd > 0 and spread_pairs >= MIN_SPREAD_PAIRS
+
+
+def detectable_difference(
+    sd: float, pairs: int, alpha: float, power: float = 0.8, spread_pairs: int | None = None
+) -> float | None:
+    """The smallest |mean difference| the paired t-test finds with ``power`` at ``alpha``.
+
+    ``spread_pairs``: how many pairs ``sd`` was estimated from (default ``pairs``); None
+    (unknown) when the spread cannot tell (:func:`spread_known`) or ``pairs`` is below 2.
+    """
+    if pairs < 2 or not spread_known(sd, pairs if spread_pairs is None else spread_pairs):
         return None
     return _solve(nobs=pairs, alpha=alpha, power=power) * sd
 
 
-def seeds_needed(sd: float, difference: float, alpha: float, power: float = 0.8) -> int | None:
-    """Pairs the paired t-test needs to find ``difference`` with ``power`` at ``alpha``."""
-    if not math.isfinite(sd) or difference <= 0:
+def seeds_needed(
+    sd: float, difference: float, alpha: float, spread_pairs: int, power: float = 0.8
+) -> int | None:
+    """Pairs the paired t-test needs to find ``difference`` with ``power`` at ``alpha``.
+
+    None (unknown) when the spread, from ``spread_pairs`` pairs, cannot tell.
+    """
+    if difference <= 0 or not spread_known(sd, spread_pairs):
         return None
-    if sd == 0:
-        return 2
     nobs = _solve(effect_size=difference / sd, alpha=alpha, power=power)
     return max(2, math.ceil(nobs))
 
@@ -61,18 +83,24 @@ def study_power_lines(pilot: Any, seeds: int) -> list[str]:
     for row in pilot.rows:
         family[row.dataset] = family.get(row.dataset, 0) + 1
     for row in pilot.rows:
-        if row.sd_difference is None:
-            lines.append(f"  {row.dataset} {row.other}: fewer than 2 pilot pairs, no spread yet")
+        if not spread_known(row.sd_difference, row.n):
+            spread = "no spread" if row.sd_difference is None else f"sd {row.sd_difference:.4f}"
+            lines.append(
+                f"  {row.dataset} {row.other}: {spread} over {row.n} pilot pair(s): unknown "
+                f"(it takes {MIN_SPREAD_PAIRS} pairs or more, not all with one difference)"
+            )
             continue
         alpha = pilot.alpha / family[row.dataset]
-        detectable = detectable_difference(row.sd_difference, seeds, alpha, pilot.power)
+        detectable = detectable_difference(
+            row.sd_difference, seeds, alpha, pilot.power, spread_pairs=row.n
+        )
         shown = "none (fewer than 2 seeds)" if detectable is None else f"{detectable:.4f}"
         line = (
             f"  {row.dataset} {row.other}: sd of differences {row.sd_difference:.4f} over "
             f"{row.n} pilot pair(s); smallest detectable difference {shown}"
         )
         if pilot.difference is not None:
-            needed = seeds_needed(row.sd_difference, pilot.difference, alpha, pilot.power)
+            needed = seeds_needed(row.sd_difference, pilot.difference, alpha, row.n, pilot.power)
             line += f"; {needed} seeds for {pilot.difference:g}"
         lines.append(line)
     return lines

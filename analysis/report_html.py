@@ -64,6 +64,7 @@ def _table_view(stem: str, table: Table) -> dict[str, Any]:
                     {
                         "text": number_text(c, 3),
                         "mark": c.mark,
+                        "footnote": c.footnote,
                         "place": places.get(c.place or 0, ""),
                     }
                     for c in row

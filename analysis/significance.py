@@ -10,8 +10,8 @@ import pandas as pd
 
 from analysis.differences import Test
 from analysis.names import DisplayNames
-from analysis.paired import PairedAnalysis, paired_analysis, per_seed
-from analysis.stats import smallest_p
+from analysis.paired import PairedAnalysis, PairedRow, paired_analysis, per_seed
+from analysis.stats import Direction, smallest_p
 from analysis.tables import Significance
 
 MARKS = {"better": "▲", "worse": "▼", "no detectable difference": "≈"}
@@ -37,7 +37,9 @@ def table_significance(
     frames = {metric: per_seed(runs, metric) for metric in metrics if metric in runs}
     if not frames or all(f["label"].nunique() < 2 for f in frames.values()):
         return None
+    names = names or DisplayNames()
     marks: dict[tuple[str, str, str], str] = {}
+    caveats: dict[tuple[str, str, str], str] = {}
     best: set[tuple[str, str, str]] = set()
     pairs: set[int] = set()
     resolved = control
@@ -50,6 +52,12 @@ def table_significance(
         for row in against.rows:
             marks[(row.other, row.dataset, metric)] = MARKS.get(row.verdict, "")
             pairs.add(row.n)
+            caveat = cell_caveat(row, against.direction, test)
+            if caveat:
+                where = (
+                    f"{names.row(row.other)}, {names.dataset(row.dataset)}, {names.metric(metric)}"
+                )
+                caveats[(row.other, row.dataset, metric)] = f"{where}: {caveat}"
         for dataset, here in values.groupby("dataset", sort=False):
             means = here.groupby("label")["value"].mean()
             if len(means) < 2:
@@ -59,8 +67,48 @@ def table_significance(
             from_top = paired_analysis(subset, metric, top, alpha=alpha, test=test)
             if all(row.verdict == "worse" for row in from_top.rows):
                 best.add((top, str(dataset), metric))
-    shown = (names or DisplayNames()).row(resolved)
-    return Significance(marks, frozenset(best), _significance_note(shown, pairs, alpha, test))
+    note = _significance_note(names.row(resolved), pairs, alpha, test)
+    return Significance(marks, frozenset(best), note, caveats)
+
+
+def cell_caveat(row: PairedRow, direction: Direction, test: Test) -> str:
+    """What stands behind a cell's mark that its mean does not show; "" when nothing.
+
+    The cell prints the row's mean over all its seeds; the mark is the paired test's over the
+    seeds both rows ran. They can disagree: seeds run for one side only, one seed (a
+    collapse) deciding the mean's sign, or a Wilcoxon verdict against the mean. Where the
+    Wilcoxon test decides, the Hodges-Lehmann estimate is the difference it stands for.
+    """
+    parts = []
+    if row.only_control or row.only_other:
+        sides = [
+            f"seeds {list(seeds)} ran for {name} only"
+            for seeds, name in ((row.only_control, row.control), (row.only_other, row.other))
+            if seeds
+        ]
+        paired = (
+            f" (paired means {row.other_mean:.3f} against {row.control_mean:.3f})"
+            if row.other_mean is not None and row.control_mean is not None
+            else ""
+        )
+        parts.append(
+            f"the mark pairs seeds {list(row.seeds)}{paired}; the cells' means also count "
+            f"{'; '.join(sides)}"
+        )
+    if row.dominant_seed is not None:
+        parts.append(f"seed {row.dominant_seed} alone decides the sign of the mean difference")
+    decided = row.verdict in ("better", "worse")
+    mean = row.mean_difference
+    if decided and mean:
+        improves = mean > 0 if direction == "max" else mean < 0
+        if improves != (row.verdict == "better"):
+            parts.append(f"the mean difference ({mean:+.3f}) goes against the mark")
+    if parts and test == "wilcoxon" and decided and row.hodges_lehmann is not None:
+        parts.append(
+            f"Wilcoxon's ranks decide: Hodges-Lehmann estimate {row.hodges_lehmann:+.3f}"
+            + (f", mean {mean:+.3f}" if mean is not None else "")
+        )
+    return "; ".join(parts)
 
 
 def _significance_note(control: str, pairs: set[int], alpha: float, test: Test) -> str:

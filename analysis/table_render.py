@@ -85,7 +85,8 @@ def to_latex(table: Table, digits: int = 3) -> str:
                 text = rf"\textbf{{{text}}}"
             elif cell.place == 2:
                 text = rf"\underline{{{text}}}"
-            values.append(text + latex_escape(cell.mark))
+            footnote = rf"\textsuperscript{{{cell.footnote}}}" if cell.footnote else ""
+            values.append(text + latex_escape(cell.mark) + footnote)
         lines.append(
             " & ".join([latex_escape(x) for x in table.labels_of(labels)] + values) + r" \\"
         )
@@ -118,7 +119,8 @@ def to_markdown(table: Table, digits: int = 3) -> str:
         for cell in row:
             text = number_text(cell, digits)
             text = f"**{text}**" if cell.place == 1 else f"_{text}_" if cell.place == 2 else text
-            values.append(f"{text} {cell.mark}" if cell.mark else text)
+            text = f"{text} {cell.mark}" if cell.mark else text
+            values.append(f"{text}<sup>{cell.footnote}</sup>" if cell.footnote else text)
         lines.append("| " + " | ".join([*table.labels_of(labels), *values]) + " |")
     lines += ["", *table.notes] if table.notes else []
     return "\n".join(lines) + "\n"
@@ -136,7 +138,8 @@ def to_text(table: Table, digits: int = 3, width: int = 100) -> str:
         values = []
         for cell in row:
             text = number_text(cell, digits) + ("*" if cell.place == 1 else " ")
-            values.append(f"{text} {cell.mark or ' '}" if marked else text)
+            text = f"{text} {cell.mark or ' '}" if marked else text
+            values.append(text + (f"({cell.footnote})" if cell.footnote else ""))
         body.append([*table.labels_of(labels), *values])
     widths = [max(len(r[j]) for r in [heads, *body]) for j in range(len(heads))]
     n_labels = len(table.label_headers)
@@ -180,7 +183,13 @@ def to_csv(table: Table) -> str:
         for (group, column), cell in zip(table.columns, row, strict=True):
             record: dict[str, object] = dict(zip(table.label_headers, labels, strict=True))
             record.update(
-                group=group, column=column, mean=cell.mean, std=cell.std, n=cell.n, mark=cell.mark
+                group=group,
+                column=column,
+                mean=cell.mean,
+                std=cell.std,
+                n=cell.n,
+                mark=cell.mark,
+                footnote=cell.footnote,
             )
             rows.append(record)
     pd.DataFrame(rows).to_csv(buffer, index=False)

@@ -37,6 +37,7 @@ class Cell:
     signed: bool = False  # print a sign (differences)
     mark: str = ""
     significantly_best: bool | None = None
+    footnote: str = ""  # the letter of a note on what stands behind the mark
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,40 @@ class Significance:
     """Paired verdicts for the cells of a table built from runs.
 
     ``marks`` and ``best`` are keyed by (row label, data set, metric); ``note`` names the
-    test, α and the number of pairs.
+    test, α and the number of pairs; ``caveats``, by the same keys, what a reader must know
+    behind a mark (seeds run for one side only, one seed deciding the mean, a mean against
+    the mark), printed as a lettered footnote of the cell.
     """
 
     marks: dict[tuple[str, str, str], str]
     best: frozenset[tuple[str, str, str]]
     note: str
+    caveats: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    @property
+    def letters(self) -> dict[tuple[str, str, str], str]:
+        """Each caveat's footnote letter, in the order the caveats were found."""
+        return {key: _letter(i) for i, key in enumerate(self.caveats)}
+
+    def footnotes(self) -> tuple[str, ...]:
+        """The table notes the letters point to."""
+        letters = self.letters
+        return tuple(f"({letters[key]}) {text}" for key, text in self.caveats.items())
 
     def decorate(self, cell: Cell, label: str, dataset: str, metric: str) -> Cell:
         key = (label, dataset, metric)
-        return replace(cell, mark=self.marks.get(key, ""), significantly_best=key in self.best)
+        return replace(
+            cell,
+            mark=self.marks.get(key, ""),
+            significantly_best=key in self.best,
+            footnote=self.letters.get(key, ""),
+        )
+
+
+def _letter(index: int) -> str:
+    """a, b, ..., z, aa, ab, ...: footnote letters."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return letters[index] if index < 26 else _letter(index // 26 - 1) + letters[index % 26]
 
 
 @dataclass(frozen=True)
@@ -168,7 +193,7 @@ def comparison_table(
             ]
             for m, row in zip(methods, cells, strict=True)
         ]
-        notes = (*notes, significance.note)
+        notes = (*notes, significance.note, *significance.footnotes())
     return Table(
         caption,
         ("Method",),
@@ -250,7 +275,7 @@ def ablation_table(
             ]
             for v, row in zip(variants, cells, strict=True)
         ]
-        notes = (*notes, significance.note)
+        notes = (*notes, significance.note, *significance.footnotes())
     headers = ("Variant", *(name.removeprefix("loss.") for name, _ in switches))
     flat = [metric for _ in datasets for metric in metrics]
     return Table(

@@ -149,10 +149,13 @@ def local_ray():
     ray.shutdown()
 
 
-def start_ablate(*args: str, cwd: Path) -> subprocess.Popen:
-    """`ablate ARGS` as its own process group, stdout and stderr merged, read as text."""
+def start_ablate(*args: str, cwd: Path, under: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`ablate ARGS` as its own session, stdout and stderr merged, read as text.
+
+    ``under``: a command that runs it (``("timeout", "30")``).
+    """
     return subprocess.Popen(
-        [sys.executable, "-m", "ablate.cli", *args],
+        [*under, sys.executable, "-m", "ablate.cli", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -95,10 +96,20 @@ def write_tiny_imagenet(root: Path, wnids: list[str], per_class: int = 2) -> Non
         write_image_folder(base / "train" / wnid, ["images"], per_class=per_class, size=64)
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
+def _write_idx(path: Path, array: np.ndarray, compresslevel: int = 9) -> None:
+    """An IDX file, gzipped (level 0 stores: its size follows the array's alone)."""
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
+    with gzip.open(path, "wb", compresslevel=compresslevel) as f:
         f.write(header + array.astype(np.uint8).tobytes())
+
+
+def rewrite_keeping_size_and_times(path: Path, array: np.ndarray) -> None:
+    """Put other images in an IDX file as ``cp -p``, ``rsync -a`` or ``touch -r`` leave it:
+    the same size (stored gzip) and the same access and modification times."""
+    before = path.stat()
+    _write_idx(path, array, compresslevel=0)
+    assert path.stat().st_size == before.st_size, "write the original with compresslevel=0"
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
 def write_fashion_mnist(

@@ -33,6 +33,12 @@ KEYS = frozenset(
 )
 
 
+#: Keys a checkpoint may carry beside :data:`KEYS`, which restoring does not need. ``owner``:
+#: the key of the trial that wrote it, which a published trial is checked against before it
+#: is replayed as another trial's (a checkpoint restored for a shared stage is another's).
+OPTIONAL_KEYS = frozenset({"owner"})
+
+
 class CheckpointMismatchError(KeyError):
     """A checkpoint does not hold exactly the state this run declares."""
 
@@ -68,7 +74,7 @@ def trainer_state(trainer: Any) -> dict[str, Any]:
 
 def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
     """Put ``state`` into the trainer; :class:`CheckpointMismatchError` if it is not its own."""
-    missing, unexpected = KEYS - set(state), set(state) - KEYS
+    missing, unexpected = KEYS - set(state), set(state) - KEYS - OPTIONAL_KEYS
     if missing or unexpected:
         raise CheckpointMismatchError(
             f"checkpoint keys: missing {sorted(missing)}, unexpected {sorted(unexpected)}"

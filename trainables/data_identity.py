@@ -8,11 +8,13 @@ labels and extra unlabelled images, after ``subset``) and its number of samples.
 Reading and hashing CIFAR-10 takes about a second, and every trial of a study would repeat
 it: the result is kept in a small JSON file under ``.ablate-fingerprints/`` in the data set's
 folder (or, where that folder is not the user's to write, under
-``$XDG_CACHE_HOME/ablate/data-fingerprints``), named by a hash of the files' names, sizes and
-modification times, the options and this code. A replaced or added file is a new name, so a
-stale fingerprint is never read. Data sets made in memory (``digits``, ``synthetic``) are
-hashed each time: they have no file to go stale and cost little. Numpy only: ``ablate plan``
-computes keys without torch.
+``$XDG_CACHE_HOME/ablate/data-fingerprints``), named by a *stamp*: a hash of each file's
+resolved path, inode, size, modification and change times, of a sample of their bytes, of the
+options and of this code. A replaced, added or rewritten file (even one whose size and
+modification time were put back: its change time moves) gives a new stamp, so a stale
+fingerprint is never read, and two roots that resolve to different files never share one.
+Data sets made in memory (``digits``, ``synthetic``) are hashed each time: they have no file
+to go stale and cost little. Numpy only: ``ablate plan`` computes keys without torch.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from trainables.datasets import (
     source_files,
     storage_size,
 )
+from trainables.regular_files import open_regular, read_regular
 
 FINGERPRINT_FOLDER = ".ablate-fingerprints"
 #: Bump when what is hashed changes: every cached fingerprint is computed again.
@@ -78,16 +81,36 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
-def _stamp(
-    name: str, options: dict[str, Any], size: int | None, files: list[Path], base: Path
-) -> str:
-    """What a cached fingerprint is valid for: the files as they are now, options and code."""
+def byte_sample(files: list[Path], most_files: int = 64, block: int = 4096) -> str:
+    """SHA-256 of a few blocks of the files: the start, middle and end of up to 64 of them.
+
+    About 0.8 MB at most, read whatever the data set's size: a content check of the stamp
+    beyond what the file system says of the files.
+    """
+    step = max(1, len(files) // most_files)
+    digest = hashlib.sha256()
+    for path in files[::step][:most_files]:
+        with os.fdopen(open_regular(path.resolve()), "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            for offset in sorted({0, max(0, size // 2 - block // 2), max(0, size - block)}):
+                handle.seek(offset)
+                digest.update(handle.read(block))
+    return digest.hexdigest()
+
+
+def _stamp(name: str, options: dict[str, Any], size: int | None, files: list[Path]) -> str:
+    """What a cached fingerprint is valid for: the files as they are now, options and code.
+
+    The files by resolved path, inode, size, modification and change time
+    (:func:`~trainables.dataset_files.file_listing`) and a sample of their bytes.
+    """
     material = {
         "format": FORMAT,
         "name": name,
         "options": options,
         "decoded_size": size,
-        "files": file_listing(files, base),
+        "files": file_listing(files),
+        "sample": byte_sample(files),
         "numpy": np.__version__,  # the subset's draw
         "code": _code_hash(),
     }
@@ -107,7 +130,7 @@ def _cache_folders(base: Path, files: list[Path]) -> list[Path]:
 def _read_cached(folders: list[Path], stamp: str) -> DataIdentity | None:
     for folder in folders:
         try:
-            stored = json.loads((folder / f"{stamp}.json").read_text(encoding="utf-8"))
+            stored = json.loads(read_regular(folder / f"{stamp}.json", 1 << 16))
             return DataIdentity(str(stored["sha256"]), int(stored["samples"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # absent or damaged: computed again
@@ -159,12 +182,12 @@ def data_identity(
     if files is None:
         return identity or computed()
     size = storage_size(name, opts, resolution)
-    stamp = _stamp(name, opts, size, files, base)
+    stamp = _stamp(name, opts, size, files)
     folders = _cache_folders(base, files)
     cached = _read_cached(folders, stamp)
     if cached is not None:
         return cached
     identity = identity or computed()
-    if _stamp(name, opts, size, files, base) == stamp:  # not rewritten while it was read
+    if _stamp(name, opts, size, files) == stamp:  # not rewritten while it was read
         _write_cached(folders, stamp, identity)
     return identity

@@ -194,17 +194,21 @@ def class_images(dataset: str, folders: list[Path]) -> list[list[Path]]:
     return classes
 
 
-def file_listing(files: list[Path], base: Path) -> str:
-    """A hash of each file's name (relative to ``base``), size and modification time.
+def file_listing(files: list[Path]) -> str:
+    """A hash of each file's resolved path, inode, size, and modification and change times.
 
-    What a cache of files decoded or hashed once is valid for: a replaced, added or removed
-    file changes it (a copy that keeps all three is taken for the same file, as ``make`` does).
+    What a cache of files decoded or hashed once is valid for. A replaced, added or removed
+    file changes it, and so does a file rewritten in place whose size and modification time
+    were put back (``touch -r``, ``cp -p``, ``rsync -a``, an archive's fixed times): its
+    change time (ctime), which no user call can set, moves, and a copy is a new inode. The
+    resolved path keeps two roots that lead to different files apart.
     """
     digest = hashlib.sha256()
     for path in files:
-        stat = path.stat()
-        name = os.path.relpath(path, base)
-        digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        real = path.resolve()
+        info = real.stat()
+        fields = (real, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        digest.update(("\0".join(map(str, fields)) + "\n").encode())
     return digest.hexdigest()
 
 
@@ -217,7 +221,7 @@ def _load_folders(
     ``wnids.txt`` that fix the class order) and is decoded again when they change.
     """
     classes = class_images(dataset, folders)
-    listing = file_listing([*extra, *(p for files in classes for p in files)], cache.parent)
+    listing = file_listing([*extra, *(p for files in classes for p in files)])
     cached = _read_cache(cache, listing)
     if cached is not None:
         return cached

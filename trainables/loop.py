@@ -452,10 +452,14 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         checkpoint.load_trainer_state(self, state)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, owner: str | None = None) -> Path:
+        """The whole state to ``path``; ``owner``: the key of the trial it belongs to."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.state_dict(), target)
+        state = self.state_dict()
+        if owner is not None:
+            state["owner"] = owner
+        torch.save(state, target)
         return target
 
     def restore(self, path: str | Path) -> None:

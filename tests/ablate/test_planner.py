@@ -155,3 +155,21 @@ def test_the_end_of_run_table_names_data_sets_as_reports_do(make_study):
     ]
     table = summary_table(study, results).splitlines()
     assert table[2] == "full     Digits (16 px)   2  0.550 ± 0.071  0.400 ± 0.000  0.300 ± 0.000"
+
+
+def test_the_end_of_run_table_leaves_out_trials_the_scheduler_stopped(make_study):
+    """ASHA's stopped trials end on an early epoch: `full n=3 0.227 ± 0.193` from two epoch-1
+    snapshots and one finished trial, where `report` gives 0.450 from the finished one."""
+    from ablate.runner import summary_table
+
+    study = load_study(make_study("asha", seeds=[0, 1, 2], base={"epochs": 6}))
+    results = [
+        (spec, {"epoch": 6 if spec.seed == 0 else 1, "acc": 0.45 if spec.seed == 0 else 0.1})
+        for spec in expand(study)
+    ]
+    table = summary_table(study, results).splitlines()
+    assert table[2].startswith("full ") and " 1  0.450 ± 0.000" in table[2], table
+    assert table[-1] == (
+        "(2 trials stopped early by the scheduler left out, as `ablate report` leaves them: "
+        "full-synthetic_n32_size8-s1, full-synthetic_n32_size8-s2)"
+    )

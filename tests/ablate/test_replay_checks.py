@@ -20,25 +20,34 @@ from ablate.trial_reuse import TrialReuse, _expected
 from tests.ablate.test_trial_publish import SPEC, _config
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    """A finished trial's folder in a trial store, and what a trial of its key expects."""
-    root = tmp_path_factory.mktemp("published")
-    config = _config(root)
+def _publish(root, spec):
+    """Train ``spec`` as its trial does (its key in its checkpoints) and publish it.
+
+    Its folder in the trial store, and what a trial of its key expects.
+    """
+    config = {**_config(root), "spec": spec.to_dict()}
+    run = _run_settings(config)
+    data = trial_data_identity(spec, run)
+    material = trial_material(spec, run, 1, "cpu", data)
+    store = KeyedStore(root / "trials", {}, owner=f"s/full-s{spec.seed}")
+    expected = _expected(spec, run, store, material, data.samples)
     kept = {}
 
     def report(metrics, folder):
         if folder is not None:
-            kept[int(metrics["epoch"])] = shutil.copytree(folder, root / f"c{metrics['epoch']}")
+            name = f"s{spec.seed}-c{metrics['epoch']}"
+            kept[int(metrics["epoch"])] = shutil.copytree(folder, root / name)
 
-    train_fn_per_worker(config, report, None)
-    run = _run_settings(config)
-    data = trial_data_identity(SPEC, run)
-    material = trial_material(SPEC, run, 1, "cpu", data)
-    store = KeyedStore(root / "trials", {}, owner="s/full")
+    train_fn_per_worker({**config, "trial_key": expected.key}, report, None)
     store.look(material)
     TrialReuse(store, material).publish_final(kept[3])
-    return store.folder(material), _expected(SPEC, run, store, material, data.samples)
+    return store.folder(material), expected
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A finished trial's folder in a trial store, and what a trial of its key expects."""
+    return _publish(tmp_path_factory.mktemp("published"), SPEC)
 
 
 def _run_settings(config):
@@ -66,7 +75,7 @@ def test_an_untouched_published_trial_passes_and_gives_every_epoch(published, tm
     copy_published(folder, tmp_path)
     published = check_published(tmp_path, expected)
     assert [r["epoch"] for r in published.reports] == [1.0, 2.0, 3.0]
-    assert published.produced_by == "s/full"
+    assert published.produced_by == "s/full-s0"
 
 
 def test_a_manifest_of_other_key_material_is_refused(published, copy):
@@ -147,3 +156,19 @@ def test_the_scores_are_recomputed_on_this_trials_data(published, copy):
         expected, scores=lambda assignments: {"acc": 0.0, "nmi": 0.0, "ari": 0.0}
     )
     assert "its assignments score 0 on this data" in _refusal(copy, other_labels)
+
+
+def test_another_seeds_genuine_folder_under_this_key_is_refused(published, tmp_path):
+    """Seed 1's real folder copied to seed 0's key with only its manifest rewritten: every
+    other file is genuine, and the seed is in neither config.yaml nor the state's method and
+    epoch; two seeds of a paired test would have been one."""
+    folder, expected = published
+    other_folder, _ = _publish(tmp_path, dataclasses.replace(SPEC, seed=1))
+    forged = tmp_path / "forged"
+    shutil.copytree(other_folder, forged)
+    manifest = json.loads((forged / "manifest.json").read_text())
+    manifest.update(key=expected.key, material=json.loads(json.dumps(expected.material)))
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    assert f"state.pt was written by the trial of key {other_folder.name}" in _refusal(
+        forged, expected
+    )

@@ -88,15 +88,36 @@ def test_study_lands_in_mlflow_with_every_epoch_and_resumes_to_nothing(
     make_study("e2e", **same, description="edited", analysis={"test": "ttest"})
     assert main(["run", str(path)]) == 0
     assert "already finished" in capsys.readouterr().out
-    for edit, key, was in [
-        ({"run": {"max_retries": 3}}, "run.max_retries", "1"),
-        ({"tracking": {"uri": f"sqlite:///{tmp_path}/other.db"}}, "tracking.uri", "'sqlite:///"),
+    # in both directions: a key changed, a key added (it used to pass, and every trial
+    # trained without it), a variant added (it used to exit 130 "interrupted" forever)
+    for edit, said in [
+        ({"run": {"max_retries": 3}}, "run.max_retries was 1, now 3"),
+        ({"tracking": {"uri": f"sqlite:///{tmp_path}/other.db"}}, "tracking.uri was 'sqlite:///"),
+        ({"base": {"epochs": 3, "optim.lr": 0.01}}, "base.optim.lr added (0.01)"),
+        ({"variants": {**ABLATION, "sgd": {"optim.name": "sgd"}}}, "variants.sgd added ({'optim"),
+        ({"seeds": [0]}, "seeds was [0, 1], now [0]"),
     ]:
-        make_study("e2e", **same, **edit)
+        make_study("e2e", **{**same, **edit})
         assert main(["run", str(path)]) == 2
         err = capsys.readouterr().err
-        assert f"{key} changed since the study's results" in err and f"({key} was {was}" in err
-        assert "it accepts edits of description, reference, analysis only" in err
+        assert "the study changed since its results in" in err and said in err, err
+        assert "a resume accepts edits of description, reference, analysis only" in err
+        assert f"ablate run {path} --restart" in err and "Traceback" not in err
+
+    # --restart starts it over as the file says: the earlier runs are deleted (restorable),
+    # the unchanged trials replay from the trial store, the new variant's trials train
+    make_study("e2e", **{**same, "variants": {**ABLATION, "sgd": {"optim.name": "sgd"}}})
+    assert main(["run", str(path), "--restart"]) == 0
+    out = capsys.readouterr().out
+    assert "restarting study 'e2e': 5 MLflow runs of its earlier run deleted" in out
+    assert "4 of 6 trials done already" in out and "6 trials finished, 0 failed" in out
+    _, now = _trial_runs(tmp_path, "e2e")
+    replayed = {r.info.run_name for r in now if schema.REUSED_FROM in r.data.tags}
+    assert len(now) == 6 and replayed == set(names)  # only the sgd rows trained
+    deleted = [client.get_run(r.info.run_id) for r in runs]
+    assert {r.info.lifecycle_stage for r in deleted} == {"deleted"}
+    assert main(["run", str(path)]) == 0  # and it resumes as the new study
+    assert "already finished: 6 trials" in capsys.readouterr().out
 
 
 def test_crashing_and_nan_trials_fail_with_reasons_while_others_finish(
@@ -212,7 +233,8 @@ def test_two_worker_trial_logs_what_the_one_worker_trial_logs(
     out = capsys.readouterr().out
     assert "1 of 1 trial done already" in out and "1 trial finished, 0 failed" in out
     _, (replayed,) = _trial_runs(tmp_path, "ddp2_again")
-    assert replayed.data.tags["ablate.reused_from"] == f"ddp2/{runs[2].info.run_name}"
+    origin = replayed.data.tags["ablate.reused_from"]
+    assert origin == f"ddp2/{runs[2].info.run_name} (publisher's claim)"
     for key in ("loss", "loss_instance", "steps"):
         assert _history(client, replayed.info.run_id, key) == _history(client, two, key), key
     assert {a.path for a in client.list_artifacts(replayed.info.run_id)} == {

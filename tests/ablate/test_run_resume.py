@@ -95,27 +95,75 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, make_
         assert sorted(steps) == [1, 2, 3, 4], (run.info.run_name, steps)
 
 
-def _stop_mid_trial(path, cwd, stop):
-    """Start a driver, send ``stop`` two seconds into its first trial.
+def _descendants(root):
+    """Every live process below ``root`` (Ray's GCS, raylet, workers, ...)."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
-    Its exit status, its output, and the processes of its session (the Ray it started) still
-    alive 10 s after it exited.
+
+def _is_driver(pid):
+    """The driver, or the command it runs under (``timeout``)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # gone: not a process of Ray's
+    return b"ablate.cli" in command or Path(command[0].decode()).name == "timeout"
+
+
+def _alive(pids):
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
+
+
+def _stop_mid_trial(path, cwd, stop, under=()):
+    """Start a driver (under ``under``), call ``stop(process)`` two seconds into its first
+    trial (None: wait for ``under`` to stop it).
+
+    Its exit status, its output, the seconds from start to its first trial, the processes of
+    its session other than itself (while the trial ran) and those of all it started that
+    were still alive 10 s after it exited.
     """
-    driver = _ablate_run(path, cwd)
+    started = time.monotonic()
+    driver = start_ablate("run", str(path), cwd=cwd, under=under)
     for line in driver.stdout:
         if "started default-" in line:
             break
+    to_first_trial = time.monotonic() - started
     time.sleep(2)
-    driver.send_signal(stop)
+    below = _descendants(driver.pid)
+    in_session = [p for p in _session_processes(driver.pid) if not _is_driver(p)]
+    ray_pids = [p for p in below if p not in in_session]
+    assert ray_pids, "the driver started no Ray processes?"
+    if stop is not None:
+        stop(driver)
     out, _ = driver.communicate(timeout=300)
     deadline = time.monotonic() + 10
-    while _session_processes(driver.pid) and time.monotonic() < deadline:
+    while _alive(below) and time.monotonic() < deadline:
         time.sleep(0.5)
-    return driver.returncode, out, _session_processes(driver.pid)
+    return driver.returncode, out, to_first_trial, in_session, _alive(below)
 
 
 def _session_processes(session):
-    """Pids still in the session a driver led (it started its own: ``start_new_session``)."""
+    """Pids in the session a driver led (it started its own: ``start_new_session``)."""
     alive = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -128,9 +176,13 @@ def _session_processes(session):
 
 
 def test_ctrl_c_and_sigterm_stop_a_study_that_then_resumes_to_its_end(tmp_path, make_study):
-    """Ctrl-C exits 130, SIGTERM (a scheduler, `timeout`, `systemctl stop`) 143 with the same
-    resume hint and no stack dump (it used to abort with 134); each ends the study's run and
-    the trial it stopped KILLED. The next run resumes, logs no epoch twice, ends FINISHED."""
+    """Ctrl-C exits 130; SIGTERM 143 with the same resume hint and no stack dump, whether sent
+    to the driver alone, to its whole process group (``kill -TERM -PGID``: Ray's GCS and
+    raylet used to get it too, and the driver died a minute later without saving) or by
+    ``timeout`` (the driver, then its group). Ray's processes live in a session of their own
+    and end with the driver. Each stop ends the study's run and the trial it stopped KILLED;
+    an edit made meanwhile is refused; the next run resumes, logs no epoch twice, ends
+    FINISHED."""
     path = make_study("killed", **{**KILLED, "base": {"backbone": "resnet18", "epochs": 6}})
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
 
@@ -139,12 +191,40 @@ def test_ctrl_c_and_sigterm_stop_a_study_that_then_resumes_to_its_end(tmp_path, 
         runs = client.search_runs([experiment.experiment_id])
         return {r.data.tags.get(schema.ROLE, "trial"): r.info.status for r in runs}
 
-    for stop, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
-        code, out, left = _stop_mid_trial(path, tmp_path, stop)
-        assert code == status and "interrupted; run `ablate run" in out, out
-        assert "SIGTERM received" not in out and "Traceback" not in out, out
-        assert statuses() == {"study": "KILLED", "trial": "KILLED"}, stop
-        assert not left, f"processes of the driver's Ray outlived it: {left}"
+    def to_group(number):
+        return lambda driver: os.killpg(driver.pid, number)
+
+    first_trial_after = []
+    stops = [
+        ("Ctrl-C (SIGINT to the terminal's group)", to_group(signal.SIGINT), (), 130),
+        ("SIGTERM to the driver", lambda driver: driver.send_signal(signal.SIGTERM), (), 143),
+        ("kill -TERM -PGID", to_group(signal.SIGTERM), (), 143),
+        ("timeout", None, None, 143),
+    ]
+    for name, stop, under, status in stops:
+        if under is None:  # timeout's own clock, set to fire two seconds into the first trial
+            under = (
+                "timeout",
+                "--preserve-status",
+                "-s",
+                "TERM",
+                f"{max(first_trial_after) + 2:.0f}",
+            )
+        code, out, after, in_session, left = _stop_mid_trial(path, tmp_path, stop, under)
+        first_trial_after.append(after)
+        assert code == status and "interrupted; run `ablate run" in out, (name, out)
+        assert "SIGTERM received" not in out and "Traceback" not in out, (name, out)
+        assert statuses() == {"study": "KILLED", "trial": "KILLED"}, name
+        assert not in_session, f"{name}: Ray's processes share the driver's session: {in_session}"
+        assert not left, f"{name}: processes the driver started outlived it: {left}"
+    # a stopped study refuses an edit it cannot apply, as a finished one does
+    make_study(
+        "killed", **{**KILLED, "base": {"backbone": "resnet18", "epochs": 6, "optim.lr": 0.01}}
+    )
+    refused = _ablate_run(path, tmp_path)
+    out, _ = refused.communicate(timeout=120)
+    assert refused.returncode == 2 and "base.optim.lr added (0.01)" in out, out
+    make_study("killed", **{**KILLED, "base": {"backbone": "resnet18", "epochs": 6}})
     last = _ablate_run(path, tmp_path)
     out, _ = last.communicate(timeout=600)
     assert last.returncode == 0, out

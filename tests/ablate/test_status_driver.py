@@ -66,3 +66,26 @@ def test_a_lock_out_of_sight_gives_no_eta_and_says_why(tmp_path, make_study, cap
     lines = _status(path, capsys)
     assert "MLflow says a driver runs, but its lock" in lines[0] and "no ETA" in lines[0]
     assert not any("running, ETA" in line for line in lines)
+
+
+def test_status_from_another_folder_names_the_database_it_looked_for(
+    tmp_path, make_study, capsys, monkeypatch
+):
+    """A relative `sqlite:///mlflow.db` is read from the current folder: from elsewhere a
+    finished study read as never run, without a word."""
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    path = make_study("relative", tracking={"uri": "sqlite:///mlflow.db"})
+    monkeypatch.chdir(ran)
+    _left_running(ran)  # the study's store, in the folder it ran from
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    lines = _status(path, capsys)
+    assert lines[1] == (
+        f"no MLflow database at {elsewhere}/mlflow.db: nothing of this study is tracked there "
+        "(tracking.uri sqlite:///mlflow.db is relative: it is read from the current folder, "
+        f"{elsewhere}; if the study ran from another folder, run `ablate status` there, or give "
+        "tracking.uri as an absolute path)"
+    )
+    assert not (elsewhere / "mlflow.db").exists()

@@ -35,7 +35,8 @@ def test_a_second_study_replays_the_row_the_first_trained(tmp_path, make_study, 
     _, second = _trials(tmp_path, "second")
     reused = second["full-synthetic_n32_size8-s0"]
     original = first["full-synthetic_n32_size8-s0"]
-    assert reused.data.tags[schema.REUSED_FROM] == "first/full-synthetic_n32_size8-s0"
+    claim = "first/full-synthetic_n32_size8-s0 (publisher's claim)"
+    assert reused.data.tags[schema.REUSED_FROM] == claim
     for key in ("final_acc", "final_nmi", "final_loss", "loss_instance"):
         assert reused.data.metrics[key] == original.data.metrics[key], key
     history = [m.value for m in client.get_metric_history(reused.info.run_id, "loss")]
@@ -87,7 +88,7 @@ def test_reuse_off_trains_everything_and_equal_variants_share_one_trial(
     origins = [t.get(schema.REUSED_FROM) for t in tags]
     assert sorted(o is None for o in origins) == [False, True]  # one trained, one replayed
     trained = next(v for v, o in zip(("full", "same"), origins, strict=True) if o is None)
-    assert f"twins/{trained}-synthetic_n32_size8-s0" in origins
+    assert f"twins/{trained}-synthetic_n32_size8-s0 (publisher's claim)" in origins
 
 
 def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path, make_study):
@@ -104,6 +105,6 @@ def test_two_studies_started_at_once_train_their_shared_row_once(tmp_path, make_
     ]
     origins = sorted(t.get(schema.REUSED_FROM, "") for t in tags)
     assert origins[0] == "" and origins[1] in {
-        "one/full-synthetic_n32_size8-s0",
-        "two/full-synthetic_n32_size8-s0",
+        "one/full-synthetic_n32_size8-s0 (publisher's claim)",
+        "two/full-synthetic_n32_size8-s0 (publisher's claim)",
     }, origins

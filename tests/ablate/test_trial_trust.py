@@ -93,3 +93,20 @@ def test_a_replay_needs_the_same_data_and_a_store_folder_that_passes_its_checks(
     # the refused folder is set aside and the key holds the trial that trained
     assert [p.name.split(".")[0] for p in (store / ".refused").iterdir()] == [key]
     assert json.loads((store / key / MANIFEST_FILE).read_text())["produced_by"].startswith("third/")
+
+    # data rewritten in place with its size and times kept (`cp -p`, `rsync -a`, `touch -r`):
+    # its fingerprint is computed again, so the trial trains on the new data; the cached
+    # stamp of names, sizes and mtimes used to replay the other data's trial
+    images = tmp_path / "same" / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    fx.write_fashion_mnist(images.parent, n_train=40, n_test=24)
+    rng = np.random.default_rng(11)
+    fx._write_idx(images, rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), compresslevel=0)
+    assert main(["run", str(_study(tmp_path, "fourth", "same"))]) == 0
+    capsys.readouterr()
+    fx.rewrite_keeping_size_and_times(images, rng.integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    assert main(["run", str(_study(tmp_path, "fifth", "same"))]) == 0
+    assert "done already" not in capsys.readouterr().out
+    _, fourth = _run(tmp_path, "fourth")
+    _, fifth = _run(tmp_path, "fifth")
+    assert "ablate.reused_from" not in fifth.data.tags
+    assert fifth.data.tags["ablate.data_sha256"] != fourth.data.tags["ablate.data_sha256"]

@@ -109,3 +109,42 @@ def test_published_numbers_never_merge_into_a_row_of_runs(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert "row A is both published numbers and runs (paper.csv, study)" in err
     assert "rename the CSV's method" in err
+
+
+def test_two_studies_on_different_data_are_not_pooled_as_seeds(tmp_path, monkeypatch, capsys):
+    """Each run records the identity of the data it read (ablate.data_sha256); the overlap
+    checks looked at method, variant, data set label and seed only, so two studies of one
+    label on different files were pooled as more seeds of one row."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    for name, seeds, identity, root in (
+        ("first", (0, 1), "a" * 32, "/data/one"),
+        ("second", (2, 3), "b" * 32, "/data/two"),
+    ):
+        experiment = client.create_experiment(name)
+        for variant in ("full", "no_cluster"):
+            for seed in seeds:
+                tags = {
+                    "ablate.trial_id": f"{name}-{variant}-{seed}",
+                    "ablate.variant": variant,
+                    "ablate.dataset": "fashion_mnist",
+                    "ablate.seed": str(seed),
+                    "ablate.data_sha256": identity,
+                    "ablate.data_root": root,
+                }
+                run = client.create_run(experiment, tags=tags)
+                client.log_param(run.info.run_id, "method", "cc")
+                client.log_metric(run.info.run_id, "final_acc", 0.5 + seed / 100)
+                client.set_terminated(run.info.run_id)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()  # MLflow's own lines as the store was made
+    argv = ["stats", "first", "second", "--paired", "--control", "full", "--metric", "acc"]
+    argv += ["--tracking-uri", uri]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        "data set fashion_mnist: runs read different data: aaaaaaaaaaaa (4 run(s) of first, " in err
+    )
+    assert "read from /data/one) and bbbbbbbbbbbb (4 run(s) of second, read from /data/two)" in err
+    assert main([*argv[:1], *argv[2:]]) == 0  # one study alone is fine

@@ -76,7 +76,9 @@ def test_report_from_a_real_study_run(tmp_path, make_study, local_ray, capsys):
     rows = json.loads(table.read_text())["rows"]
     assert len(rows) == 2 and all(r["verdict"] == "no detectable difference" for r in rows)
     spread = [(r["sd_difference"], r["detectable_difference"]) for r in rows]
-    assert all(sd is not None and delta >= 0 for sd, delta in spread), spread
+    # two pairs give a spread, but no detectable difference to plan by (unknown, not 0)
+    assert all(sd is not None and delta is None for sd, delta in spread), spread
+    assert "the smallest detectable difference is unknown (it takes 3 pairs" in printed
 
     figure = tmp_path / "pairwise.svg"
     posthoc = ["stats", "report", "--posthoc", "wilcoxon-holm", "--tracking-uri", uri]
@@ -92,7 +94,9 @@ def test_report_from_a_real_study_run(tmp_path, make_study, local_ray, capsys):
     assert main(["plan", str(bigger), "--pilot", "report", "--difference", "0.05"]) == 0
     planned = capsys.readouterr().out
     assert "with the study's 8 seed(s):" in planned
-    assert planned.count("smallest detectable difference") == 2 and "seeds for 0.05" in planned
+    # two pilot pairs per data set size nothing (they used to: "2 seeds for 0.005" from sd 0)
+    assert planned.count("pilot pair(s): unknown (it takes 3 pairs or more") == 2, planned
+    assert "smallest detectable difference" not in planned
 
 
 def test_stats_on_published_numbers(tmp_path, capsys):

@@ -92,7 +92,7 @@ def test_markdown_and_csv():
     assert "| Method | cifar_10 ACC | stl ACC |" in md
     assert "**0.810 ± 0.014**" in md and "_0.700_" in md
     csv = pd.read_csv(__import__("io").StringIO(table_render.to_csv(table)))
-    assert set(csv.columns) == {"Method", "group", "column", "mean", "std", "n", "mark"}
+    assert set(csv.columns) == {"Method", "group", "column", "mean", "std", "n", "mark", "footnote"}
     assert len(csv) == 3 * 2
 
 
@@ -288,3 +288,54 @@ def test_each_distinct_warning_is_said_once_with_where_it_applies():
     lines = distinct_notices(analyses, DisplayNames(method="cc"))
     assert len(lines) == 2
     assert all(line.endswith("[a, b, c; c10; ACC, NMI, ARI]") for line in lines)
+
+
+def test_a_mark_beside_a_mean_it_contradicts_is_footnoted_in_every_format(tmp_path):
+    """The mark pairs seeds; the cell's mean counts them all. A ▲ beside a lower mean (a seed
+    the control lacks; a seed that collapsed) used to print with its caveat only on the
+    terminal and in paired.txt."""
+    from analysis.report_html import _table_view
+    from analysis.significance import table_significance
+
+    full = [0.80, 0.82, 0.79, 0.81, 0.83, 0.80, 0.78, 0.82]
+    runs = _seeded_runs(
+        {
+            "full": full,
+            # +0.02 on every paired seed, and a ninth seed the control lacks, at 0.10
+            "unpaired": [v + 0.02 for v in full] + [0.10],
+        }
+    )
+    significance = table_significance(runs, ["acc"], "full")
+    table = tables.ablation_table(aggregate(runs, ("acc",)), runs, ["acc"], "a", significance)
+    cell = table.cells[1][0]
+    assert cell.mark == "▲" and cell.mean < table.cells[0][0].mean and cell.footnote == "a"
+    (footnote,) = [note for note in table.notes if note.startswith("(a) ")]
+    assert "unpaired, c10, ACC: the mark pairs seeds [0, 1, 2, 3, 4, 5, 6, 7]" in footnote
+    assert (
+        "(paired means 0.826 against 0.806); the cells' means also count seeds [8] ran" in footnote
+    )
+    assert "Wilcoxon's ranks decide: Hodges-Lehmann estimate +0.020" in footnote
+    assert r"$^{\blacktriangle}$\textsuperscript{a}" in table_render.to_latex(table)
+    assert "▲<sup>a</sup>" in table_render.to_markdown(table)
+    assert "(a)" in table_render.to_text(table) and footnote in table_render.to_markdown(table)
+    view = _table_view("ablation", table)
+    assert view["rows"][1]["cells"][0]["footnote"] == "a" and footnote in view["notes"]
+
+    # twelve seeds: eleven gain, one collapses; Wilcoxon says better, the mean says worse
+    full = [0.80 + 0.001 * i for i in range(12)]
+    collapsed = _seeded_runs(
+        {"full": full, "one_collapse": [v + 0.01 for v in full[:11]] + [full[11] - 0.30]}
+    )
+    significance = table_significance(collapsed, ["acc"], "full")
+    table = tables.ablation_table(
+        aggregate(collapsed, ("acc",)), collapsed, ["acc"], "b", significance
+    )
+    assert table.cells[1][0].mark == "▲" and table.cells[1][0].footnote == "a"
+    (footnote,) = [note for note in table.notes if note.startswith("(a) ")]
+    assert "seed 11 alone decides the sign of the mean difference" in footnote
+    assert "Hodges-Lehmann estimate +0.010" in footnote
+    # a clean ▼ carries no footnote
+    clean = _seeded_runs({"full": full, "worse": [v - 0.05 for v in full]})
+    clean_sig = table_significance(clean, ["acc"], "full")
+    table = tables.ablation_table(aggregate(clean, ("acc",)), clean, ["acc"], "c", clean_sig)
+    assert table.cells[1][0].footnote == "" and not clean_sig.caveats

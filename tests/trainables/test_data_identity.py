@@ -96,3 +96,56 @@ def test_the_image_decode_cache_follows_the_files(tmp_path, change):
     else:
         assert again.train.num_samples == first.train.num_samples + 1
         assert again.labels.tolist()[:2] == [0, 0]
+
+
+def _stored_images(root, seed):
+    """Rewrite a fixture's train images as stored gzip (a size that other images keep)."""
+    images = root / "fashion-mnist" / "train-images-idx3-ubyte.gz"
+    array = np.random.default_rng(seed).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    fx._write_idx(images, array, compresslevel=0)
+    return images
+
+
+def test_a_file_rewritten_with_its_size_and_times_kept_is_hashed_again(tmp_path, monkeypatch):
+    """What `cp -p`, `rsync -a`, `touch -r` or an archive with fixed times leave: the old
+    stamp (names, sizes, mtimes) served the other data's identity."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fx.write_fashion_mnist(tmp_path / "fashion-mnist")
+    images = _stored_images(tmp_path, seed=1)
+    before = data_identity("fashion_mnist", tmp_path)
+    other = np.random.default_rng(2).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    fx.rewrite_keeping_size_and_times(images, other)
+    after = data_identity("fashion_mnist", tmp_path)
+    assert after.samples == before.samples and after.sha256 != before.sha256
+    assert data_identity("fashion_mnist", tmp_path) == after  # and cached again
+
+
+def test_two_roots_that_resolve_to_different_data_never_share_a_fingerprint(tmp_path, monkeypatch):
+    """Both data sets lie outside their roots (links), so both fingerprints go to the user's
+    cache; their names relative to the roots, sizes and mtimes are the same."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    identities = []
+    for seed, name in ((1, "one"), (2, "two")):
+        real = tmp_path / "real" / name
+        fx.write_fashion_mnist(real / "fashion-mnist")
+        images = _stored_images(real, seed)
+        os.utime(images, ns=(0, 10**18))
+        for other in (real / "fashion-mnist").iterdir():
+            os.utime(other, ns=(0, 10**18))
+        root = tmp_path / f"root-{name}"
+        root.mkdir()
+        (root / "fashion-mnist").symlink_to(real / "fashion-mnist")
+        identities.append(data_identity("fashion_mnist", root))
+    assert identities[0].sha256 != identities[1].sha256
+    cached = list((tmp_path / "cache" / "ablate" / "data-fingerprints").iterdir())
+    assert len(cached) == 2
+
+
+def test_a_fifo_in_the_fingerprint_cache_is_passed_over(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fx.write_fashion_mnist(tmp_path / "fashion-mnist")
+    first = data_identity("fashion_mnist", tmp_path)
+    (cached,) = (tmp_path / "fashion-mnist" / FINGERPRINT_FOLDER).iterdir()
+    cached.unlink()
+    os.mkfifo(cached)  # open() would wait for a writer forever
+    assert data_identity("fashion_mnist", tmp_path) == first
