@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # one line, no traceback
         sys.stderr.write(f"ablate {args.command}: {error}\n")
         return 2
+    except KeyboardInterrupt:  # a Ctrl-C outside a study's own handling (or a third one)
+        sys.stderr.write(f"ablate {args.command}: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from ablate.progress_callback import Display, Printer, ProgressCallback, attach_
 from ablate.resume_check import PLAN_FILE, check_unchanged, fingerprint
 from ablate.reuse_plan import replay_epochs, replayed, reuse_lines
 from ablate.stop_signals import Stops, exit_status, stop_signals_as_interrupt
+from ablate.store_trust import exposure_lines
 from ablate.study import Study, absolute_uri
 from ablate.trial_keys import trial_store_root
 from ablate.wording import count
@@ -208,6 +209,9 @@ def run_study(
         warning = local_lock_warning(folder)
         if warning is not None:
             printer(warning)
+    if study.run.share_stages:  # the trial store's own line comes with the replays it finds
+        for line in exposure_lines("stage store", [Path(settings["stage_store"])]):
+            printer(line)
     with study_lock(experiment_dir, study.name):  # one driver per study, for its lifetime
         return _run_locked(study, study_file, storage, uri, address, display, restart)
 
@@ -268,6 +272,8 @@ def _launch(
     finally:
         for view in views:
             view.close()
+    if mismatch:  # the study run must not read FINISHED with trials never run
+        outcome.failed["(study)"] = mismatch
     _end_study_run(_mlflow_logger(study, uri, printer), outcome)
     if mismatch:
         raise ValueError(mismatch)

@@ -177,9 +177,9 @@ def _session_processes(session):
 
 def test_ctrl_c_and_sigterm_stop_a_study_that_then_resumes_to_its_end(tmp_path, make_study):
     """Ctrl-C exits 130; SIGTERM 143 with the same resume hint and no stack dump, whether sent
-    to the driver alone, to its whole process group (``kill -TERM -PGID``: Ray's GCS and
-    raylet used to get it too, and the driver died a minute later without saving) or by
-    ``timeout`` (the driver, then its group). Ray's processes live in a session of their own
+    to the driver's whole process group (``kill -TERM -PGID``: Ray's GCS and raylet used to
+    get it too, and the driver died a minute later without saving) or by ``timeout`` (to the
+    driver, then to its group). Ray's processes live in a session of their own
     and end with the driver. Each stop ends the study's run and the trial it stopped KILLED;
     an edit made meanwhile is refused; the next run resumes, logs no epoch twice, ends
     FINISHED."""
@@ -197,7 +197,6 @@ def test_ctrl_c_and_sigterm_stop_a_study_that_then_resumes_to_its_end(tmp_path, 
     first_trial_after = []
     stops = [
         ("Ctrl-C (SIGINT to the terminal's group)", to_group(signal.SIGINT), (), 130),
-        ("SIGTERM to the driver", lambda driver: driver.send_signal(signal.SIGTERM), (), 143),
         ("kill -TERM -PGID", to_group(signal.SIGTERM), (), 143),
         ("timeout", None, None, 143),
     ]

@@ -73,3 +73,28 @@ def test_plan_and_status_name_a_fifo_in_the_store_and_answer(tmp_path, make_stud
     assert "trials: 2;" in plan.stdout  # neither counted as replayed
     status = run_ablate("status", str(path), cwd=tmp_path, timeout=120)
     assert status.returncode == 0 and "no trial has started; 2 planned" in status.stdout
+
+
+def test_plan_warns_of_a_trial_store_that_others_may_write(tmp_path, make_study, capsys):
+    """The store's write access is the boundary of what a replay can trust: a store made
+    group- or world-writable (or another user's) is named before launch."""
+    from ablate.cli import main
+
+    path = make_study("exposed")
+    store = trial_store_root(load_study(path).run)
+    store.mkdir(parents=True)
+    store.chmod(0o777)
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"warning: trial store {store} is writable by group and others (mode 777): whoever "
+        "can write it can plant results that replay as this study's"
+    ) in out
+    store.chmod(0o700)
+    if os.geteuid() == 0:  # root may give it away, as a shared cluster's admin would
+        os.chown(store, 12345, -1)
+        assert main(["plan", str(path)]) == 0
+        assert f"{store} is owned by uid 12345, not by you (0)" in capsys.readouterr().out
+        os.chown(store, 0, -1)
+    assert main(["plan", str(path)]) == 0
+    assert "warning: trial store" not in capsys.readouterr().out
