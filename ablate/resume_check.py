@@ -14,12 +14,14 @@ version added, and those alone are excused. A key missing for any other reason i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ablate.study import Study, absolute_uri
 from ablate.yaml_source import StudyFileError
 from trainables.config import flatten
+from trainables.regular_files import read_regular
 
 PLAN_FILE = "ablate_plan.json"
 #: The plan's format. 1: the bare study, as written up to ablate 0f6fbc9 (no version field);
@@ -98,11 +100,11 @@ def changes(
 def check_unchanged(study: Study, study_file: str, experiment_dir: Path) -> None:
     """Refuse a resume after an edit it cannot apply, naming what changed and what to do."""
     stored = experiment_dir / PLAN_FILE
-    if not stored.is_file():
+    if not os.path.lexists(stored):
         return
     try:
-        version, before = stored_plan(stored.read_text(encoding="utf-8"))
-    except (ValueError, TypeError, UnicodeDecodeError) as error:
+        version, before = stored_plan(read_regular(stored).decode("utf-8"))
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as error:
         raise StudyFileError(
             study_file,
             (),

@@ -11,11 +11,14 @@ module).
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from trainables.regular_files import open_regular
 
 CHECKPOINT_FORMAT = 2  # 2: the stage index of the optimiser state
 KEYS = frozenset(
@@ -102,9 +105,14 @@ def load_trainer_state(trainer: Any, state: dict[str, Any]) -> None:
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """A checkpoint file's state; :class:`UnsafeCheckpointError` if it holds other objects."""
+    """A checkpoint file's state; :class:`UnsafeCheckpointError` if it holds other objects.
+
+    A shared stage's file is opened as a regular file only: a FIFO planted there would hold
+    ``torch.load`` forever (:class:`~trainables.regular_files.NotRegularFile` instead).
+    """
     try:
-        state: dict[str, Any] = torch.load(path, map_location=device, weights_only=True)
+        with os.fdopen(open_regular(path), "rb") as handle:
+            state: dict[str, Any] = torch.load(handle, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
         raise UnsafeCheckpointError(
             f"{path}: holds objects other than tensors and plain data; refusing to unpickle "

@@ -75,3 +75,15 @@ def test_an_unreadable_plan_is_refused_with_the_way_out(tmp_path, make_study):
     (folder / PLAN_FILE).write_text("[1, 2")
     said = _refusal(load_study(path), path, folder)
     assert "cannot be read" in said and "--restart" in said
+
+
+def test_a_plan_that_is_no_regular_file_is_refused_not_skipped(tmp_path, make_study):
+    """A FIFO under the plan's name was skipped (is_file() is False): no check at all."""
+    import os
+
+    path = make_study("fifo_plan")
+    folder = tmp_path / "results" / "fifo_plan"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / PLAN_FILE)
+    said = _refusal(load_study(path), path, folder)
+    assert "cannot be read (ablate_plan.json is not a regular file (a FIFO))" in said

@@ -51,3 +51,16 @@ def test_a_stage_planted_under_the_next_key_is_refused(synthetic, tmp_path):
     with pytest.raises(UnsafeCheckpointError):
         trainer.fit()
     assert not marker.exists()
+
+
+def test_a_fifo_in_place_of_a_checkpoint_is_refused_without_waiting(tmp_path):
+    """A shared stage's state.pt is read by every trial that restores it: a FIFO there held
+    torch.load (and the trial) forever."""
+    import os
+
+    from trainables.checkpoint import read_checkpoint
+    from trainables.regular_files import NotRegularFile
+
+    os.mkfifo(tmp_path / STATE_FILE)
+    with pytest.raises(NotRegularFile, match=r"state.pt is not a regular file \(a FIFO\)"):
+        read_checkpoint(tmp_path / STATE_FILE, torch.device("cpu"))
