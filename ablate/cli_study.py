@@ -173,8 +173,9 @@ def _positive_seconds(text: str) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from ablate.closing_table import summary_table
     from ablate.progress_callback import Display
-    from ablate.runner import run_study, summary_table
+    from ablate.runner import run_study
     from ablate.study_file import load_study
 
     study = load_study(args.study, force=args.force)

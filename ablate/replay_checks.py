@@ -34,7 +34,7 @@ import numpy as np
 import yaml
 
 from ablate.keyed_store import MANIFEST_FILE, STATE_FILE
-from ablate.run_schema import ASSIGNMENTS_ARTIFACT, CONFIG_ARTIFACT
+from analysis.run_schema import ASSIGNMENTS_ARTIFACT, CONFIG_ARTIFACT
 from trainables.regular_files import NotRegularFile, open_regular, read_regular
 
 #: A trial's checkpoint beside the loop's state: every epoch's report so far, and in the

@@ -11,10 +11,13 @@ trial the edit left unchanged and trains only the new and changed ones.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from ablate import run_schema as schema
 from ablate.driver_lock import LOCK_FILE
+from ablate.study import Study, train_storage
+from ablate.wording import count
+from analysis import run_schema as schema
 
 
 def delete_study_runs(uri: str, experiment: str, study: str) -> int:
@@ -49,3 +52,18 @@ def set_aside(experiment_dir: Path, train_dir: Path) -> Path | None:
     if train_dir.exists():
         train_dir.rename(target / "train")
     return target
+
+
+def restart_study(study: Study, storage: Path, uri: str, printer: Callable[[str], None]) -> None:
+    """Set the study's earlier run aside, and say in one line what went where.
+
+    Its MLflow runs go first, so a store that fails leaves the saved state in place.
+    """
+    deleted = delete_study_runs(uri, study.experiment, study.name)
+    moved = set_aside(storage / study.name, train_storage(storage, study.name))
+    if deleted or moved:
+        printer(
+            f"restarting study {study.name!r}: {count(deleted, 'MLflow run')} of its earlier "
+            f"run deleted (`mlflow runs restore --run-id ID` brings one back), its saved state "
+            f"moved to {moved}; trials the trial store holds replay, the others train"
+        )

@@ -46,6 +46,7 @@ def replayed(study: Any) -> Replayed:
     store = KeyedStore(trial_store_root(study.run), {})  # the context trials open it with
     keys = trial_keys(study)
     found, seen = Replayed(unknown=keys.unknown), set()
+    done_keys = []
     for name, material in keys.materials.items():  # in the study's order: the first trains
         key = store.key(material)
         try:
@@ -55,11 +56,12 @@ def replayed(study: Any) -> Replayed:
             manifest = None
         if manifest is not None and manifest.get("material") == as_stored(material):
             found.done.append(name)
+            done_keys.append(key)
         elif key in seen:
             found.repeats.append(name)
         seen.add(key)
-    replayed_folders = [store.root / k for k in dict.fromkeys(keys.hashed()[n] for n in found.done)]
-    found.exposed = exposure_lines("trial store", [store.root, *replayed_folders])
+    folders = [store.root / key for key in dict.fromkeys(done_keys)]
+    found.exposed = exposure_lines("trial store", [store.root, *folders])
     return found
 
 

@@ -13,9 +13,7 @@ reports its results and trains nothing.
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +31,12 @@ from ablate.planner import (
 )
 from ablate.progress import StudyProgress
 from ablate.progress_callback import Display, Printer, ProgressCallback, attach_display
+from ablate.restart import restart_study
 from ablate.resume_check import PLAN_FILE, check_unchanged, fingerprint
 from ablate.reuse_plan import replay_epochs, replayed, reuse_lines
 from ablate.stop_signals import Stops, exit_status, stop_signals_as_interrupt
 from ablate.store_trust import exposure_lines
-from ablate.study import Study, absolute_uri
+from ablate.study import Study, absolute_uri, train_storage
 from ablate.trial_keys import trial_store_root
 from ablate.wording import count
 
@@ -113,7 +112,7 @@ def _param_space(study: Study) -> dict[str, Any]:
         "cpus": r.cpus,
         "gpus": r.gpus,
         "workers": r.workers,
-        "train_storage": str(storage / f"{study.name}-train"),
+        "train_storage": str(train_storage(storage, study.name)),
     }
     if study.adaptive:
         return {**base, "spec": first_trial(study).to_dict(), "seeds": list(study.seeds)}
@@ -181,7 +180,7 @@ def run_study(
 
     ``display``: how progress is shown (a live table on a terminal, else plain lines) and
     where every line goes. ``restart``: set an earlier run of the study aside and start over
-    (:mod:`ablate.restart`) instead of resuming it.
+    (:func:`ablate.restart.restart_study`) instead of resuming it.
     """
     display = display or Display()
     printer = display.printer
@@ -233,7 +232,7 @@ def _run_locked(
     printer = display.printer
     experiment_dir = storage / study.name
     if restart:
-        _restart(study, storage, uri, printer)
+        restart_study(study, storage, uri, printer)
     else:
         check_unchanged(study, study_file, experiment_dir)
     started_here = _connect(address, printer, uri, dashboard=study.resources.workers > 1)
@@ -280,20 +279,6 @@ def _launch(
     return outcome
 
 
-def _restart(study: Study, storage: Path, uri: str, printer: Printer) -> None:
-    """Set the study's earlier run aside (``--restart``): its MLflow runs, then its state."""
-    from ablate.restart import delete_study_runs, set_aside
-
-    deleted = delete_study_runs(uri, study.experiment, study.name)
-    moved = set_aside(storage / study.name, storage / f"{study.name}-train")
-    if deleted or moved:
-        printer(
-            f"restarting study {study.name!r}: {count(deleted, 'MLflow run')} of its earlier "
-            f"run deleted (`mlflow runs restore --run-id ID` brings one back), its saved state "
-            f"moved to {moved}; trials the trial store holds replay, the others train"
-        )
-
-
 def _fit(tuner: Any) -> Outcome:
     """Run the trials to their end, or until Ctrl-C (or SIGTERM, SIGHUP: :mod:`stop_signals`)."""
     try:
@@ -306,8 +291,8 @@ def _fit(tuner: Any) -> Outcome:
 def _judge_end(outcome: Outcome, experiment_dir: Path, total: int, stopped: bool | None) -> str:
     """Mark ``outcome`` interrupted when it was (Tune returns on Ctrl-C, trials left paused).
 
-    ``stopped``: whether a stop signal came (None: not known, as when Tune's own handler
-    answered a Ctrl-C; its flag is read after the fit). A fit that ended unstopped with every
+    ``stopped``: whether a stop came, Ctrl-C included (:meth:`Stops.after_fit`; None where
+    signals cannot be handled, off the main thread). A fit that ended unstopped with every
     trial done but fewer trials than the study plans ran another study's trials (one planned
     before an edit): "interrupted" would send the user round a loop of resumes that never
     train the rest, so the reason is returned, to fail with the way out.
@@ -481,60 +466,3 @@ def _trial_name_from(result: Any, spec: TrialSpec | None) -> str:
     if path:
         return Path(path).name
     return spec.key if spec else "?"
-
-
-def summary_table(study: Study, results: list[tuple[TrialSpec, dict[str, Any]]]) -> str:
-    """Variant (and searched point) × data set: mean ± std over seeds of ACC, NMI, ARI.
-
-    Data sets print as the report prints them ("Digits (16 px)"), variants as the study names
-    them.
-    """
-    import numpy as np
-
-    from analysis.names import DisplayNames
-
-    names = DisplayNames(study.analysis.names)
-    searched = study.search.searched_keys() if study.search else []
-    cells: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    stopped = [s.key for s, m in results if float(m.get("epoch", math.inf)) < s.total_epochs()]
-    for spec, metrics in results:
-        if spec.key in stopped:  # as `report`: an early epoch's numbers are not a result
-            continue
-        point = ", ".join(
-            f"{k}={spec.params[k]:.4g}"
-            if isinstance(spec.params[k], float)
-            else f"{k}={spec.params[k]}"
-            for k in searched
-            if k in spec.params
-        )
-        row = f"{spec.variant} ({point})" if point else spec.variant
-        for key in ("acc", "nmi", "ari"):
-            if key in metrics:
-                dataset = names.dataset(spec.dataset_entry.label)
-                cells[(row, dataset)][key].append(float(metrics[key]))
-    note = (
-        f"\n({count(len(stopped), 'trial')} stopped early by the scheduler left out, as "
-        f"`ablate report` leaves them: {', '.join(stopped)})"
-        if stopped
-        else ""
-    )
-    if not cells:
-        return "no finished trial reported ACC/NMI/ARI" + note
-    wv = max(len("variant"), *(len(v) for v, _ in cells))
-    wd = max(len("dataset"), *(len(d) for _, d in cells))
-    header = (
-        f"{'variant':<{wv}}  {'dataset':<{wd}}  {'n':>2}  {'ACC':>13}  {'NMI':>13}  {'ARI':>13}"
-    )
-    lines = [header, "-" * len(header)]
-    for (variant, dataset), values in sorted(cells.items()):
-        parts = []
-        for key in ("acc", "nmi", "ari"):
-            v = np.asarray(values.get(key, []))
-            parts.append(
-                f"{v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0.0:.3f}" if v.size else "-"
-            )
-        n = max(len(v) for v in values.values())
-        lines.append(
-            f"{variant:<{wv}}  {dataset:<{wd}}  {n:>2}  " + "  ".join(f"{p:>13}" for p in parts)
-        )
-    return "\n".join(lines) + note

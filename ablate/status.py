@@ -14,12 +14,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ablate import run_schema as schema
 from ablate.driver_lock import LOCK_FILE, DriverState, driver_state
 from ablate.planner import epochs_or_zero, expand, first_trial, planned_epochs, trial_count
 from ablate.progress import StudyProgress, TrialProgress
 from ablate.reuse_plan import replay_epochs, replayed
 from ablate.study import Study, absolute_uri
+from analysis import run_schema as schema
 
 #: MLflow's run status as a trial state; KILLED: stopped by an interrupted driver.
 STATES = {"RUNNING": "running", "FINISHED": "finished", "FAILED": "failed", "KILLED": "stopped"}

@@ -192,7 +192,12 @@ def absolute_uri(uri: str) -> str:
     return uri
 
 
-#: A baseline row (:data:`ablate.run_schema.BASELINE_ROWS`).
+def train_storage(storage: Path, study: str) -> Path:
+    """Where Ray Train keeps the runs of a study's multi-worker trials (beside Tune's)."""
+    return storage / f"{study}-train"
+
+
+#: A baseline row (:data:`analysis.run_schema.BASELINE_ROWS`).
 Baseline = Literal["pixels", "untrained"]
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ablate import run_schema
 from ablate.search_space import search_points
 from ablate.study import (
     LABEL_FREE_OBJECTIVES,
@@ -22,6 +21,7 @@ from ablate.study import (
     Study,
 )
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
+from analysis import run_schema
 from trainables.config import MethodConfig, flatten, unflatten
 from trainables.datasets import storage_size
 from trainables.method import unsplittable_batch

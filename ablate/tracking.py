@@ -18,10 +18,10 @@ from typing import Any
 
 from ray.tune import Callback
 
-from ablate import run_schema as schema
 from ablate.planner import TrialConfigError, TrialSpec
 from ablate.study import Study
 from ablate.write_behind import WriteBehind
+from analysis import run_schema as schema
 
 #: Keys Tune adds to every result; they are bookkeeping, not our metrics.
 TUNE_KEYS = frozenset(

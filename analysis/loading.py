@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ablate import run_schema as schema
+from analysis import run_schema as schema
 
 METRICS = schema.SCORES
 #: The status of a run a scheduler (ASHA) stopped before its last epoch: its numbers are an
@@ -166,7 +166,7 @@ def load_mlflow(
 ) -> pd.DataFrame:
     """One row per trial run of the named experiments (studies).
 
-    A run the scheduler stopped early (:data:`~ablate.run_schema.EARLY_STOPPED`) has status
+    A run the scheduler stopped early (:data:`~analysis.run_schema.EARLY_STOPPED`) has status
     :data:`STOPPED_EARLY`, unless ``include_stopped``, so that every table and test, which use
     finished runs only, leave it out.
 

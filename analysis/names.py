@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ablate.run_schema import BASELINE_ROWS
+from analysis.run_schema import BASELINE_ROWS
 from analysis.tables import Table
 from trainables.datasets import dataset_title
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.run_schema import BASELINE_ROWS
 from analysis import table_render, tables
 from analysis.aggregate import aggregate
 from analysis.differences import Test
@@ -21,6 +20,7 @@ from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis, default_control, paired_analysis
 from analysis.paired_text import describe_paired, distinct_notices, paired_to_json
 from analysis.report_figures import ReportFigure
+from analysis.run_schema import BASELINE_ROWS
 from analysis.significance import table_significance
 from analysis.stats import Comparison, compare
 

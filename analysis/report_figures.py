@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ablate.run_schema import BASELINE_ROWS
 from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis
+from analysis.run_schema import BASELINE_ROWS
 from analysis.stats import Comparison
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from ablate.run_schema import BASELINE_ROWS
 from analysis.aggregate import Aggregate
+from analysis.run_schema import BASELINE_ROWS
 from analysis.stats import metric_direction
 
 CHECK = "✓"

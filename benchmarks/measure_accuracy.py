@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from ablate import run_schema as schema
 from ablate.cli import main as ablate
 from ablate.measure import COST_FILE
+from analysis import run_schema as schema
 
 
 def study(root: Path, epochs: int, backbone: str) -> Path:

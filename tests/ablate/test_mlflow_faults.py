@@ -9,7 +9,7 @@ import textwrap
 
 from mlflow import MlflowClient
 
-from ablate import run_schema as schema
+from analysis import run_schema as schema
 from tests.ablate.test_run_resume import KILLED
 from tests.conftest import start_ablate
 

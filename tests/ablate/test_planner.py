@@ -141,7 +141,7 @@ def test_baselines_add_a_pixel_and_an_untrained_row_on_every_data_set_and_seed(m
 
 
 def test_the_end_of_run_table_names_data_sets_as_reports_do(make_study):
-    from ablate.runner import summary_table
+    from ablate.closing_table import summary_table
 
     study = load_study(
         make_study(
@@ -160,7 +160,7 @@ def test_the_end_of_run_table_names_data_sets_as_reports_do(make_study):
 def test_the_end_of_run_table_leaves_out_trials_the_scheduler_stopped(make_study):
     """ASHA's stopped trials end on an early epoch: `full n=3 0.227 ± 0.193` from two epoch-1
     snapshots and one finished trial, where `report` gives 0.450 from the finished one."""
-    from ablate.runner import summary_table
+    from ablate.closing_table import summary_table
 
     study = load_study(make_study("asha", seeds=[0, 1, 2], base={"epochs": 6}))
     results = [

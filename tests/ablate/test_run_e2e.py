@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from ablate import run_schema as schema
 from ablate.cli import main
+from analysis import run_schema as schema
 
 ABLATION = {"full": {}, "no_cluster": {"loss.cluster": False, "loss.entropy": False}}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from ablate import run_schema as schema
+from analysis import run_schema as schema
 from tests.conftest import start_ablate
 
 #: Two seeds one after the other, long enough to be stopped in the middle: ResNet-18 (about

@@ -2,7 +2,6 @@
 used to hang `plan`, `status` and `run` (open() on a FIFO waits for a writer forever)."""
 
 import os
-import threading
 
 import pytest
 
@@ -11,30 +10,7 @@ from ablate.replay_checks import RefusedReplay, copy_published, read_manifest
 from ablate.study_file import load_study
 from ablate.trial_keys import trial_keys, trial_store_root
 from tests.conftest import run_ablate
-
-
-def _without_hanging(call, fifos):
-    """``call()``'s outcome, or a failure if it waits on a FIFO (released to end the test)."""
-    outcome = {}
-
-    def target():
-        try:
-            outcome["value"] = call()
-        except Exception as error:
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(10)
-    if thread.is_alive():
-        for fifo in fifos:  # a writer that opens and leaves lets the blocked reader go
-            try:
-                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
-        thread.join(5)
-        pytest.fail(f"{call} waited on a FIFO")
-    return outcome
+from tests.fifos import without_hanging
 
 
 def test_copying_or_reading_a_published_folder_refuses_a_fifo_at_once(tmp_path):
@@ -44,10 +20,10 @@ def test_copying_or_reading_a_published_folder_refuses_a_fifo_at_once(tmp_path):
     os.mkfifo(folder / STATE_FILE)
     os.mkfifo(folder / MANIFEST_FILE)
     fifos = [folder / STATE_FILE, folder / MANIFEST_FILE]
-    copied = _without_hanging(lambda: copy_published(folder, target), fifos)
+    copied = without_hanging(lambda: copy_published(folder, target), fifos)
     assert isinstance(copied.get("error"), RefusedReplay)
     assert "is not a regular file (a FIFO)" in str(copied["error"])
-    read = _without_hanging(lambda: read_manifest(folder), fifos)
+    read = without_hanging(lambda: read_manifest(folder), fifos)
     assert isinstance(read.get("error"), RefusedReplay)
     (folder / MANIFEST_FILE).unlink()
     (folder / MANIFEST_FILE).symlink_to(tmp_path / "elsewhere.json")

@@ -6,8 +6,8 @@ import re
 import pytest
 from mlflow import MlflowClient
 
-from ablate import run_schema as schema
 from ablate.cli import main
+from analysis import run_schema as schema
 
 SECOND = {"seeds": [0, 1], "variants": {"full": {}, "no_entropy": {"loss.entropy": False}}}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from ablate import run_schema as schema
+from analysis import run_schema as schema
 
 
 @contextmanager

@@ -5,8 +5,8 @@ import typing
 
 import pytest
 
-from ablate import run_schema
 from ablate.study import Baseline, DatasetEntry
+from analysis import run_schema
 from analysis.names import DisplayNames
 from trainables.datasets import CATALOGUE, dataset_title, read_label
 

@@ -8,6 +8,7 @@ import torch
 
 from ablate.keyed_store import STATE_FILE, KeyedStore
 from ablate.stage_sharing import stage_material
+from tests.fifos import without_hanging
 from tests.trainables.conftest import TINY
 from tests.trainables.test_nncc import TWO_STAGE, _trainer
 from trainables.cc import CC, CCConfig
@@ -61,6 +62,8 @@ def test_a_fifo_in_place_of_a_checkpoint_is_refused_without_waiting(tmp_path):
     from trainables.checkpoint import read_checkpoint
     from trainables.regular_files import NotRegularFile
 
-    os.mkfifo(tmp_path / STATE_FILE)
-    with pytest.raises(NotRegularFile, match=r"state.pt is not a regular file \(a FIFO\)"):
-        read_checkpoint(tmp_path / STATE_FILE, torch.device("cpu"))
+    fifo = tmp_path / STATE_FILE
+    os.mkfifo(fifo)
+    read = without_hanging(lambda: read_checkpoint(fifo, torch.device("cpu")), [fifo])
+    assert isinstance(read.get("error"), NotRegularFile)
+    assert "state.pt is not a regular file (a FIFO)" in str(read["error"])

@@ -1,9 +1,9 @@
-"""The MLflow names are spelled once (ablate/run_schema.py) and all of them are documented."""
+"""The MLflow names are spelled once (analysis/run_schema.py) and all of them are documented."""
 
 import re
 from pathlib import Path
 
-from ablate import run_schema
+from analysis import run_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 READERS_AND_WRITER = ("ablate/tracking.py", "ablate/status.py", "analysis/loading.py")
@@ -32,4 +32,4 @@ def test_writer_and_readers_spell_no_tag_themselves():
     for module in READERS_AND_WRITER:
         text = (ROOT / module).read_text(encoding="utf-8")
         spelled = re.findall(r"[\"'`]ablate\.[a-z_]+[\"'`]", text)
-        assert not spelled, f"{module} spells {spelled}: import it from ablate.run_schema"
+        assert not spelled, f"{module} spells {spelled}: import it from analysis.run_schema"
