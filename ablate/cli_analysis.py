@@ -177,6 +177,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     table = content.tables.get("ablation", content.tables.get("comparison"))
     print(terminal_summary(table, content.paired, content.names, written, notes), end="")
+    if content.decisions and report.question is not None:
+        from analysis.sequential_text import describe_decisions
+
+        print()
+        print(describe_decisions(content.decisions, report.question, content.names.row), end="")
     return 0
 
 
@@ -196,6 +201,7 @@ def _report_input(args: argparse.Namespace) -> ReportInput:
         uri = args.tracking_uri or "sqlite:///mlflow.db"
         runs = load_mlflow(uri, [target], include_stopped=args.include_stopped)
         return ReportInput(target, runs, {}, tracking_uri=uri, mlflow_ui=_ui(args, uri))
+    from ablate.looks import question_of
     from ablate.study import absolute_uri
     from ablate.study_file import load_study
 
@@ -212,8 +218,9 @@ def _report_input(args: argparse.Namespace) -> ReportInput:
         dict(study.reference),
         tuple(study.search.searched_keys()) if study.search else (),
         uri,
-        **study.analysis.model_dump(),
+        **study.analysis.model_dump(exclude={"decide"}),
         description=study.description,
+        question=question_of(study),
         study_text=Path(target).read_text(encoding="utf-8"),
         mlflow_ui=_ui(args, uri),
     )

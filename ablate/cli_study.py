@@ -128,7 +128,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=True)  # a study that ran was admitted already
     if args.watch is None:
-        print("\n".join(status_lines(read_status(study, study_file=args.study))))
+        from ablate.looks import state_lines
+
+        lines = status_lines(read_status(study, study_file=args.study))
+        print("\n".join([*lines, *state_lines(study)]))
         return 0
     return _watch_status(study, args.watch, args.study)
 
@@ -180,9 +183,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     study = load_study(args.study, force=args.force)
     display = Display(live=sys.stdout.isatty(), every_s=args.progress_every)
-    outcome = run_study(
-        study, args.study, address=args.address, display=display, restart=args.restart
-    )
+    if study.analysis.decide is not None:
+        from ablate.looks import run_looks
+
+        outcome, _ = run_looks(study, args.study, args.address, display, args.restart)
+    else:
+        outcome = run_study(
+            study, args.study, address=args.address, display=display, restart=args.restart
+        )
     if outcome.interrupted:
         print(f"interrupted; run `ablate run {args.study}` again to resume where it stopped")
         if outcome.tracking_pending:

@@ -158,6 +158,61 @@ class RunSettings(Closed):
     )
 
 
+class Decide(Closed):
+    """A declared question: seeds are added look by look until each row's verdict is decided.
+
+    The rule is :mod:`analysis.sequential` (group-sequential repeated confidence intervals,
+    Lan-DeMets O'Brien-Fleming spending, Holm over the family). Its options are fixed before
+    the first look: choosing them after seeing results would void the error rates.
+    """
+
+    metric: Literal["acc", "nmi", "ari"] = Field(
+        "acc", description="the primary metric the verdicts are about"
+    )
+    rows: list[str] | None = Field(
+        None,
+        description="the confirmatory family, each tested against analysis.control; default "
+        "every variant but the control (baseline rows are a separate fixed-n family)",
+    )
+    delta: float | dict[str, float] = Field(
+        0.02,
+        description="the smallest effect of interest, absolute in the metric: one for all rows "
+        "or one per row; a row whose interval lies inside (-delta, +delta) is 'within'",
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="family-wise, two-sided")
+    looks: list[int] = Field(
+        min_length=1,
+        description="seeds at each look, increasing; the first is the study's seeds, the last "
+        "is the cap",
+    )
+    max_hours: float | None = Field(
+        None,
+        gt=0,
+        description="cap in device-hours (trial wall time × the CPUs, or GPUs, a trial holds): "
+        "no look starts that the study's measured trial times say would pass it",
+    )
+
+    @field_validator("looks")
+    @classmethod
+    def _increasing(cls, looks: list[int]) -> list[int]:
+        if looks[0] < 3:
+            raise ValueError(f"the first look needs at least 3 seeds; got {looks[0]}")
+        if any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+            raise ValueError(f"looks must increase; got {looks}")
+        return looks
+
+    @field_validator("delta")
+    @classmethod
+    def _positive(cls, delta: float | dict[str, float]) -> float | dict[str, float]:
+        values = delta.values() if isinstance(delta, dict) else [delta]
+        if any(not v > 0 for v in values):
+            raise ValueError(f"delta must be above 0; got {delta}")
+        return delta
+
+    def delta_of(self, row: str) -> float:
+        return self.delta[row] if isinstance(self.delta, dict) else self.delta
+
+
 class Analysis(Closed):
     """How ``ablate report`` tests the study's rows: paired tests over seeds against a control."""
 
@@ -170,6 +225,9 @@ class Analysis(Closed):
         default_factory=dict,
         description="display names in tables, figures and the HTML page, by data set label, "
         "variant, baseline or metric; default: the published names",
+    )
+    decide: Decide | None = Field(
+        None, description="add seeds until each row is decided (`ablate run`, reports, stats)"
     )
 
 
@@ -284,6 +342,16 @@ class Study(Closed):
         if objective is None:
             return "none"
         return "labels" if reads_labels(objective[0]) else "label-free"
+
+    def seed_schedule(self) -> list[int]:
+        """The seeds in the order looks take them: the study's, then the next unused integers."""
+        cap = self.analysis.decide.looks[-1] if self.analysis.decide else len(self.seeds)
+        schedule, taken, candidate = list(self.seeds), set(self.seeds), max(self.seeds) + 1
+        while len(schedule) < cap:
+            if candidate not in taken:
+                schedule.append(candidate)
+            candidate += 1
+        return schedule
 
     def method_config_class(self) -> type[MethodConfig]:
         return get_method(self.method).config_class

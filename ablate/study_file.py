@@ -22,6 +22,7 @@ from ablate.study import (
 )
 from ablate.yaml_source import KeyPath, StudyFileError, YamlDocument, load_yaml
 from analysis import run_schema
+from analysis.run_schema import default_control
 from trainables.config import MethodConfig, flatten, unflatten
 from trainables.datasets import storage_size
 from trainables.method import unsplittable_batch
@@ -305,6 +306,7 @@ def validate_study(doc: YamlDocument, force: bool = False) -> Study:
             ("analysis", "control"), f"no such variant; variants: {', '.join(study.variants)}"
         )
     _check_names(doc, study)
+    _check_decide(doc, study)
     for variant, per_dataset in study.reference.items():
         if variant not in study.variants:
             raise doc.error(
@@ -336,6 +338,47 @@ def _check_names(doc: YamlDocument, study: Study) -> None:
             )
         if not text.strip():
             raise doc.error(("analysis", "names", key), "a display name cannot be empty")
+
+
+def _check_decide(doc: YamlDocument, study: Study) -> None:
+    """The declared question fits the study: its rows, its first look, no selection."""
+    decide = study.analysis.decide
+    if decide is None:
+        return
+    where: KeyPath = ("analysis", "decide")
+    control = study.analysis.control or default_control(list(study.variants))
+    others = [v for v in study.variants if v != control]
+    for row in decide.rows or []:
+        if row not in others:
+            raise doc.error(
+                (*where, "rows"),
+                f"{row!r} is not a variant other than the control {control!r}; "
+                f"allowed: {', '.join(others) or 'none (the study has one variant)'}",
+            )
+    if not (decide.rows or others):
+        raise doc.error(where, "the study has one variant: nothing to test against the control")
+    rows = decide.rows or others
+    if isinstance(decide.delta, dict):
+        missing = [r for r in rows if r not in decide.delta]
+        extra = [r for r in decide.delta if r not in rows]
+        if missing or extra:
+            raise doc.error(
+                (*where, "delta"),
+                f"one delta per row of the family ({', '.join(rows)}): "
+                + (f"missing {', '.join(missing)}" if missing else f"no row {', '.join(extra)}"),
+            )
+    if decide.looks[0] != len(study.seeds):
+        raise doc.error(
+            (*where, "looks"),
+            f"the first look is the study's seeds: {len(study.seeds)} seeds, so looks start at "
+            f"{len(study.seeds)}; got {decide.looks[0]}",
+        )
+    if study.search is not None or study.scheduler.type != "fifo":
+        raise doc.error(
+            where,
+            "a sequential rule compares fixed rows over seeds: it takes no search and no ASHA "
+            "scheduler (those select trials by their results)",
+        )
 
 
 def load_study(path: str | Path, force: bool = False) -> Study:

@@ -420,8 +420,3 @@ def _pairs_needed(test: Test, family: int, alpha: float) -> int:
     while family * smallest_p(test, n) >= alpha:
         n += 1
     return n
-
-
-def default_control(variants: list[str]) -> str:
-    """The row ablation tables compare against: a variant named ``full``, else the first."""
-    return "full" if "full" in variants else variants[0]

@@ -15,12 +15,15 @@ import pandas as pd
 
 from analysis import table_render, tables
 from analysis.aggregate import aggregate
+from analysis.decisions import Question, decide_runs
 from analysis.differences import Test
 from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis, default_control, paired_analysis
 from analysis.paired_text import describe_paired, distinct_notices, paired_to_json
 from analysis.report_figures import ReportFigure
 from analysis.run_schema import BASELINE_ROWS
+from analysis.sequential import SequentialDecision
+from analysis.sequential_text import decisions_to_json, describe_decisions
 from analysis.significance import table_significance
 from analysis.stats import Comparison, compare
 
@@ -51,6 +54,7 @@ class ReportInput:
     description: str = ""
     study_text: str | None = None  # the study file, shown on the HTML page
     mlflow_ui: str | None = None  # an MLflow UI serving these runs: the HTML page links them
+    question: Question | None = None  # the study's declared question (analysis.decide)
 
     @property
     def display_names(self) -> DisplayNames:
@@ -142,6 +146,7 @@ class ReportContent:
     paired: tuple[PairedAnalysis, ...]
     ranking: Comparison | None
     figures: tuple[ReportFigure, ...]
+    decisions: dict[str, SequentialDecision] = field(default_factory=dict)  # by data set
 
     @property
     def names(self) -> DisplayNames:
@@ -172,7 +177,10 @@ def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
         ranking = compare(scores, metrics[0], missing=missing)
     source = FigureInput(report.runs, tuple(metrics), names, report.tracking_uri, report.searched)
     figures = report_figures(source, paired, ranking)
-    return ReportContent(report, tuple(metrics), built, paired, ranking, figures)
+    decisions = {}
+    if report.question is not None and report.pairs_testable:
+        decisions = decide_runs(report.runs, report.question)
+    return ReportContent(report, tuple(metrics), built, paired, ranking, figures, decisions)
 
 
 def write_report(content: ReportContent, out: Path, fmt: str) -> list[Path]:
@@ -191,6 +199,10 @@ def write_report(content: ReportContent, out: Path, fmt: str) -> list[Path]:
         written.append(_write(out / "paired.txt", "\n".join(blocks)))
         as_json = ",\n".join(paired_to_json(a).rstrip() for a in content.paired)
         written.append(_write(out / "paired.json", f"[\n{as_json}\n]\n"))
+    if content.decisions and content.input.question is not None:
+        text = describe_decisions(content.decisions, content.input.question, content.names.row)
+        written.append(_write(out / "verdicts.txt", text))
+        written.append(_write(out / "verdicts.json", decisions_to_json(content.decisions)))
     if content.ranking is not None:
         written.append(_write(out / "stats.txt", describe_comparison(content.ranking)))
     for figure in content.figures:

@@ -160,3 +160,8 @@ TAGS = (
 PARAMS = (PARAM_METHOD, PARAM_DATASET, PARAM_SEED, PARAM_VARIANT)
 METRICS = (EPOCH, *SCORES, *(FINAL + name for name in FINAL_OF))
 ARTIFACTS = (CONFIG_ARTIFACT, ASSIGNMENTS_ARTIFACT)
+
+
+def default_control(variants: list[str]) -> str:
+    """The row ablation tables compare against: a variant named ``full``, else the first."""
+    return "full" if "full" in variants else variants[0]

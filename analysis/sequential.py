@@ -78,38 +78,40 @@ def z_bounds(information: tuple[float, ...], alpha: float) -> tuple[float, ...]:
     """
     bounds: list[float] = []
     previous_spent, previous_t = 0.0, 0.0
-    grid = density = weights = np.empty(0)
+    grid = density = np.empty(0)
     for t in information:
         increment = spent(t, alpha) - previous_spent
         if not bounds:
             c = float(stats.norm.isf(increment / 2)) if increment > 0 else math.inf
-            grid, density = _region(c), np.empty(0)
+            grid = _region(c)
             density = stats.norm.pdf(grid)
         else:
             a = math.sqrt(previous_t / t)  # Z_k | Z_{k−1} = z ~ N(a z, 1 − a²)
-            s = math.sqrt(1 - a * a)
-            mass = weights * density
-
-            def exit_probability(
-                c: float, mass: np.ndarray = mass, a: float = a, s: float = s
-            ) -> float:
-                mean = a * grid
-                return float(mass @ (special.ndtr((-c - mean) / s) + special.ndtr((mean - c) / s)))
-
-            if increment <= 0:
-                c = math.inf
-            else:
-                c = float(
-                    optimize.brentq(lambda c: exit_probability(c) - increment, 0.0, 40.0, xtol=1e-10)
-                )
-            new_grid = _region(c)
-            z = (new_grid[:, None] - a * grid[None, :]) / s
-            kernel = np.exp(-0.5 * z * z) / (s * math.sqrt(2 * math.pi))
-            grid, density = new_grid, kernel @ mass
-        weights = _simpson(len(grid), grid[-1] - grid[0])
+            mass = _simpson(len(grid), grid[-1] - grid[0]) * density
+            c = _bound(increment, a * grid, math.sqrt(1 - a * a), mass)
+            grid, density = _region(c), _next_density(_region(c), a * grid, a, mass)
         bounds.append(c)
         previous_spent, previous_t = spent(t, alpha), t
     return tuple(bounds)
+
+
+def _bound(increment: float, means: np.ndarray, s: float, mass: np.ndarray) -> float:
+    """The c whose exit probability from the continuation so far is ``increment``."""
+    if increment <= 0:
+        return math.inf
+
+    def excess(c: float) -> float:
+        exits = special.ndtr((-c - means) / s) + special.ndtr((means - c) / s)
+        return float(mass @ exits) - increment
+
+    return float(optimize.brentq(excess, 0.0, 40.0, xtol=1e-10))
+
+
+def _next_density(grid: np.ndarray, means: np.ndarray, a: float, mass: np.ndarray) -> np.ndarray:
+    """The sub-density of Z_k on ``grid`` of paths that continued to look k."""
+    s = math.sqrt(1 - a * a)
+    z = (grid[:, None] - means[None, :]) / s
+    return np.asarray((np.exp(-0.5 * z * z) / (s * math.sqrt(2 * math.pi))) @ mass)
 
 
 def _region(c: float) -> np.ndarray:
@@ -145,18 +147,22 @@ def repeated_p(
     """
     history, best = [], 1.0
     for k, t in enumerate(t_values):
-        looks, last = list(pairs[: k + 1]), final and k == len(t_values) - 1
-
-        def margin(u: float, k: int = k, looks: list[int] = looks, last: bool = last) -> float:
-            return float(t_bounds(looks, cap, u, last)[k]) - abs(t)
-
-        if math.isnan(t) or margin(best) > 0:
+        looks, last = tuple(pairs[: k + 1]), final and k == len(t_values) - 1
+        if math.isnan(t) or _margin(best, looks, cap, last, t) > 0:
             history.append(best)  # not rejected even at the best level so far
             continue
         low = 1e-12
-        best = low if margin(low) <= 0 else float(optimize.brentq(margin, low, best, rtol=1e-6))
+        if _margin(low, looks, cap, last, t) <= 0:
+            best = low
+        else:
+            best = float(optimize.brentq(_margin, low, best, (looks, cap, last, t), rtol=1e-6))
         history.append(best)
     return history
+
+
+def _margin(level: float, looks: tuple[int, ...], cap: int, final: bool, t: float) -> float:
+    """How far |t| is below the last look's critical value at ``level``."""
+    return float(t_bounds(looks, cap, level, final)[-1]) - abs(t)
 
 
 def holm_levels(alpha: float, rows: int) -> np.ndarray:
@@ -342,7 +348,9 @@ def sequential_verdicts(
             break
         analysed += 1
         last = final or analysed == len(looks)
-        values, pairs, crit = _look_values(differences, names, schedule, looks[:analysed], cap, alpha, last)
+        values, pairs, crit = _look_values(
+            differences, names, schedule, looks[:analysed], cap, alpha, last
+        )
         walk = _walk(values[0], values[1], crit, deltas)
     if walk is None:
         return SequentialDecision(looks, alpha, (), 0, False, higher_is_better)
@@ -368,14 +376,21 @@ def sequential_verdicts(
         rows.append((name, code, stop, history))
     holm_p = holm(p_now)
     decisions = tuple(
-        RowDecision(name, float(deltas[i]), _verdict(code, last, higher_is_better), stop, history, float(holm_p[i]))
+        RowDecision(
+            name,
+            float(deltas[i]),
+            _verdict(code, last, higher_is_better),
+            stop,
+            history,
+            float(holm_p[i]),
+        )
         for i, (name, code, stop, history) in enumerate(rows)
     )
     return SequentialDecision(looks, alpha, decisions, analysed, last, higher_is_better)
 
 
 def _t_values(means: np.ndarray, ses: np.ndarray) -> list[float]:
-    """t = mean / se, with a zero spread giving ±inf (a mean away from 0) or nan (0 / 0)."""
+    """T = mean / se, with a zero spread giving ±inf (a mean away from 0) or nan (0 / 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         return [float(t) for t in means / ses]
 
@@ -398,10 +413,16 @@ def _look_values(
     final: bool,
 ) -> tuple[tuple[np.ndarray, np.ndarray], list[list[int]], np.ndarray]:
     """Means and standard errors ``[row, look]``, pairs per look, and critical values."""
-    taken = [[[differences[r][s] for s in schedule[:n] if s in differences[r]] for n in looks] for r in names]
+    taken = [
+        [[differences[r][s] for s in schedule[:n] if s in differences[r]] for n in looks]
+        for r in names
+    ]
     pairs = [[max(len(v), 2) for v in row] for row in taken]
     means = np.array([[np.mean(v) if v else np.nan for v in row] for row in taken])
     ses = np.array(
-        [[np.std(v, ddof=1) / math.sqrt(len(v)) if len(v) > 1 else np.nan for v in row] for row in taken]
+        [
+            [np.std(v, ddof=1) / math.sqrt(len(v)) if len(v) > 1 else np.nan for v in row]
+            for row in taken
+        ]
     )
     return (means, ses), pairs, critical_values(pairs, cap, alpha, final)

@@ -142,9 +142,7 @@ def test_one_study_replays_as_the_batch_rule_decides() -> None:
         differences = {
             f"r{i}": dict(zip(schedule, d[study, i].tolist(), strict=True)) for i in range(2)
         }
-        decision = sequential_verdicts(
-            differences, schedule, LOOKS, ALPHA, {"r0": 0.3, "r1": 0.3}
-        )
+        decision = sequential_verdicts(differences, schedule, LOOKS, ALPHA, {"r0": 0.3, "r1": 0.3})
         assert [codes[r.verdict] for r in decision.rows] == verdict[study].tolist()
         assert [r.look - 1 for r in decision.rows] == look[study].tolist()
 
@@ -168,7 +166,9 @@ def test_the_cap_turns_open_rows_undecided_and_counts_seeds_saved() -> None:
         "big": {s: 0.2 + float(rng.normal(0, 0.01)) for s in schedule},
         "noisy": {s: float(rng.normal(0.01, 0.2)) for s in schedule},
     }
-    decision = sequential_verdicts(differences, schedule, LOOKS, ALPHA, {"big": 0.02, "noisy": 0.02})
+    decision = sequential_verdicts(
+        differences, schedule, LOOKS, ALPHA, {"big": 0.02, "noisy": 0.02}
+    )
     big, noisy = decision.rows
     assert (big.verdict, big.look, big.stopped.pairs) == ("better", 1, 8)
     assert noisy.verdict == "undecided" and noisy.stopped.pairs == 32 and decision.final
