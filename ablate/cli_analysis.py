@@ -15,6 +15,7 @@ from ablate.cli_parts import new_command
 if TYPE_CHECKING:
     import pandas as pd
 
+    from analysis.decisions import Question
     from analysis.report import ReportInput
     from analysis.stats import Comparison, PairwiseComparison
 
@@ -128,6 +129,9 @@ def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
     from analysis.paired import paired_analysis
     from analysis.paired_text import describe_paired, paired_to_json
 
+    question = _question(args)
+    if question is not None:
+        return _sequential_stats(args, runs, question)
     if args.control is None:
         raise ValueError("--paired compares against a control: name it with --control")
     result = paired_analysis(
@@ -146,6 +150,74 @@ def _paired_stats(args: argparse.Namespace, runs: pd.DataFrame) -> int:
         Path(args.json).write_text(paired_to_json(result), encoding="utf-8")
         print(f"JSON: {args.json}")
     return 0
+
+
+def _question(args: argparse.Namespace) -> Question | None:
+    """The sequential rule's question from ``--study`` or ``--looks`` (None: fixed n)."""
+    from analysis.decisions import Question
+
+    if args.study is not None:
+        from ablate.looks import question_of
+        from ablate.study_file import load_study
+
+        question = question_of(load_study(args.study, force=True))
+        if question is None:
+            raise ValueError(f"--study {args.study}: it declares no analysis.decide")
+        return question
+    if args.looks is None:
+        if args.delta is not None or args.rows is not None:
+            raise ValueError("--delta and --rows are the sequential rule's: give --looks too")
+        return None
+    if args.control is None:
+        raise ValueError("--looks replays the rule against a control: name it with --control")
+    return Question(
+        metric=args.metric,
+        control=args.control,
+        rows=tuple(args.rows or ()),
+        delta=args.delta if args.delta is not None else 0.02,
+        alpha=args.alpha,
+        looks=tuple(args.looks),
+    )
+
+
+def _sequential_stats(args: argparse.Namespace, runs: pd.DataFrame, question: Question) -> int:
+    from pathlib import Path
+
+    from analysis.decisions import decide_runs
+    from analysis.sequential_text import decisions_to_json, describe_decisions
+
+    decisions = decide_runs(runs, question)
+    sys.stdout.write(describe_decisions(decisions, question, lambda r: r.split(":", 1)[-1]))
+    if args.json:
+        Path(args.json).write_text(decisions_to_json(decisions), encoding="utf-8")
+        print(f"JSON: {args.json}")
+    return 0
+
+
+def _looks(text: str) -> list[int]:
+    """``8,12,16``: increasing seed counts, the first at least 3."""
+    try:
+        looks = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give seed counts, e.g. 8,12,16,24") from None
+    if looks[0] < 3 or any(b <= a for a, b in zip(looks, looks[1:], strict=False)):
+        raise argparse.ArgumentTypeError(f"{text!r}: looks increase and start at 3 seeds or more")
+    return looks
+
+
+def _deltas(text: str) -> float | dict[str, float]:
+    """``0.02``, or ``no_aug=0.4,no_graph=0.02``: δ for all rows or per row."""
+    try:
+        if "=" not in text:
+            value: float | dict[str, float] = float(text)
+        else:
+            value = {k.strip(): float(v) for k, v in (p.split("=", 1) for p in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0.02 or row=0.02,row=0.05") from None
+    values = value.values() if isinstance(value, dict) else [value]
+    if any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: δ must be above 0")
+    return value
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -316,6 +388,32 @@ def _add_stats(commands: Any) -> None:
     )
     stats.add_argument(
         "--power", type=float, default=0.8, help="with --paired: the power of the seed figures"
+    )
+    stats.add_argument(
+        "--looks",
+        type=_looks,
+        metavar="N,N,...",
+        help="with --paired: replay the sequential rule (analysis.decide) at these seed counts, "
+        "the last the cap: per row the look it stops at and its verdict",
+    )
+    stats.add_argument(
+        "--delta",
+        type=_deltas,
+        metavar="D",
+        help="with --looks: the smallest effect of interest, one for all rows (0.02) or per "
+        "row (no_aug=0.4,no_graph=0.02); default 0.02",
+    )
+    stats.add_argument(
+        "--rows",
+        type=lambda text: [r.strip() for r in text.split(",") if r.strip()],
+        metavar="ROW,...",
+        help="with --looks: the family (default every row but the control and the baselines)",
+    )
+    stats.add_argument(
+        "--study",
+        metavar="FILE",
+        help="with --paired: replay the rule the study file declares (analysis.decide), with "
+        "its control, rows, deltas, looks and seed order",
     )
     stats.add_argument(
         "--tracking-uri", default="sqlite:///mlflow.db", help="MLflow URI for experiment names"

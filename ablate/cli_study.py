@@ -78,7 +78,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     study = load_study(args.study, force=args.force)
     sys.stdout.write(describe_plan(study, verbose=args.full))
     sys.stdout.write(plan_summary(study))
-    _print_cost(study, args)
+    hours = _print_cost(study, args)
+    from ablate.looks import look_plan_lines
+
+    for line in look_plan_lines(study, hours):
+        print(line)
     if args.pilot:
         _print_pilot_power(study, args)
     return 0
@@ -88,8 +92,9 @@ def _print_pilot_power(study: Any, args: argparse.Namespace) -> None:
     """What the study's seeds can detect, from the seed spread of a pilot experiment."""
     from ablate.study import absolute_uri
     from analysis.loading import load_mlflow
-    from analysis.paired import PairedSettings, default_control, paired_analysis
+    from analysis.paired import PairedSettings, paired_analysis
     from analysis.power import study_power_lines
+    from analysis.run_schema import default_control
 
     uri = absolute_uri(args.tracking_uri or study.tracking.uri)
     pilot_runs = load_mlflow(uri, [args.pilot], best_epoch=False)
@@ -102,9 +107,12 @@ def _print_pilot_power(study: Any, args: argparse.Namespace) -> None:
     print("\n".join(study_power_lines(pilot, len(study.seeds))))
 
 
-def _print_cost(study: Any, args: argparse.Namespace) -> None:
-    """Measured cost: measured now with ``--measure``, else what an earlier one cached."""
-    from ablate.measure import cost_lines, measure_study
+def _print_cost(study: Any, args: argparse.Namespace) -> float | None:
+    """Measured cost: measured now with ``--measure``, else what an earlier one cached.
+
+    Returns the mean device-hours of a measured trial (None: nothing measured).
+    """
+    from ablate.measure import cost_lines, mean_trial_hours, measure_study
 
     device = args.device or study.run.device
     if args.measure:
@@ -119,7 +127,8 @@ def _print_cost(study: Any, args: argparse.Namespace) -> None:
         lines = cost_lines(study, candidate, args.devices)
         if lines:
             print("\n".join(lines))
-            return
+            return mean_trial_hours(study, candidate)
+    return None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -184,7 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.study, force=args.force)
     display = Display(live=sys.stdout.isatty(), every_s=args.progress_every)
     if study.analysis.decide is not None:
-        from ablate.looks import run_looks
+        from ablate.look_runner import run_looks
 
         outcome, _ = run_looks(study, args.study, args.address, display, args.restart)
     else:

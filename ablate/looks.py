@@ -1,29 +1,17 @@
-"""``ablate run`` of a study with a declared question: one look at a time until it is decided.
+"""A study's declared question (``analysis.decide``): its looks, their studies, its state.
 
-A study with ``analysis.decide`` runs as written first: its seeds are the first look. After
-each look the driver replays the rule (:func:`analysis.decisions.decide_runs`) on every
-finished trial of the study, prints the verdicts, and, for the rows still open, runs the next
-look's seeds of those rows and of the control: a study of its own, ``<name>-look<k>`` (one
-per data set when several still have open rows), logged to the study's MLflow experiment, so
-tables and tests see one study. Decided rows get no more seeds; the cap is the last look (and
-``max_hours``, when the trial times measured so far say the next look would pass it).
-
-A killed driver is run again: each look's study is found finished (or resumes), the same
-decisions follow from the same trials, and the driver goes on at the look it stopped in.
-``<storage>/<name>/looks.json`` holds where the rule stands, for ``ablate status``.
+The study as written is the first look; look k's study (:func:`look_study`) holds the next
+seeds of the rows still open and of the control, named ``<name>-look<k>`` and logged to the
+study's MLflow experiment, so tables and tests see one study.
+``<storage>/<name>/looks.json`` holds where the rule stands, for ``ablate status``; ``ablate
+plan`` prints the looks and their cost. :mod:`ablate.look_runner` drives the looks.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from ablate.planner import TrialSpec
-from ablate.progress_callback import Display
-from ablate.runner import Outcome, run_study
 from ablate.study import Study
 from analysis.decisions import Question
 from analysis.run_schema import default_control
@@ -74,114 +62,11 @@ def look_study(study: Study, look: int, dataset: int, rows: list[str], label: bo
     )
 
 
-def results_frame(results: list[tuple[TrialSpec, dict[str, Any]]], metric: str) -> pd.DataFrame:
-    """Finished trials as the rows :func:`analysis.decisions.decide_runs` reads."""
-    rows = [
-        {
-            "method": spec.method,
-            "variant": spec.variant,
-            "dataset": spec.dataset_entry.label,
-            "seed": spec.seed,
-            "status": "FINISHED",
-            metric: metrics.get(metric),
-            "seconds": float(metrics.get("time_total_s") or 0.0),
-        }
-        for spec, metrics in results
-    ]
-    return pd.DataFrame(rows)
-
-
-def device_hours(study: Study, frame: pd.DataFrame) -> float:
-    """Trial wall time × the devices a trial holds (its GPUs, else its CPUs), in hours."""
-    r = study.resources
-    per_trial = (r.gpus or r.cpus) * r.workers
-    return float(frame["seconds"].sum()) * per_trial / 3600 if len(frame) else 0.0
-
-
-def run_looks(
-    study: Study,
-    study_file: str,
-    address: str | None = None,
-    display: Display | None = None,
-    restart: bool = False,
-) -> tuple[Outcome, dict[str, SequentialDecision]]:
-    """Run the study look by look until every row is decided or the cap is reached."""
-    from analysis.decisions import decide_runs
-    from analysis.sequential_text import describe_decisions
-
-    display = display or Display()
-    question = question_of(study)
-    assert question is not None
-    outcome = run_study(study, study_file, address, display, restart)
-    merged = Outcome()
-    look, decisions = 1, {}
-    while True:
-        _merge(merged, outcome)
-        if outcome.interrupted or outcome.tracking_pending:
-            return merged, decisions
-        frame = results_frame(merged.results, question.metric)
-        decisions = decide_runs(frame, question, reached=look)
-        next_runs = _next_look(study, question, decisions, look)
-        decide = study.analysis.decide
-        if next_runs and decide is not None and decide.max_hours is not None:
-            spent = device_hours(study, frame)
-            per_trial = spent / max(len(frame), 1)
-            planned = sum(len(s.seeds) * len(s.variants) for s in next_runs)
-            if spent + per_trial * planned > decide.max_hours:
-                display.printer(
-                    f"the next look would pass max_hours {decide.max_hours:g} ({spent:.2f} "
-                    f"device-hours spent, about {per_trial * planned:.2f} more): look {look} "
-                    "is the last, and spends what is left of α"
-                )
-                decisions = decide_runs(frame, question, reached=look, final=True)
-                next_runs = []
-        display.printer(describe_decisions(decisions, question).rstrip())
-        _save_state(study, look, decisions)
-        if not next_runs:
-            return merged, decisions
-        look += 1
-        for part in next_runs:
-            outcome = run_study(part, study_file, address, display)
-            _merge(merged, outcome)
-            if outcome.interrupted or outcome.tracking_pending:
-                return merged, decisions
-        outcome = Outcome()
-
-
-def _merge(merged: Outcome, outcome: Outcome) -> None:
-    if outcome is not merged:
-        merged.failed.update(outcome.failed)
-        merged.interrupted |= outcome.interrupted
-        merged.stop_signals += outcome.stop_signals
-        merged.tracking_pending += outcome.tracking_pending
-        merged.backlog = outcome.backlog or merged.backlog
-        for item in outcome.results:
-            if item not in merged.results:
-                merged.results.append(item)
-        merged.finished += [f for f in outcome.finished if f not in merged.finished]
-
-
-def _next_look(
-    study: Study, question: Question, decisions: dict[str, SequentialDecision], look: int
-) -> list[Study]:
-    """The studies of the next look: one per data set with open rows."""
-    if look >= len(question.looks):
-        return []
-    open_by_dataset = []
-    for i, entry in enumerate(study.datasets):
-        decision = decisions.get(entry.label)
-        rows = list(decision.open_rows) if decision else list(question.rows)
-        if rows:
-            open_by_dataset.append((i, [r.split(":", 1)[-1] for r in rows]))
-    several = len(study.datasets) > 1
-    return [look_study(study, look, i, rows, several) for i, rows in open_by_dataset]
-
-
 def state_path(study: Study) -> Path:
     return Path(study.run.storage).resolve() / study.name / STATE_FILE
 
 
-def _save_state(study: Study, look: int, decisions: dict[str, SequentialDecision]) -> None:
+def save_state(study: Study, look: int, decisions: dict[str, SequentialDecision]) -> None:
     """Where the rule stands, for ``ablate status`` (written after every analysis)."""
     state = {
         "look": look,
@@ -229,3 +114,44 @@ def state_lines(study: Study) -> list[str]:
         if d["next_look"]:
             lines.append(f"  {dataset}: next look at {d['next_look']} seeds")
     return lines
+
+
+def look_plan_lines(study: Study, hours_per_trial: float | None = None) -> list[str]:
+    """``ablate plan``: the looks, and the trials (and device-hours) at best and worst.
+
+    Best: every row decided at the first look (the study as written); worst: every row and
+    the control run to the cap. What to expect in between depends on the effects and the seed
+    spread, which no plan knows before the first look.
+    """
+    question = question_of(study)
+    if question is None:
+        return []
+    looks, rows, datasets = question.looks, len(question.rows), len(study.datasets)
+    first = (len(study.variants) + len(study.baselines)) * datasets * looks[0]
+    added = [(rows + 1) * datasets * (b - a) for a, b in zip(looks, looks[1:], strict=False)]
+    worst = first + sum(added)
+    seeds = ", ".join(str(n) for n in looks)
+    lines = [
+        f"sequential rule (analysis.decide): looks at {seeds} seeds on {question.metric}, "
+        f"δ {_deltas_text(question)}, family-wise α {question.alpha:g}",
+        f"  trials: {first} at the first look (the study as written); then at most "
+        + ", ".join(str(n) for n in added)
+        + f" at the later looks, for the open rows and the control; {worst} at worst (every "
+        "row to the cap)",
+    ]
+    if hours_per_trial is not None:
+        lines.append(
+            f"  device-hours: {first * hours_per_trial:.2f} at the first look, "
+            f"{worst * hours_per_trial:.2f} at worst (measured trials, ablate plan --measure)"
+        )
+    decide = study.analysis.decide
+    if decide is not None and decide.max_hours is not None:
+        lines.append(f"  cap: {decide.max_hours:g} device-hours (max_hours)")
+    return lines
+
+
+def _deltas_text(question: Question) -> str:
+    values = {question.delta_of(r) for r in question.rows}
+    if len(values) == 1:
+        return f"±{values.pop():g}"
+    return ", ".join(f"{r} ±{question.delta_of(r):g}" for r in question.rows)

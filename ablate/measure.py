@@ -213,3 +213,16 @@ def cost_lines(study: Study, device: str, devices: int | None = None) -> list[st
         line += f"({count(at_once, 'trial')} at once)"
     lines.append(line)
     return lines
+
+
+def mean_trial_hours(study: Study, device: str) -> float | None:
+    """The mean device-hours of the study's measured trials on ``device`` (None: none)."""
+    costs, cpus = load_costs(study), study.resources.cpus
+    unit = study.resources.gpus if study.resources.gpus > 0 else 1.0
+    measured = [
+        (cost["trial_hours"] * unit, len(group))
+        for group in distinct_trials(study).values()
+        if (cost := costs.get(config_key(group[0], study.run, device, cpus)))
+    ]
+    trials = sum(n for _, n in measured)
+    return sum(hours * n for hours, n in measured) / trials if trials else None

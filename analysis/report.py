@@ -18,10 +18,10 @@ from analysis.aggregate import aggregate
 from analysis.decisions import Question, decide_runs
 from analysis.differences import Test
 from analysis.names import DisplayNames
-from analysis.paired import PairedAnalysis, default_control, paired_analysis
+from analysis.paired import PairedAnalysis, paired_analysis
 from analysis.paired_text import describe_paired, distinct_notices, paired_to_json
 from analysis.report_figures import ReportFigure
-from analysis.run_schema import BASELINE_ROWS
+from analysis.run_schema import BASELINE_ROWS, default_control
 from analysis.sequential import SequentialDecision
 from analysis.sequential_text import decisions_to_json, describe_decisions
 from analysis.significance import table_significance
@@ -81,9 +81,15 @@ class ReportInput:
 
 
 def study_tables(
-    report: ReportInput, metrics: list[str], paired: tuple[PairedAnalysis, ...] = ()
+    report: ReportInput,
+    metrics: list[str],
+    paired: tuple[PairedAnalysis, ...] = (),
+    decisions: dict[str, SequentialDecision] | None = None,
 ) -> dict[str, tables.Table]:
-    """Every table the study supports, by file stem (``paired``: its analyses, if made)."""
+    """Every table the study supports, by file stem.
+
+    ``paired``: its analyses, if made; ``decisions``: the sequential rule's, by data set.
+    """
     agg = aggregate(report.runs, tuple(metrics))
     out: dict[str, tables.Table] = {}
     significance = None
@@ -97,6 +103,9 @@ def study_tables(
                 test=report.test,
                 computed=paired,
                 names=report.display_names,
+                sequential=(report.question.metric, decisions)
+                if decisions and report.question is not None
+                else None,
             )
             if report.pairs_testable
             else None
@@ -167,8 +176,12 @@ def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
             for m in metrics
             if m in report.runs
         )
+    decisions = {}
+    if report.question is not None and report.pairs_testable:
+        decisions = decide_runs(report.runs, report.question)
     built = {
-        stem: names.of_table(table) for stem, table in study_tables(report, metrics, paired).items()
+        stem: names.of_table(table)
+        for stem, table in study_tables(report, metrics, paired, decisions).items()
     }
     scores = aggregate(report.runs, tuple(metrics)).score_table(metrics[0])
     ranking = None
@@ -177,9 +190,6 @@ def build_report(report: ReportInput, metrics: list[str]) -> ReportContent:
         ranking = compare(scores, metrics[0], missing=missing)
     source = FigureInput(report.runs, tuple(metrics), names, report.tracking_uri, report.searched)
     figures = report_figures(source, paired, ranking)
-    decisions = {}
-    if report.question is not None and report.pairs_testable:
-        decisions = decide_runs(report.runs, report.question)
     return ReportContent(report, tuple(metrics), built, paired, ranking, figures, decisions)
 
 

@@ -85,6 +85,9 @@ def z_bounds(information: tuple[float, ...], alpha: float) -> tuple[float, ...]:
             c = float(stats.norm.isf(increment / 2)) if increment > 0 else math.inf
             grid = _region(c)
             density = stats.norm.pdf(grid)
+        elif t <= previous_t:  # no new information (no new pairs): nothing to spend
+            bounds.append(math.inf)
+            continue
         else:
             a = math.sqrt(previous_t / t)  # Z_k | Z_{k−1} = z ~ N(a z, 1 − a²)
             mass = _simpson(len(grid), grid[-1] - grid[0]) * density
@@ -341,6 +344,8 @@ def sequential_verdicts(
         still_open = [r for i, r in enumerate(names) if walk is None or walk.verdict[i] == CONTINUE]
         if not still_open:
             break
+        if len(schedule) < looks[analysed]:
+            break  # the seed order has fewer seeds than this look
         new = schedule[(looks[analysed - 1] if analysed else 0) : looks[analysed]]
         if reached is not None and analysed >= reached:
             break

@@ -6,15 +6,19 @@ the table's note says by which test, at which α and with how many pairs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from analysis.differences import Test
 from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis, PairedRow, paired_analysis, per_seed
+from analysis.sequential import SequentialDecision
 from analysis.stats import Direction, smallest_p
 from analysis.tables import Significance
 
 MARKS = {"better": "▲", "worse": "▼", "no detectable difference": "≈"}
+SEQUENTIAL_MARKS = {"better": "▲", "worse": "▼", "within": "=", "undecided": "?", "continue": "…"}
 
 
 def table_significance(
@@ -26,13 +30,15 @@ def table_significance(
     test: Test = "wilcoxon",
     computed: tuple[PairedAnalysis, ...] = (),
     names: DisplayNames | None = None,
+    sequential: tuple[str, Mapping[str, SequentialDecision]] | None = None,
 ) -> Significance | None:
     """Every cell's paired verdict against ``control``, and which values are significantly best.
 
     A value is significantly best when the paired test, run against it, finds every other row
     of its data set worse (Holm over those comparisons). None when there is one row only.
     ``computed``: analyses against ``control`` already made with these settings (reused);
-    ``names``: how the note names the control.
+    ``names``: how the note names the control. ``sequential``: a metric and the sequential
+    rule's decisions on it, by data set: that metric's marks are the rule's verdicts.
     """
     frames = {metric: per_seed(runs, metric) for metric in metrics if metric in runs}
     if not frames or all(f["label"].nunique() < 2 for f in frames.values()):
@@ -68,7 +74,27 @@ def table_significance(
             if all(row.verdict == "worse" for row in from_top.rows):
                 best.add((top, str(dataset), metric))
     note = _significance_note(names.row(resolved), pairs, alpha, test)
+    if sequential is not None:
+        metric, decisions = sequential
+        for dataset, decision in decisions.items():
+            for row in decision.rows:
+                marks[(row.row, dataset, metric)] = SEQUENTIAL_MARKS[row.verdict]
+                caveats.pop((row.row, dataset, metric), None)
+        note += " " + sequential_note(names.metric(metric), decisions)
     return Significance(marks, frozenset(best), note, caveats)
+
+
+def sequential_note(metric: str, decisions: Mapping[str, SequentialDecision]) -> str:
+    """What the sequential marks mean, and by which rule."""
+    deltas = sorted({row.delta for d in decisions.values() for row in d.rows})
+    alpha = next(iter(decisions.values())).alpha if decisions else 0.05
+    return (
+        f"In {metric} the marks are the sequential rule's (seeds added look by look; repeated "
+        "intervals, Lan-DeMets O'Brien-Fleming spending, Holm over the rows, family-wise "
+        f"α = {alpha}): ▲ / ▼ better / worse, = within ±δ (δ = "
+        + ", ".join(f"{d:g}" for d in deltas)
+        + "), ? undecided at the cap, … open (a later look's seeds still to run)."
+    )
 
 
 def cell_caveat(row: PairedRow, direction: Direction, test: Test) -> str:

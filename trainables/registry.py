@@ -10,6 +10,7 @@ methods and validating configs stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from trainables.method import Method
 
 DECORATOR = "@register_method("
+#: Modules outside this package that register methods (comma-separated), imported with ours:
+#: a lab's own method, or the tests' synthetic one. Ray workers inherit it from the driver.
+MODULES_ENV = "ABLATE_METHOD_MODULES"
 _REGISTRY: dict[str, type[Method[Any]]] = {}
 _DISCOVERED = False
 
@@ -75,6 +79,14 @@ def _discover() -> None:
         source = Path(info.module_finder.path) / f"{info.name}.py"  # type: ignore[union-attr]
         if source.exists() and DECORATOR in source.read_text(encoding="utf-8"):
             importlib.import_module(f"trainables.{info.name}")
+    for module in os.environ.get(MODULES_ENV, "").split(","):
+        if module.strip():
+            try:
+                importlib.import_module(module.strip())
+            except ImportError as error:
+                raise ImportError(
+                    f"{MODULES_ENV} names {module.strip()!r}, which cannot be imported: {error}"
+                ) from None
     _DISCOVERED = True
 
 

@@ -328,6 +328,33 @@ CASES = {
             "pixels, acc, nmi, ari"
         ],
     ),
+    "a decision whose first look is not the study's seeds": (
+        GOOD + "analysis:\n  decide: {looks: [4, 8]}\n",
+        11,
+        "analysis.decide.looks",
+        ["the first look is the study's seeds: 2 seeds, so looks start at 2; got 4"],
+    ),
+    "looks that do not increase": (
+        GOOD.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]")
+        + "analysis:\n  decide: {looks: [4, 4, 8]}\n",
+        11,
+        "analysis.decide.looks",
+        ["looks must increase; got [4, 4, 8]"],
+    ),
+    "a decision about a row that is not a variant": (
+        GOOD.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]")
+        + "analysis:\n  decide: {looks: [4, 8], rows: [no_clustr]}\n",
+        11,
+        "analysis.decide.rows",
+        ["'no_clustr' is not a variant other than the control 'full'; allowed: no_cluster"],
+    ),
+    "a delta per row that misses a row": (
+        GOOD.replace("seeds: [0, 1]", "seeds: [0, 1, 2, 3]")
+        + "analysis:\n  decide: {looks: [4, 8], delta: {full: 0.1}}\n",
+        11,
+        "analysis.decide.delta",
+        ["one delta per row of the family (no_cluster): missing no_cluster"],
+    ),
 }
 
 
