@@ -36,8 +36,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "paired tests over seeds against a control, or Friedman/Nemenyi ranks and a CD diagram",
         "From MLflow experiments and/or CSV files of published numbers. With "
         "--paired: compare every row with --control on each data set over seeds (mean paired "
-        "difference with a bootstrap interval, Wilcoxon and t-test p-values, Holm, a verdict; "
-        "--rope adds the Bayesian signed-rank test). Without: rank methods over data sets "
+        "difference with an interval: t below 20 pairs, else bootstrap; Wilcoxon and t-test "
+        "p-values, Holm, a verdict; "
+        "--rope adds the Bayesian signed-rank test; --looks replays the sequential rule). "
+        "Without: rank methods over data sets "
         "(seeds averaged) with the Friedman and Iman-Davenport tests, the Nemenyi critical "
         "difference and, with --control, Bonferroni-Dunn and Holm.",
     ),

@@ -66,7 +66,7 @@ def run_looks(
     assert question is not None
     outcome = run_study(study, study_file, address, display, restart)
     merged = Outcome()
-    look, decisions = 1, {}
+    look, decisions = 1, dict[str, SequentialDecision]()
     while True:
         _merge(merged, outcome)
         if outcome.interrupted or outcome.tracking_pending:

@@ -80,12 +80,41 @@ def deciding_direction(test: Test, d: np.ndarray) -> float:
     return float(np.sign(d.mean()))
 
 
+#: Below this many pairs the interval is Student's t, not the bootstrap: at 8 pairs a 95 % BCa
+#: interval covers 85-90 % (0.85 in 400 normal simulations; it resamples the few differences
+#: there are), the t interval its level when the differences are normal.
+T_INTERVAL_BELOW = 20
+
+
 def bootstrap_interval(
     d: np.ndarray, level: float, seed: int
 ) -> tuple[float | None, float | None, str | None]:
-    """A bootstrap interval of the mean difference: BCa, percentile where BCa is undefined."""
+    """An interval of the mean difference, and its method.
+
+    Student's t below :data:`T_INTERVAL_BELOW` pairs, else the bootstrap (BCa, percentile
+    where BCa is undefined).
+    """
     if len(d) < 2:
         return None, None, None
+    if np.all(d == d[0]):
+        return float(d[0]), float(d[0]), "degenerate (no spread)"
+    if len(d) < T_INTERVAL_BELOW:
+        low, high = stats.t.interval(level, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+        return float(low), float(high), f"t, {len(d) - 1} df"
+    for method in ("BCa", "percentile"):
+        with np.errstate(all="ignore"):
+            result = stats.bootstrap(
+                (d,),
+                np.mean,
+                confidence_level=level,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                method=method,
+                random_state=np.random.default_rng(seed),
+            )
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high), method
+    return None, None, None
     if np.all(d == d[0]):
         return float(d[0]), float(d[0]), "degenerate (no spread)"
     for method in ("BCa", "percentile"):

@@ -10,6 +10,7 @@ import json
 import math
 from dataclasses import asdict
 
+from analysis.differences import T_INTERVAL_BELOW
 from analysis.names import DisplayNames
 from analysis.paired import PairedAnalysis
 from analysis.power import MIN_SPREAD_PAIRS
@@ -31,9 +32,9 @@ def describe_paired(result: PairedAnalysis, warnings: bool = True) -> str:
         f"paired comparisons against {result.control}: metric {result.metric} ({better} is "
         f"better), alpha = {result.alpha}",
         f"test: {result.test_description}; {result.correction}",
-        f"interval: {result.confidence_level:.0%} bootstrap of the mean paired difference "
-        f"(scipy.stats.bootstrap, {result.bootstrap_resamples} resamples, seed {result.seed}; "
-        "method per row)",
+        f"interval: {result.confidence_level:.0%} of the mean paired difference: Student's t "
+        f"below {T_INTERVAL_BELOW} pairs, else bootstrap (scipy.stats.bootstrap, "
+        f"{result.bootstrap_resamples} resamples, seed {result.seed}); method per row",
     ]
     if result.rope is not None:
         lines.append(

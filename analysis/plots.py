@@ -162,7 +162,7 @@ VERDICT_MARKS = {"better": "▲", "worse": "▼", "no detectable difference": "�
 def plot_paired_differences(analyses: list[PairedAnalysis], names: DisplayNames) -> Figure:
     """Each row's paired differences to the control, one panel per metric.
 
-    Every seed is a dot, the mean a diamond on its bootstrap interval; the verdict and the
+    Every seed is a dot, the mean a diamond on its interval; the verdict and the
     Holm-adjusted p stand at the right.
     """
     several = len({r.dataset for a in analyses for r in a.rows}) > 1

@@ -112,7 +112,8 @@ def paired_figure(paired: tuple[PairedAnalysis, ...], names: DisplayNames) -> Re
     pairs = sorted({r.n for a in paired for r in a.rows})
     caption = (
         f"Paired differences to {names.row(first.control)} (row − control) per seed (dots), "
-        f"their mean (diamond) and {first.confidence_level:.0%} bootstrap interval (bar), "
+        f"their mean (diamond) and {first.confidence_level:.0%} interval (bar: t below 20 "
+        "pairs, else bootstrap), "
         f"n = {_counts(pairs)} pairs. Right: the verdict (▲ better, ▼ worse, ≈ no detectable "
         f"difference) by the {test}, Holm-adjusted over each data set's comparisons per "
         f"metric, α = {first.alpha}, and the adjusted p."

@@ -77,9 +77,9 @@ def table_significance(
     if sequential is not None:
         metric, decisions = sequential
         for dataset, decision in decisions.items():
-            for row in decision.rows:
-                marks[(row.row, dataset, metric)] = SEQUENTIAL_MARKS[row.verdict]
-                caveats.pop((row.row, dataset, metric), None)
+            for decided in decision.rows:
+                marks[(decided.row, dataset, metric)] = SEQUENTIAL_MARKS[decided.verdict]
+                caveats.pop((decided.row, dataset, metric), None)
         note += " " + sequential_note(names.metric(metric), decisions)
     return Significance(marks, frozenset(best), note, caveats)
 

@@ -129,3 +129,49 @@ def _words(verdict: str, delta: float, seeds: int) -> str:
     return {"within": f"within ±{delta:g}", "undecided": f"undecided at {seeds} seeds"}.get(
         verdict, verdict
     )
+
+
+def test_a_driver_stopped_in_a_later_look_goes_on_at_that_look(tmp_path: Path) -> None:
+    """SIGTERM to the driver's group during look 2; run again: look 2 resumes, then look 3."""
+    import signal
+
+    effect, noise, delta, expected = SCENARIOS["seq_near"]
+    path = _write(tmp_path, "seq_near", effect, noise, delta)
+    env = {
+        **os.environ,
+        "ABLATE_METHOD_MODULES": "tests.sequential_method",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", "run", str(path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert driver.stdout is not None
+    seen = []
+    for line in driver.stdout:
+        seen.append(line)
+        if "started" in line and "seq_near-look2" in "".join(seen):
+            break  # a trial of look 2 is running
+    os.killpg(driver.pid, signal.SIGTERM)
+    rest = driver.communicate(timeout=120)[0]
+    assert driver.returncode == 143, "".join(seen) + rest
+    assert "(look 1, 6 seeds)" in "".join(seen)  # look 1 was analysed before look 2 began
+
+    again = _ablate("run", str(path), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "already finished: 18 trials, nothing to train" in again.stdout  # look 1 with pixels
+    assert "resuming study 'seq_near-look2'" in again.stdout
+    runs = load_mlflow(f"sqlite:///{tmp_path}/mlflow.db", ["seq_near"], best_epoch=False)
+    assert (runs["status"] == "FINISHED").all()
+    question = Question("acc", "full", ("ablated",), delta, 0.05, tuple(LOOKS), tuple(range(12)))
+    (decision,) = decide_runs(runs[runs["variant"] != "pixels"], question).values()
+    (row,) = decision.rows
+    used = LOOKS[row.look - 1]
+    for variant in ("full", "ablated"):  # one run per seed: nothing trained twice or skipped
+        assert sorted(runs[runs["variant"] == variant]["seed"]) == list(range(used))
+    assert row.verdict == expected
