@@ -105,6 +105,16 @@ def _print_pilot_power(study: Any, args: argparse.Namespace) -> None:
     settings = PairedSettings(alpha=study.analysis.alpha, difference=args.difference)
     pilot = paired_analysis(pilot_runs, args.metric, control, settings)
     print("\n".join(study_power_lines(pilot, len(study.seeds))))
+    from ablate.looks import expected_lines, question_of
+
+    question = question_of(study)
+    if question is not None and args.metric == question.metric:
+        spreads: dict[str, dict[str, float]] = {}
+        for row in pilot.rows:
+            if row.sd_difference is not None and row.n >= 3:
+                spreads.setdefault(row.dataset, {})[row.other.split(":", 1)[-1]] = row.sd_difference
+        for line in expected_lines(question, spreads):
+            print(line)
 
 
 def _print_cost(study: Any, args: argparse.Namespace) -> float | None:

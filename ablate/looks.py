@@ -155,3 +155,33 @@ def _deltas_text(question: Question) -> str:
     if len(values) == 1:
         return f"±{values.pop():g}"
     return ", ".join(f"{r} ±{question.delta_of(r):g}" for r in question.rows)
+
+
+def expected_lines(question: Question, spreads: dict[str, dict[str, float]]) -> list[str]:
+    """``ablate plan --pilot``: the seeds the rule is expected to take, from a pilot's spread.
+
+    ``spreads``: per data set, each row's sd of paired differences. Two scenarios by
+    simulation (4,000 studies): no row has an effect, and every row's effect is its δ.
+    """
+    from analysis.sequential import expected_seeds
+
+    lines = []
+    for dataset, by_row in spreads.items():
+        rows = [r for r in question.rows if r in by_row]
+        if not rows:
+            continue
+        deltas = [question.delta_of(r) for r in rows]
+        sds = [by_row[r] for r in rows]
+        parts = []
+        for name, effects in (("no effect", [0.0] * len(rows)), ("effects of δ", deltas)):
+            per_row, control = expected_seeds(question.looks, question.alpha, deltas, sds, effects)
+            trials = sum(per_row) + control
+            seeds = ", ".join(f"{r} {n:.1f}" for r, n in zip(rows, per_row, strict=True))
+            parts.append(f"{name}: {trials:.0f} trials ({seeds}, control {control:.1f} seeds)")
+        worst = (len(rows) + 1) * question.looks[-1]
+        lines.append(
+            f"sequential rule on {dataset}, expected from the pilot's spread ("
+            + "; ".join(parts)
+            + f"); at worst {worst} trials of the family"
+        )
+    return lines

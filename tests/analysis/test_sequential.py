@@ -183,3 +183,14 @@ def test_lower_is_better_metrics_flip_the_words() -> None:
         differences, schedule, (8,), ALPHA, {"r": 0.1}, higher_is_better=False
     )
     assert decision.rows[0].verdict == "better"
+
+
+def test_expected_seeds_run_from_the_first_look_to_the_cap_with_the_spread() -> None:
+    from analysis.sequential import expected_seeds
+
+    tight, control = expected_seeds(LOOKS, ALPHA, [0.05], [0.001], [0.0], studies=500)
+    assert tight == [8.0] and control == 8.0  # within ±δ at once
+    wide, control = expected_seeds(LOOKS, ALPHA, [0.05], [1.0], [0.0], studies=500)
+    assert wide[0] > 31 and control > 31  # nothing decides: the cap
+    middle, _ = expected_seeds(LOOKS, ALPHA, [0.05], [0.05], [0.0], studies=500)
+    assert 8 < middle[0] < 32
