@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.looks import look_study, question_of, save_state
+from ablate.looks import check_declared, look_study, question_of, save_state
 from ablate.planner import TrialSpec
 from ablate.progress_callback import Display
 from ablate.runner import Outcome, run_study
@@ -64,6 +64,8 @@ def run_looks(
     display = display or Display()
     question = question_of(study)
     assert question is not None
+    if not restart:
+        check_declared(study, study_file)
     outcome = run_study(study, study_file, address, display, restart)
     merged = Outcome()
     look, decisions = 1, dict[str, SequentialDecision]()
@@ -93,7 +95,7 @@ def run_looks(
             return merged, decisions
         look += 1
         for part in next_runs:
-            outcome = run_study(part, study_file, address, display)
+            outcome = run_study(part, study_file, address, display, restart)
             _merge(merged, outcome)
             if outcome.interrupted or outcome.tracking_pending:
                 return merged, decisions

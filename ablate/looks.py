@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ablate.study import Study
+from ablate.yaml_source import StudyFileError
 from analysis.decisions import Question
 from analysis.run_schema import default_control
 from analysis.sequential import SequentialDecision
+from trainables.regular_files import read_regular
 
 STATE_FILE = "looks.json"
 
@@ -69,6 +72,7 @@ def state_path(study: Study) -> Path:
 def save_state(study: Study, look: int, decisions: dict[str, SequentialDecision]) -> None:
     """Where the rule stands, for ``ablate status`` (written after every analysis)."""
     state = {
+        "question": declared(study),
         "look": look,
         "datasets": {
             dataset: {
@@ -92,6 +96,50 @@ def save_state(study: Study, look: int, decisions: dict[str, SequentialDecision]
     path = state_path(study)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+
+
+def declared(study: Study) -> dict[str, Any]:
+    """The rule's options as declared, with the control they are tested against."""
+    decide = study.analysis.decide
+    control = study.analysis.control or default_control(list(study.variants))
+    return {"control": control, **(decide.model_dump(mode="json") if decide else {})}
+
+
+def check_declared(study: Study, study_file: str) -> None:
+    """Refuse options changed after a look was analysed: they must be fixed before the first.
+
+    Chosen after seeing results (a δ the interval already fits, a later cap for a row about
+    to cross), the rule's error rates no longer hold.
+    """
+    path = state_path(study)
+    try:
+        state = json.loads(read_regular(path).decode("utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as error:
+        raise StudyFileError(
+            study_file,
+            ("analysis", "decide"),
+            None,
+            f"{path} cannot be read ({error}); the rule's state is lost: --restart starts over",
+        ) from None
+    stored, now = state.get("question"), declared(study)
+    if stored is None or stored == now:
+        return
+    changed = [
+        f"{key} {stored.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(set(stored) | set(now))
+        if stored.get(key) != now.get(key)
+    ]
+    raise StudyFileError(
+        study_file,
+        ("analysis", "decide"),
+        None,
+        f"the sequential rule changed since look {state.get('look')} was analysed ("
+        + "; ".join(changed)
+        + "): its options are fixed before the first look, or its error rates no longer "
+        "hold. Set them back, or start the study over with --restart",
+    )
 
 
 def state_lines(study: Study) -> list[str]:

@@ -344,14 +344,10 @@ class Study(Closed):
         return "labels" if reads_labels(objective[0]) else "label-free"
 
     def seed_schedule(self) -> list[int]:
-        """The seeds in the order looks take them: the study's, then the next unused integers."""
+        """The seeds in the order looks take them: the study's, then on from its largest."""
         cap = self.analysis.decide.looks[-1] if self.analysis.decide else len(self.seeds)
-        schedule, taken, candidate = list(self.seeds), set(self.seeds), max(self.seeds) + 1
-        while len(schedule) < cap:
-            if candidate not in taken:
-                schedule.append(candidate)
-            candidate += 1
-        return schedule
+        start = max(self.seeds) + 1
+        return [*self.seeds, *range(start, start + max(cap - len(self.seeds), 0))]
 
     def method_config_class(self) -> type[MethodConfig]:
         return get_method(self.method).config_class
