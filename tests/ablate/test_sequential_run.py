@@ -88,17 +88,18 @@ def test_a_study_runs_look_by_look_to_the_verdict_the_rule_predicts(
     printed = f"ablated: {_words(row.verdict, delta, used)} (look {row.look}, {used} seeds)"
     assert printed in done.stdout, done.stdout[-2000:]
 
-    status = _ablate("status", str(path), cwd=tmp_path)
-    assert f"sequential rule: look {row.look} of 3 analysed" in status.stdout
-    assert f"ablated: {row.verdict} at look {row.look} ({used} seeds)" in status.stdout
+    if name == "seq_near":  # the status, and a run of the finished study (one Ray start each)
+        status = _ablate("status", str(path), cwd=tmp_path)
+        assert f"sequential rule: look {row.look} of 3 analysed" in status.stdout
+        assert f"ablated: {row.verdict} at look {row.look} ({used} seeds)" in status.stdout
 
-    # run again: every look is found finished, nothing trains, the same verdict comes back
-    again = _ablate("run", str(path), cwd=tmp_path)
-    assert again.returncode == 0
-    assert "nothing to train" in again.stdout and printed in again.stdout
-    assert len(load_mlflow(f"sqlite:///{tmp_path}/mlflow.db", [name], best_epoch=False)) == len(
-        runs
-    )
+        # run again: every look is found finished, nothing trains, the same verdict comes back
+        again = _ablate("run", str(path), cwd=tmp_path)
+        assert again.returncode == 0
+        assert "nothing to train" in again.stdout and printed in again.stdout
+        assert len(load_mlflow(f"sqlite:///{tmp_path}/mlflow.db", [name], best_epoch=False)) == len(
+            runs
+        )
 
     if name == "seq_none":  # the same rule offline, on the runs: the same stop and verdict
         replay = _ablate(
