@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -297,7 +297,6 @@ class SequentialDecision:
     final: bool  # the last analysed look spent all of α (the cap)
     higher_is_better: bool = True
     spending: str = SPENDING
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def open_rows(self) -> tuple[str, ...]:
@@ -312,7 +311,10 @@ class SequentialDecision:
         return self.looks[self.analysed]
 
     def seeds_saved(self) -> int:
-        """Trials not run against every row and the control run to the cap."""
+        """Trials not run against every row and the control run to the cap.
+
+        While rows are open: so far.
+        """
         cap = self.looks[-1]
         used = [r.stopped.pairs for r in self.rows]
         return sum(cap - n for n in used) + cap - max(used, default=cap)
