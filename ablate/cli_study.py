@@ -84,11 +84,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for line in look_plan_lines(study, hours):
         print(line)
     if args.pilot:
-        _print_pilot_power(study, args)
+        _print_pilot_power(study, args, hours)
     return 0
 
 
-def _print_pilot_power(study: Any, args: argparse.Namespace) -> None:
+def _print_pilot_power(study: Any, args: argparse.Namespace, hours: float | None = None) -> None:
     """What the study's seeds can detect, from the seed spread of a pilot experiment."""
     from ablate.study import absolute_uri
     from analysis.loading import load_mlflow
@@ -113,7 +113,7 @@ def _print_pilot_power(study: Any, args: argparse.Namespace) -> None:
         for row in pilot.rows:
             if row.sd_difference is not None and row.n >= 3:
                 spreads.setdefault(row.dataset, {})[row.other.split(":", 1)[-1]] = row.sd_difference
-        for line in expected_lines(question, spreads):
+        for line in expected_lines(question, spreads, hours):
             print(line)
 
 

@@ -205,7 +205,9 @@ def _deltas_text(question: Question) -> str:
     return ", ".join(f"{r} ±{question.delta_of(r):g}" for r in question.rows)
 
 
-def expected_lines(question: Question, spreads: dict[str, dict[str, float]]) -> list[str]:
+def expected_lines(
+    question: Question, spreads: dict[str, dict[str, float]], hours_per_trial: float | None = None
+) -> list[str]:
     """``ablate plan --pilot``: the seeds the rule is expected to take, from a pilot's spread.
 
     ``spreads``: per data set, each row's sd of paired differences. Two scenarios by
@@ -225,7 +227,10 @@ def expected_lines(question: Question, spreads: dict[str, dict[str, float]]) -> 
             per_row, control = expected_seeds(question.looks, question.alpha, deltas, sds, effects)
             trials = sum(per_row) + control
             seeds = ", ".join(f"{r} {n:.1f}" for r, n in zip(rows, per_row, strict=True))
-            parts.append(f"{name}: {trials:.0f} trials ({seeds}, control {control:.1f} seeds)")
+            hours = f", {trials * hours_per_trial:.2f} device-hours" if hours_per_trial else ""
+            parts.append(
+                f"{name}: {trials:.0f} trials{hours} ({seeds}, control {control:.1f} seeds)"
+            )
         worst = (len(rows) + 1) * question.looks[-1]
         lines.append(
             f"sequential rule on {dataset}, expected from the pilot's spread ("

@@ -85,3 +85,17 @@ def test_options_changed_after_a_look_are_refused_by_name(make_study, tmp_path: 
         "changed since look 1 was analysed (delta {'no_a': 0.05, 'no_b': 0.02} -> 0.1)" in message
     )
     assert "--restart" in message and ": analysis.decide: " in message
+
+
+def test_expected_trials_follow_the_pilot_spread(make_study) -> None:
+    from ablate.looks import expected_lines
+
+    _, study = _study(make_study)
+    question = question_of(study)
+    assert question is not None
+    (tight,) = expected_lines(question, {"synthetic": {"no_a": 1e-4, "no_b": 1e-4}}, 0.5)
+    # both rows within ±δ at the first look: 4 seeds each and the control's 4
+    assert "no effect: 12 trials, 6.00 device-hours (no_a 4.0, no_b 4.0, control 4.0" in tight
+    (wide,) = expected_lines(question, {"synthetic": {"no_a": 10.0, "no_b": 10.0}})
+    assert "no effect: 30 trials (no_a 10.0, no_b 10.0, control 10.0" in wide  # the cap
+    assert wide.endswith("at worst 30 trials of the family")
