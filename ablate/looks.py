@@ -21,6 +21,8 @@ from analysis.sequential import SequentialDecision
 from trainables.regular_files import read_regular
 
 STATE_FILE = "looks.json"
+#: How ``status`` words a verdict (a row still taking seeds is "open", as the run prints it).
+_WORDS = {"continue": "open", "within": "within ±δ"}
 
 
 def question_of(study: Study) -> Question | None:
@@ -156,7 +158,8 @@ def state_lines(study: Study) -> list[str]:
     for dataset, d in state["datasets"].items():
         for row, r in d["rows"].items():
             lines.append(
-                f"  {dataset} {row}: {r['verdict']} at look {r['look']} ({r['seeds']} seeds), "
+                f"  {dataset} {row}: {_WORDS.get(r['verdict'], r['verdict'])} at look {r['look']} "
+                f"({r['seeds']} seeds), "
                 f"Δ {r['mean']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
             )
         if d["next_look"]:

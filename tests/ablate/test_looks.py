@@ -75,7 +75,7 @@ def test_options_changed_after_a_look_are_refused_by_name(make_study, tmp_path: 
     check_declared(study, str(path))  # unchanged: accepted
     lines = state_lines(study)
     assert lines[0] == "sequential rule: look 1 of 3 analysed (looks at [4, 6, 10])"
-    assert any("cc:no_a: continue at look 1 (4 seeds)" in line for line in lines)
+    assert any("cc:no_a: open at look 1 (4 seeds)" in line for line in lines)
 
     _, edited = _study(make_study, delta=0.1)
     with pytest.raises(StudyFileError) as caught:
