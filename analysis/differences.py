@@ -115,22 +115,6 @@ def bootstrap_interval(
         if np.isfinite(low) and np.isfinite(high):
             return float(low), float(high), method
     return None, None, None
-    if np.all(d == d[0]):
-        return float(d[0]), float(d[0]), "degenerate (no spread)"
-    for method in ("BCa", "percentile"):
-        with np.errstate(all="ignore"):
-            result = stats.bootstrap(
-                (d,),
-                np.mean,
-                confidence_level=level,
-                n_resamples=BOOTSTRAP_RESAMPLES,
-                method=method,
-                random_state=np.random.default_rng(seed),
-            )
-        low, high = result.confidence_interval
-        if np.isfinite(low) and np.isfinite(high):
-            return float(low), float(high), method
-    return None, None, None
 
 
 def rope_probabilities(other: np.ndarray, control: np.ndarray, rope: float, seed: int,

@@ -13,9 +13,6 @@ from dataclasses import asdict
 from analysis.decisions import Question
 from analysis.sequential import RowDecision, SequentialDecision
 
-#: The table marks of each verdict (the notation the report's note explains).
-MARKS = {"better": "▲", "worse": "▼", "within": "=", "undecided": "?", "continue": "…"}
-
 
 def verdict_words(row: RowDecision) -> str:
     """``better``, ``worse``, ``within ±δ``, ``undecided at n seeds`` or ``open``."""

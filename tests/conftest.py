@@ -164,11 +164,14 @@ def start_ablate(*args: str, cwd: Path, under: tuple[str, ...] = ()) -> subproce
     )
 
 
-def run_ablate(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`ablate ARGS` to its end, stdout and stderr apart."""
+def run_ablate(
+    *args: str, cwd: Path, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`ablate ARGS` to its end, stdout and stderr apart (``env``: its environment)."""
     return subprocess.run(
         [sys.executable, "-m", "ablate.cli", *args],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

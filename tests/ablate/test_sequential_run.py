@@ -18,6 +18,7 @@ import yaml
 
 from analysis.decisions import Question, decide_runs
 from analysis.loading import load_mlflow
+from tests.conftest import run_ablate
 
 pytestmark = pytest.mark.e2e
 
@@ -50,20 +51,17 @@ def _write(folder: Path, name: str, effect: float, noise: float, delta: float) -
     return path
 
 
-def _ablate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
+def _env() -> dict[str, str]:
+    """The driver's environment: the test-only method registered, in every Ray worker too."""
+    return {
         **os.environ,
         "ABLATE_METHOD_MODULES": "tests.sequential_method",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "ablate.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+
+
+def _ablate(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return run_ablate(*args, cwd=cwd, timeout=600, env=_env())
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -140,11 +138,7 @@ def test_a_driver_stopped_in_a_later_look_goes_on_at_that_look(tmp_path: Path) -
 
     effect, noise, delta, expected = SCENARIOS["seq_near"]
     path = _write(tmp_path, "seq_near", effect, noise, delta)
-    env = {
-        **os.environ,
-        "ABLATE_METHOD_MODULES": "tests.sequential_method",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = _env()
     driver = subprocess.Popen(
         [sys.executable, "-m", "ablate.cli", "run", str(path)],
         cwd=tmp_path,
